@@ -1,0 +1,86 @@
+"""Chart stage: when a metric's points change, every chart showing it is rebuilt.
+
+For each dashboard metric of an updated metric, the stage reads the series at the bucket
+that fits the chart's date range, runs the dashboard metric's ChartTransformer in the
+sandbox, validates the result as a ``ChartConfig`` and publishes it on the compacted
+``chart-configs`` topic keyed by dashboard metric id (the newest record per key is the
+chart). Charts whose code is identical are run in one container, but a container never
+mixes organisations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from agents.pipeline import Incoming, Send, Stage, dead_letter
+from agents.services import Services
+from schema import catalog
+from schema.models import ChartConfig, ChartTransformer, DashboardMetric
+from schema.points import bucket_for, read_series
+from streams.messages import ChartConfigMessage, MetricUpdated
+
+log = structlog.get_logger(__name__)
+
+Job = tuple[Incoming, DashboardMetric, ChartTransformer, list[dict[str, Any]], dict[str, Any]]
+
+
+class ChartStage(Stage[MetricUpdated]):
+    name = "chart"
+
+    def decode(self, value: bytes) -> MetricUpdated:
+        return MetricUpdated.model_validate_json(value)
+
+    async def handle(self, services: Services, batch: list[tuple[Incoming, MetricUpdated]]) -> list[Send]:
+        trigger = {update.metric_id: message for message, update in batch}
+        jobs: list[Job] = []
+        now = datetime.now(UTC)
+        async with services.db.transaction() as conn:
+            for dm, ct in await catalog.charts_for_metrics(conn, list(trigger)):
+                bucket = bucket_for(dm.date_range_days)
+                since = now - timedelta(days=dm.date_range_days)
+                series = await read_series(conn, dm.metric_id, since, bucket, dm.aggregation)
+                preferences = {
+                    **ct.preferences,
+                    "title": dm.title,
+                    "bucket_seconds": int(bucket.total_seconds()),
+                }
+                jobs.append((trigger[dm.metric_id], dm, ct, series, preferences))
+        groups: dict[tuple[str, str], list[Job]] = defaultdict(list)
+        for job in jobs:
+            code_hash = hashlib.sha256(job[2].code.encode()).hexdigest()
+            groups[(job[1].organization_id, code_hash)].append(job)
+        sends: list[Send] = []
+        for group in groups.values():
+            results = await services.sandbox.run(
+                group[0][2].code, "transform", [(series, prefs) for *_, series, prefs in group]
+            )
+            for (message, dm, ct, _, _), result in zip(group, results, strict=True):
+                sends.append(self._publish(message, dm, ct, result.value, result.error))
+        return sends
+
+    def _publish(
+        self, message: Incoming, dm: DashboardMetric, ct: ChartTransformer, value: Any, error: Any
+    ) -> Send:
+        if error is not None:
+            problem = f"chart {dm.id}: {error.kind}: {error.message}"
+            log.warning("chart.failed", dashboard_metric_id=str(dm.id), error=problem[:300])
+            return dead_letter(self.name, message, problem, dm.metric_id)
+        try:
+            config = ChartConfig.model_validate(value)
+        except ValidationError as exc:
+            return dead_letter(self.name, message, f"chart {dm.id}: not a ChartConfig: {exc}", dm.metric_id)
+        record = ChartConfigMessage(
+            dashboard_metric_id=dm.id,
+            organization_id=dm.organization_id,
+            dashboard_id=dm.dashboard_id,
+            metric_id=dm.metric_id,
+            transformer_version=ct.version,
+            config=config,
+        )
+        return Send("chart-configs", str(dm.id), record)

@@ -1,0 +1,222 @@
+"""Command stage: other services drive metricloom by producing to the commands topic.
+
+Each command gets exactly one answer on ``command-results`` (accepted or rejected, with a
+reason a person can act on); a bad command is also dead-lettered, and stops nothing.
+Commands are idempotent: ids derive from the command id, so a re-delivered command
+changes nothing and answers the same.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from agents.codegen import offline_chart_transformer, offline_metric_transformer
+from agents.pipeline import Incoming, Send, Stage, dead_letter
+from agents.services import Services
+from schema import catalog
+from schema.db import Conn
+from schema.models import DashboardMetric, Metric
+from streams.messages import (
+    COMMAND_ADAPTER,
+    Command,
+    CommandResult,
+    CreateDashboardMetric,
+    CreateMetric,
+    MetricUpdated,
+    PollDue,
+    RefreshMetric,
+)
+from templates import TemplateError, get_template
+
+
+class CommandRejectedError(ValueError):
+    """The command is well-formed but cannot be carried out (unknown template, …)."""
+
+
+class CommandStage(Stage[Command]):
+    name = "commands"
+
+    def decode(self, value: bytes) -> Command:
+        return COMMAND_ADAPTER.validate_json(value)
+
+    def rejected(self, message: Incoming, error: Exception) -> list[Send]:
+        envelope = _best_effort_envelope(message.value)
+        result = CommandResult(
+            command_id=envelope.get("command_id"),
+            organization_id=envelope.get("organization_id"),
+            type=envelope.get("type"),
+            status="rejected",
+            error=describe_validation_error(error),
+        )
+        return [Send("command-results", str(result.command_id or "invalid"), result)]
+
+    async def handle(self, services: Services, batch: list[tuple[Incoming, Command]]) -> list[Send]:
+        sends: list[Send] = []
+        for message, command in batch:
+            try:
+                async with services.db.transaction() as conn:
+                    sends += await execute(conn, command)
+            except CommandRejectedError as exc:
+                result = CommandResult(
+                    command_id=command.command_id,
+                    organization_id=command.organization_id,
+                    type=command.type,
+                    status="rejected",
+                    error=str(exc),
+                )
+                sends.append(Send("command-results", str(command.command_id), result))
+                sends.append(dead_letter(self.name, message, exc))
+        return sends
+
+
+async def execute(conn: Conn, command: Command) -> list[Send]:
+    """Carry out one command in the caller's transaction; raise CommandRejectedError."""
+    if isinstance(command, CreateMetric):
+        return await _create_metric(conn, command)
+    if isinstance(command, CreateDashboardMetric):
+        return await _create_dashboard_metric(conn, command)
+    return await _refresh_metric(conn, command)
+
+
+async def _create_metric(conn: Conn, command: CreateMetric) -> list[Send]:
+    try:
+        template = get_template(command.template_id)
+    except TemplateError as exc:
+        raise CommandRejectedError(str(exc)) from exc
+    missing = [p for p in template.params if not command.params.get(p, "").strip()]
+    if missing:
+        raise CommandRejectedError(
+            f"template {template.id!r} needs parameter(s) {', '.join(missing)}"
+        )
+    unknown = sorted(set(command.params) - set(template.params))
+    if unknown:
+        raise CommandRejectedError(
+            f"template {template.id!r} takes no parameter(s) {', '.join(unknown)};"
+            f" it takes {', '.join(template.params)}"
+        )
+    frequency = command.poll_frequency or template.default_poll_frequency
+    now = datetime.now(UTC)
+    interval = frequency.interval
+    metric = Metric(
+        id=command.resolved_metric_id(),
+        organization_id=command.organization_id,
+        template_id=template.id,
+        params=command.params,
+        poll_frequency=frequency,
+        next_poll_at=now + interval if interval else None,
+    )
+    inserted = await catalog.insert_metric(conn, metric)
+    if not inserted:
+        existing = await catalog.get_metric(conn, metric.id, command.organization_id)
+        if existing is None or existing.template_id != template.id:
+            raise CommandRejectedError(f"metric id {metric.id} is taken")
+    if await catalog.get_metric_transformer(conn, template.id) is None:
+        await catalog.insert_metric_transformer(conn, offline_metric_transformer(template))
+    result = CommandResult(
+        command_id=command.command_id,
+        organization_id=command.organization_id,
+        type=command.type,
+        status="accepted",
+        metric_id=metric.id,
+    )
+    tick = PollDue(metric_id=metric.id, due_at=now, reason="created")
+    return [
+        Send("command-results", str(command.command_id), result),
+        Send("poll-due", str(metric.id), tick),
+    ]
+
+
+async def _create_dashboard_metric(conn: Conn, command: CreateDashboardMetric) -> list[Send]:
+    metric = await catalog.get_metric(conn, command.metric_id, command.organization_id)
+    if metric is None:
+        raise CommandRejectedError(
+            f"organisation {command.organization_id!r} has no metric {command.metric_id}"
+        )
+    template = get_template(metric.template_id)
+    dm = DashboardMetric(
+        id=command.resolved_dashboard_metric_id(),
+        organization_id=command.organization_id,
+        dashboard_id=command.dashboard_id,
+        metric_id=metric.id,
+        title=command.title
+        or f"{template.name} ({'/'.join(metric.params.get(p, '') for p in template.params)})",
+        chart_type=command.chart_type or template.default_chart_type,
+        date_range_days=command.date_range_days,
+        aggregation=command.aggregation,
+    )
+    await catalog.insert_dashboard_metric(conn, dm)
+    await catalog.insert_chart_transformer(conn, offline_chart_transformer(dm))
+    result = CommandResult(
+        command_id=command.command_id,
+        organization_id=command.organization_id,
+        type=command.type,
+        status="accepted",
+        metric_id=metric.id,
+        dashboard_metric_id=dm.id,
+    )
+    # Draw the first chart from whatever data the metric already has.
+    nudge = MetricUpdated(
+        metric_id=metric.id,
+        organization_id=metric.organization_id,
+        points_written=0,
+        first_ts=None,
+        last_ts=None,
+    )
+    return [
+        Send("command-results", str(command.command_id), result),
+        Send("metric-updated", str(metric.id), nudge),
+    ]
+
+
+async def _refresh_metric(conn: Conn, command: RefreshMetric) -> list[Send]:
+    metric = await catalog.get_metric(conn, command.metric_id, command.organization_id)
+    if metric is None:
+        raise CommandRejectedError(
+            f"organisation {command.organization_id!r} has no metric {command.metric_id}"
+        )
+    result = CommandResult(
+        command_id=command.command_id,
+        organization_id=command.organization_id,
+        type=command.type,
+        status="accepted",
+        metric_id=metric.id,
+    )
+    tick = PollDue(metric_id=metric.id, due_at=datetime.now(UTC), reason="refresh")
+    return [
+        Send("command-results", str(command.command_id), result),
+        Send("poll-due", str(metric.id), tick),
+    ]
+
+
+def _best_effort_envelope(value: bytes) -> dict[str, Any]:
+    """The ids of a command that failed validation, when they can be read at all."""
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key in ("command_id", "organization_id", "type"):
+        if isinstance(doc.get(key), str):
+            out[key] = doc[key]
+    try:
+        CommandResult(command_id=out.get("command_id"), status="rejected")
+    except ValidationError:
+        out.pop("command_id", None)
+    return out
+
+
+def describe_validation_error(error: Exception) -> str:
+    """A one-paragraph, actionable description of why a command is malformed."""
+    if isinstance(error, ValidationError):
+        problems = []
+        for item in error.errors(include_url=False)[:5]:
+            where = ".".join(str(p) for p in item["loc"]) or "message"
+            problems.append(f"{where}: {item['msg']}")
+        return "malformed command: " + "; ".join(problems)
+    return f"malformed command: {error}"

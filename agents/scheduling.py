@@ -1,0 +1,47 @@
+"""Scheduler stage: a leader-only Faust timer turns due metrics into poll-due ticks.
+
+The claim is the database's (``schema.catalog.CLAIM_DUE``: ``FOR UPDATE SKIP LOCKED``,
+next poll computed from the due time). The ticks are produced and acknowledged by the
+broker *before* the claiming transaction commits, so a tick that fails to reach Kafka
+leaves the metric due for the next run instead of losing the period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import structlog
+
+from agents.pipeline import Send
+from agents.services import Services
+from schema import catalog
+from schema.db import Conn
+from streams.messages import PollDue
+
+log = structlog.get_logger(__name__)
+
+
+async def due_ticks(conn: Conn, now: datetime, limit: int) -> list[Send]:
+    """Claim up to ``limit`` due metrics in the caller's transaction; one tick each."""
+    claimed = await catalog.claim_due_metrics(conn, now, limit)
+    return [
+        Send("poll-due", str(metric_id), PollDue(metric_id=metric_id, due_at=due_at))
+        for metric_id, due_at in claimed
+    ]
+
+
+async def run_once(services: Services, send: Callable[[list[Send]], Awaitable[None]]) -> int:
+    """One scheduler pass: claim, produce, then commit. Returns the number of ticks."""
+    total = 0
+    while True:
+        async with services.db.transaction() as conn:
+            ticks = await due_ticks(conn, datetime.now(UTC), services.settings.scheduler_batch)
+            if ticks:
+                await send(ticks)
+        total += len(ticks)
+        if len(ticks) < services.settings.scheduler_batch:
+            break
+    if total:
+        log.info("scheduler.ticks", count=total)
+    return total

@@ -1,0 +1,40 @@
+"""What the stages share in one worker process: settings, the pool, the sandbox, HTTP.
+
+Opened lazily by the first stage that needs it and closed when the worker stops, so the
+stage functions can be driven in tests with a real database and no Faust at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from sandbox.executor import SandboxExecutor
+from schema.db import Database
+from streams.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    sandbox: SandboxExecutor
+    http: httpx.AsyncClient
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        return cls(
+            settings=settings,
+            db=Database(settings.database_url.get_secret_value(), max_size=settings.db_pool_size),
+            sandbox=SandboxExecutor(settings.sandbox),
+            http=httpx.AsyncClient(
+                timeout=httpx.Timeout(settings.fetch_timeout_s, connect=5.0),
+                follow_redirects=True,
+                headers={"User-Agent": "metricloom/0.1"},
+            ),
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.db.close()

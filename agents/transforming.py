@@ -1,0 +1,133 @@
+"""Transform stage: raw payloads become points, by the template's MetricTransformer.
+
+Payloads are grouped by template, and each group runs in ONE sandbox container (start-up
+is paid once per batch). A batch may mix organisations: the code is the template's,
+shared by all of them, and the sandbox runs every input in a fresh process with nothing
+writable, so no input can see another's data. Every result is validated as a list of
+``DataPoint`` before it goes anywhere; a failure is recorded on that metric and
+dead-lettered, and the other payloads of the batch go on.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import structlog
+from pydantic import TypeAdapter, ValidationError
+
+from agents.pipeline import Incoming, Send, Stage, dead_letter
+from agents.services import Services
+from sandbox.executor import SandboxResult
+from schema import catalog
+from schema.models import DataPoint, MetricTransformer
+from streams.messages import PointsBatch, RawPayload
+from templates import get_template
+
+log = structlog.get_logger(__name__)
+
+POINTS = TypeAdapter(list[DataPoint])
+MAX_POINTS_PER_PAYLOAD = 100_000
+
+
+class TransformError(ValueError):
+    """A transformer's output for one payload is unusable."""
+
+
+def endpoint_config(raw: RawPayload, params: dict[str, str]) -> dict[str, Any]:
+    """What a MetricTransformer is told about the call besides the body: no secrets."""
+    return {
+        "template_id": raw.template_id,
+        "endpoint": raw.endpoint,
+        "params": params,
+        "fetched_at": raw.fetched_at.isoformat(),
+    }
+
+
+def points_from(result: SandboxResult) -> list[DataPoint]:
+    """Validate one sandbox result as points; TransformError says what is wrong."""
+    if result.error is not None:
+        raise TransformError(f"{result.error.kind}: {result.error.message}")
+    if not isinstance(result.value, list):
+        raise TransformError(f"transform returned {type(result.value).__name__}, not a list")
+    if len(result.value) > MAX_POINTS_PER_PAYLOAD:
+        raise TransformError(f"transform returned {len(result.value)} points (cap {MAX_POINTS_PER_PAYLOAD})")
+    try:
+        return POINTS.validate_python(result.value)
+    except ValidationError as exc:
+        raise TransformError(f"output is not a list of DataPoint: {exc}") from exc
+
+
+class TransformStage(Stage[RawPayload]):
+    name = "transform"
+
+    def decode(self, value: bytes) -> RawPayload:
+        return RawPayload.model_validate_json(value)
+
+    async def handle(self, services: Services, batch: list[tuple[Incoming, RawPayload]]) -> list[Send]:
+        groups: dict[str, list[tuple[Incoming, RawPayload]]] = defaultdict(list)
+        for item in batch:
+            groups[item[1].template_id].append(item)
+        sends: list[Send] = []
+        for template_id, items in groups.items():
+            sends += await self._run_group(services, template_id, items)
+        return sends
+
+    async def _run_group(
+        self, services: Services, template_id: str, items: list[tuple[Incoming, RawPayload]]
+    ) -> list[Send]:
+        async with services.db.transaction() as conn:
+            transformer = await catalog.get_metric_transformer(conn, template_id)
+            params = {}
+            for _, raw in items:
+                metric = await catalog.get_metric(conn, raw.metric_id)
+                params[raw.metric_id] = metric.params if metric else {}
+        if transformer is None or transformer.status != "active":
+            error = f"template {template_id!r} has no active transformer"
+            return await self._fail_all(services, items, error)
+        inputs = [(raw.payload, endpoint_config(raw, params[raw.metric_id])) for _, raw in items]
+        results = await services.sandbox.run(transformer.code, "transform", inputs)
+        return await self._collect(services, transformer, items, results)
+
+    async def _collect(
+        self,
+        services: Services,
+        transformer: MetricTransformer,
+        items: list[tuple[Incoming, RawPayload]],
+        results: list[SandboxResult],
+    ) -> list[Send]:
+        sends: list[Send] = []
+        failures: list[tuple[Incoming, RawPayload, str]] = []
+        for (message, raw), result in zip(items, results, strict=True):
+            try:
+                points = points_from(result)
+            except TransformError as exc:
+                failures.append((message, raw, str(exc)))
+                continue
+            batch = PointsBatch(
+                metric_id=raw.metric_id,
+                organization_id=raw.organization_id,
+                template_id=raw.template_id,
+                transformer_version=transformer.version,
+                fetched_at=raw.fetched_at,
+                replace=not get_template(raw.template_id).is_time_series,
+                points=points,
+            )
+            sends.append(Send("points", str(raw.metric_id), batch))
+        if failures:
+            async with services.db.transaction() as conn:
+                for message, raw, error in failures:
+                    log.warning("transform.failed", metric_id=str(raw.metric_id), error=error[:300])
+                    await catalog.record_metric_error(conn, raw.metric_id, self.name, error)
+                    sends.append(dead_letter(self.name, message, error, raw.metric_id))
+        return sends
+
+    async def _fail_all(
+        self, services: Services, items: list[tuple[Incoming, RawPayload]], error: str
+    ) -> list[Send]:
+        sends = []
+        async with services.db.transaction() as conn:
+            for message, raw in items:
+                await catalog.record_metric_error(conn, raw.metric_id, self.name, error)
+                sends.append(dead_letter(self.name, message, error, raw.metric_id))
+        return sends

@@ -1,0 +1,42 @@
+"""Writer stage: point batches go into the hypertable, one transaction per batch.
+
+The Faust agent acknowledges the consumed messages only after :meth:`WriteStage.handle`
+returns, i.e. after the transaction committed: offsets move only once the points are in
+the database. The upsert makes a re-delivered batch change nothing.
+"""
+
+from __future__ import annotations
+
+from agents.pipeline import Incoming, Send, Stage
+from agents.services import Services
+from schema.points import MetricPoints, write_points
+from streams.messages import MetricUpdated, PointsBatch
+
+
+class WriteStage(Stage[PointsBatch]):
+    name = "write"
+
+    def decode(self, value: bytes) -> PointsBatch:
+        return PointsBatch.model_validate_json(value)
+
+    async def handle(self, services: Services, batch: list[tuple[Incoming, PointsBatch]]) -> list[Send]:
+        organizations = {points.metric_id: points.organization_id for _, points in batch}
+        async with services.db.transaction() as conn:
+            summaries = await write_points(
+                conn,
+                [MetricPoints(p.metric_id, list(p.points), p.replace) for _, p in batch],
+            )
+        return [
+            Send(
+                "metric-updated",
+                str(s.metric_id),
+                MetricUpdated(
+                    metric_id=s.metric_id,
+                    organization_id=organizations[s.metric_id],
+                    points_written=s.points,
+                    first_ts=s.first_ts,
+                    last_ts=s.last_ts,
+                ),
+            )
+            for s in summaries
+        ]

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Builds the images the local cluster and the sandbox run, with no container registry:
+#   metricloom/rootfs-bookworm  Debian bookworm minbase + python3        (docker import)
+#   metricloom/rootfs-jre       Debian bookworm minbase + Java 17 JRE     (docker import)
+#   metricloom/rootfs-trixie-pg Debian trixie minbase + PostgreSQL 17 + TimescaleDB (import)
+#   metricloom/sandbox          the untrusted-code image (harness, non-root user)
+#   metricloom/kafka            Apache Kafka (jars from Maven Central), KRaft mode
+#   metricloom/timescaledb      PostgreSQL 17 + timescaledb, initialised on first start
+#   metricloom/app              the metricloom worker, CLI and demo API
+#
+# Each image carries a label with the hash of its inputs; an image whose label matches is
+# kept, so a second run costs seconds and a changed harness or Dockerfile is rebuilt.
+# Usage: images/build.sh [image ...]   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export DOCKER_BUILDKIT=0   # the classic builder needs no buildx plugin and no registry
+log() { printf '[images] %s\n' "$*" >&2; }
+
+MIRROR=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+PATH_ENV='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+current() { docker image inspect --format '{{ index .Config.Labels "metricloom.inputs" }}' "$1" 2>/dev/null || true; }
+
+rootfs() {  # rootfs NAME SUITE PACKAGES
+  local name=$1 suite=$2 pkgs=$3 h dir
+  h=$(printf '%s %s v1' "$suite" "$pkgs" | sha256sum | cut -c1-16)
+  if [ "$(current "$name")" = "$h" ]; then return; fi
+  log "debootstrap $suite ($pkgs) -> $name"
+  dir=$(mktemp -d)
+  debootstrap --variant=minbase --include="$pkgs" "$suite" "$dir" "$MIRROR" >/tmp/metricloom-debootstrap-"$suite".log 2>&1 \
+    || { log "debootstrap failed, see /tmp/metricloom-debootstrap-$suite.log"; rm -rf "$dir"; exit 1; }
+  rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
+  tar -C "$dir" -c . | docker import -c "$PATH_ENV" -c "LABEL metricloom.inputs=$h" - "$name" >/dev/null
+  rm -rf "$dir"
+}
+
+build() {  # build NAME CONTEXT DOCKERFILE [extra hashed files...]
+  local name=$1 ctx=$2 df=$3; shift 3
+  local h
+  h=$(hash_of "$df" $(find "$ctx" -type f -not -path '*/__pycache__/*' -not -name '*.pyc' -not -path '*/.jars/*' | sort) "$@" \
+      <(docker image inspect --format '{{.Id}}' "$(awk '/^FROM/ {print $2; exit}' "$df")"))
+  if [ "$(current "$name")" = "$h" ]; then log "$name is current"; return; fi
+  log "building $name"
+  docker build -q --label "metricloom.inputs=$h" -t "$name" -f "$df" "$ctx" >/dev/null
+}
+
+TARGETS=("$@")
+all() { [ ${#TARGETS[@]} -eq 0 ]; }
+is() { all || [[ " ${TARGETS[*]} " == *" $1 "* ]]; }
+
+if is sandbox || is app; then
+  rootfs metricloom/rootfs-bookworm bookworm python3,python3-venv,ca-certificates
+fi
+if is sandbox; then
+  build metricloom/sandbox sandbox sandbox/Dockerfile
+fi
+if is kafka; then
+  rootfs metricloom/rootfs-jre bookworm openjdk-17-jre-headless
+  jars=images/kafka/.jars
+  if [ ! -f "$jars/.complete" ] || [ images/kafka/pom.xml -nt "$jars/.complete" ]; then
+    log "fetching the Kafka broker jars from Maven Central"
+    rm -rf "$jars"
+    (cd images/kafka && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=.jars)
+    touch "$jars/.complete"
+  fi
+  build metricloom/kafka images/kafka images/kafka/Dockerfile
+fi
+if is timescaledb; then
+  rootfs metricloom/rootfs-trixie-pg trixie postgresql-17,postgresql-17-timescaledb
+  build metricloom/timescaledb images/timescaledb images/timescaledb/Dockerfile
+fi
+if is app; then
+  wheels=images/app/.wheels
+  req_hash=$(hash_of pyproject.toml)
+  if [ "$(cat "$wheels/.inputs" 2>/dev/null)" != "$req_hash" ]; then
+    log "building wheels for the app image"
+    rm -rf "$wheels" && mkdir -p "$wheels"
+    python3 -m pip wheel -q --wheel-dir "$wheels" "$ROOT"
+    echo "$req_hash" > "$wheels/.inputs"
+  fi
+  # The project itself changes often: rebuild its own wheel every time (cheap).
+  rm -f "$wheels"/metricloom-*.whl
+  python3 -m pip wheel -q --no-deps --wheel-dir "$wheels" "$ROOT"
+  build metricloom/app images/app images/app/Dockerfile
+fi

@@ -1,0 +1,252 @@
+"""The ``metricloom`` command (Typer): the front door for people and scripts.
+
+Commands that change state (``metric create``, ``dashboard add``, ``metric refresh``) go
+through the commands topic like any other producer's, and print the worker's
+CommandResult; they exit 1 when the command is rejected and 2 when no worker answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated, Any
+from uuid import UUID, uuid5
+
+import typer
+
+from schema.exceptions import MetricloomError
+from schema.models import ChartType, PollFrequency
+from streams.messages import (
+    COMMAND_NAMESPACE,
+    CommandBase,
+    CreateDashboardMetric,
+    CreateMetric,
+    RefreshMetric,
+)
+from streams.settings import Settings, get_settings
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="metricloom: metrics pipeline on Kafka and TimescaleDB.",
+)
+metric_app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Create and refresh metrics.")
+dashboard_app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Place metrics on dashboards.")
+charts_app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Follow the published chart configs.")
+topics_app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Kafka topics.")
+demo_app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="The offline demo.")
+app.add_typer(metric_app, name="metric")
+app.add_typer(dashboard_app, name="dashboard")
+app.add_typer(charts_app, name="charts")
+app.add_typer(topics_app, name="topics")
+app.add_typer(demo_app, name="demo")
+
+Org = Annotated[str, typer.Option("--org", help="Organisation id that owns the metric.")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _print(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _run_command(settings: Settings, command: CommandBase, timeout: float) -> dict[str, Any]:
+    from streams.client import CommandTimeoutError, send_command
+
+    try:
+        result = asyncio.run(send_command(settings, command, timeout))
+    except CommandTimeoutError as exc:
+        _fail(f"{exc} (is `metricloom worker` running?)", 2)
+    except MetricloomError as exc:
+        _fail(str(exc), 2)
+    doc = result.model_dump(mode="json")
+    _print(doc)
+    if result.status != "accepted":
+        raise typer.Exit(1)
+    return doc
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: every stage's agent and the scheduler, until SIGTERM."""
+    from streams.worker import run_worker
+
+    run_worker(get_settings())
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (safe to run again)."""
+    from schema.migrate import apply_migrations
+
+    try:
+        applied = apply_migrations(get_settings().database_url.get_secret_value())
+    except MetricloomError as exc:
+        _fail(str(exc))
+    _print({"applied": applied})
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the missing topics with their configuration."""
+    from streams.topics import ensure_topics
+
+    _print({"created": asyncio.run(ensure_topics(get_settings()))})
+
+
+@metric_app.command("create")
+def metric_create(
+    template: Annotated[str, typer.Argument(help="Template id, e.g. github-repo-stars.")],
+    org: Org,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Template parameter NAME=VALUE.")
+    ] = None,
+    frequency: Annotated[PollFrequency | None, typer.Option(help="Polling tier.")] = None,
+    metric_id: Annotated[UUID | None, typer.Option(help="Choose the metric id.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the worker.")] = 60.0,
+) -> None:
+    """Create a metric from a template; its first poll starts at once."""
+    params: dict[str, str] = {}
+    for item in param or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--param {item!r} is not NAME=VALUE")
+        params[name] = value
+    command = CreateMetric(
+        organization_id=org,
+        template_id=template,
+        params=params,
+        poll_frequency=frequency,
+        metric_id=metric_id,
+    )
+    _run_command(get_settings(), command, timeout)
+
+
+@metric_app.command("refresh")
+def metric_refresh(
+    metric_id: UUID, org: Org, timeout: Annotated[float, typer.Option()] = 60.0
+) -> None:
+    """Poll a metric now, whatever its schedule."""
+    _run_command(get_settings(), RefreshMetric(organization_id=org, metric_id=metric_id), timeout)
+
+
+@dashboard_app.command("add")
+def dashboard_add(
+    metric_id: UUID,
+    org: Org,
+    dashboard: Annotated[str, typer.Option(help="Dashboard id.")],
+    chart_type: Annotated[str | None, typer.Option(help="line, bar, area, pie, radar, radial, kpi.")] = None,
+    days: Annotated[int, typer.Option(help="Date range in days.")] = 30,
+    aggregation: Annotated[str, typer.Option(help="sum, avg, min, max, last, count.")] = "last",
+    title: Annotated[str | None, typer.Option()] = None,
+    timeout: Annotated[float, typer.Option()] = 60.0,
+) -> None:
+    """Place a metric on a dashboard; its chart config follows on chart-configs."""
+    command = CreateDashboardMetric.model_validate(
+        {
+            "organization_id": org,
+            "dashboard_id": dashboard,
+            "metric_id": metric_id,
+            "chart_type": chart_type,
+            "date_range_days": days,
+            "aggregation": aggregation,
+            "title": title,
+        }
+    )
+    _run_command(get_settings(), command, timeout)
+
+
+@charts_app.command("tail")
+def charts_tail(
+    from_beginning: Annotated[bool, typer.Option(help="Start from the oldest record.")] = False,
+    count: Annotated[int, typer.Option(help="Stop after this many (0: never).")] = 0,
+    timeout: Annotated[float, typer.Option(help="Stop after this many seconds (0: never).")] = 0,
+) -> None:
+    """Print chart configs as they are published, one JSON object per line."""
+    from streams.client import follow
+
+    async def run() -> int:
+        seen = 0
+        async for key, value in follow(get_settings(), "chart-configs", from_beginning):
+            _print({"key": key, "value": value})
+            seen += 1
+            if count and seen >= count:
+                break
+        return seen
+
+    async def bounded() -> int:
+        if timeout:
+            try:
+                async with asyncio.timeout(timeout):
+                    return await run()
+            except TimeoutError:
+                return 0
+        return await run()
+
+    try:
+        asyncio.run(bounded())
+    except MetricloomError as exc:
+        _fail(str(exc), 2)
+
+
+@app.command("demo-api")
+def demo_api(host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve the demo API (GitHub, YouTube, PostHog, Sheets shapes) for offline runs."""
+    from demo_api.server import serve
+
+    serve(host, port)
+
+
+DEMO_REPOS = [("metricloom", "metricloom"), ("octocat", "hello-world"), ("apache", "kafka")]
+
+
+@demo_app.command("seed")
+def demo_seed(
+    org: Annotated[str, typer.Option("--org")] = "demo",
+    timeout: Annotated[float, typer.Option()] = 120.0,
+) -> None:
+    """Register the demo metrics and their dashboard charts (idempotent)."""
+    settings = get_settings()
+    charts: list[ChartType] = ["line", "area", "kpi"]
+    for (owner, repo), chart in zip(DEMO_REPOS, charts, strict=True):
+        name = f"demo:{org}:{owner}/{repo}"
+        create = CreateMetric(
+            command_id=uuid5(COMMAND_NAMESPACE, name),
+            organization_id=org,
+            template_id="github-repo-stars",
+            params={"OWNER": owner, "REPO": repo},
+        )
+        doc = _run_command(settings, create, timeout)
+        place = CreateDashboardMetric(
+            command_id=uuid5(COMMAND_NAMESPACE, f"{name}:chart"),
+            organization_id=org,
+            dashboard_id="demo",
+            metric_id=UUID(doc["metric_id"]),
+            chart_type=chart,
+            date_range_days=30,
+        )
+        _run_command(settings, place, timeout)
+
+
+if __name__ == "__main__":
+    app()

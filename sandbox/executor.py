@@ -1,0 +1,388 @@
+"""Runs one transformer's code over a batch of inputs in one throwaway Docker container.
+
+The contract, as the transform and chart stages see it:
+
+* ``run_batch(code, entry, inputs)`` returns one :class:`SandboxResult` per input, in order.
+  A failure of the *code* (syntax error, exception, timeout, memory, output too large,
+  output not serialisable, a crash of the harness) is data in that input's result; the
+  other inputs' results are kept. A failure of the *infrastructure* (no engine, no image)
+  raises :class:`~sandbox.exceptions.SandboxUnavailableError`.
+* The container is created per batch with no network, a read-only root and no writable
+  mount, no capabilities, no-new-privileges, Docker's default seccomp profile, pids,
+  memory and CPU limits, no mounts and an empty environment, and is always removed
+  (``auto_remove`` covers a worker that dies mid-batch; :func:`sweep_stale` removes any
+  stray left past its deadline).
+* Code and inputs go in over the attach stream's stdin; results come back as the harness's
+  frames on stdout (see ``sandbox/harness.py``), which the code cannot forge.
+
+If the harness dies in the middle of a batch (a hostile input may manage that), the input
+it was running gets a ``crashed`` error and the inputs after it run in a fresh container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+import docker
+import docker.errors
+import requests.exceptions
+import structlog
+from pydantic import BaseModel
+
+from sandbox.exceptions import SandboxUnavailableError
+from streams.settings import SandboxLimits
+
+log = structlog.get_logger(__name__)
+
+LABEL = "metricloom.sandbox"
+DEADLINE_LABEL = "metricloom.sandbox.deadline"
+STDOUT, STDERR = 1, 2
+PRINT_KEEP = 4096
+
+ErrorKind = Literal[
+    "syntax_error",
+    "load",
+    "missing_entry",
+    "exception",
+    "timeout",
+    "memory",
+    "output_too_large",
+    "not_serialisable",
+    "malformed_output",
+    "killed",
+    "crashed",
+    "batch_timeout",
+    "input_not_serialisable",
+    "harness",
+]
+
+
+class SandboxError(BaseModel, frozen=True):
+    """Why one input produced no value; ``kind`` is stable, ``message`` is for people."""
+
+    kind: ErrorKind
+    message: str
+    traceback: str | None = None
+
+
+class SandboxResult(BaseModel, frozen=True):
+    """The outcome of one input: a JSON value, or an error. ``prints`` is the start of
+    what the code printed, kept for debugging generated code."""
+
+    value: Any = None
+    error: SandboxError | None = None
+    prints: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _json_default(obj: object) -> str:
+    if isinstance(obj, datetime | date):
+        return obj.isoformat()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+@dataclass
+class _FrameParser:
+    """Splits the harness's stdout into frames and collects them per input index."""
+
+    buffer: bytearray = field(default_factory=bytearray)
+    pending_payload: tuple[int, str, int] | None = None
+    started: list[int] = field(default_factory=list)
+    ended: dict[int, tuple[str, str]] = field(default_factory=dict)
+    result: dict[int, bytearray] = field(default_factory=dict)
+    prints: dict[int, bytearray] = field(default_factory=dict)
+    done: bool = False
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            if self.pending_payload is not None:
+                index, channel, size = self.pending_payload
+                if len(self.buffer) < size:
+                    return
+                chunk = bytes(self.buffer[:size])
+                del self.buffer[:size]
+                self.pending_payload = None
+                if channel == "result":
+                    self.result.setdefault(index, bytearray()).extend(chunk)
+                else:
+                    kept = self.prints.setdefault(index, bytearray())
+                    kept.extend(chunk[: max(0, PRINT_KEEP - len(kept))])
+                continue
+            newline = self.buffer.find(b"\n")
+            if newline < 0:
+                return
+            frame = json.loads(self.buffer[:newline])
+            del self.buffer[: newline + 1]
+            if "ch" in frame:
+                self.pending_payload = (int(frame["i"]), str(frame["ch"]), int(frame["n"]))
+            elif frame.get("ev") == "start":
+                self.started.append(int(frame["i"]))
+            elif frame.get("ev") == "end":
+                self.ended[int(frame["i"])] = (str(frame["status"]), str(frame.get("detail", "")))
+            elif frame.get("ev") == "done":
+                self.done = True
+
+
+class SandboxExecutor:
+    """Runs transformer code in throwaway containers; thread-safe, one instance per worker."""
+
+    def __init__(self, limits: SandboxLimits, client: docker.DockerClient | None = None) -> None:
+        self.limits = limits
+        self._client = client
+        self._semaphore = asyncio.Semaphore(limits.max_concurrent)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = docker.from_env(timeout=int(self.limits.connect_timeout_s))
+            except docker.errors.DockerException as exc:
+                raise SandboxUnavailableError(f"cannot reach the Docker engine: {exc}") from exc
+        return self._client
+
+    async def run(self, code: str, entry: str, inputs: Sequence[Sequence[Any]]) -> list[SandboxResult]:
+        """Async front door: runs :meth:`run_batch` in a thread, at most
+        ``limits.max_concurrent`` containers at a time per worker."""
+        async with self._semaphore:
+            return await asyncio.to_thread(self.run_batch, code, entry, inputs)
+
+    def run_batch(self, code: str, entry: str, inputs: Sequence[Sequence[Any]]) -> list[SandboxResult]:
+        """Run ``entry(*args)`` from ``code`` once per element of ``inputs``."""
+        results: dict[int, SandboxResult] = {}
+        encoded: dict[int, bytes] = {}
+        for index, args in enumerate(inputs):
+            try:
+                encoded[index] = json.dumps(
+                    {"args": list(args)}, default=_json_default, allow_nan=False
+                ).encode()
+            except (TypeError, ValueError) as exc:
+                results[index] = SandboxResult(
+                    error=SandboxError(kind="input_not_serialisable", message=str(exc))
+                )
+        pending = [i for i in range(len(inputs)) if i not in results]
+        deadline = time.monotonic() + self.limits.batch_timeout_s
+        while pending:
+            got = self._run_container(code, entry, [(i, encoded[i]) for i in pending], deadline)
+            if not got:
+                raise SandboxUnavailableError("the sandbox container ran no input")
+            results.update(got)
+            pending = [i for i in pending if i not in results]
+        return [results[i] for i in range(len(inputs))]
+
+    def _run_container(
+        self, code: str, entry: str, items: list[tuple[int, bytes]], deadline: float
+    ) -> dict[int, SandboxResult]:
+        limits = self.limits
+        header = json.dumps(
+            {
+                "code": code,
+                "entry": entry,
+                "count": len(items),
+                "limits": {
+                    "input_timeout_s": limits.input_timeout_s,
+                    "input_memory_mb": limits.input_memory_mb,
+                    "output_limit_bytes": limits.output_limit_bytes,
+                    "print_limit_bytes": limits.print_limit_bytes,
+                },
+            }
+        ).encode()
+        parts = [b"%d\n" % len(header), header]
+        for _, data in items:
+            parts += [b"%d\n" % len(data), data]
+        container = self._create_container(deadline)
+        parser = _FrameParser()
+        stderr = bytearray()
+        timed_out = False
+        try:
+            sock = container.attach_socket(
+                params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            raw: socket.socket = sock._sock
+            container.start()
+            writer = threading.Thread(target=_send_all, args=(raw, parts), daemon=True)
+            writer.start()
+            timed_out = _read_frames(raw, parser, stderr, deadline)
+            writer.join(timeout=1)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise SandboxUnavailableError(f"sandbox container failed: {exc}") from exc
+        finally:
+            _remove(container)
+        return self._collect(items, parser, stderr, timed_out)
+
+    def _create_container(self, deadline: float) -> Any:
+        limits = self.limits
+        expires = int(time.time() + (deadline - time.monotonic()) + 30)
+        try:
+            return self.client.containers.create(
+                limits.image,
+                stdin_open=True,
+                network_mode="none",
+                read_only=True,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                pids_limit=limits.pids,
+                mem_limit=f"{limits.memory_mb}m",
+                memswap_limit=f"{limits.memory_mb}m",
+                nano_cpus=int(limits.cpus * 1e9),
+                user="10001:10001",
+                environment={},
+                ipc_mode="none",
+                log_config=docker.types.LogConfig(type="none"),
+                auto_remove=True,
+                name=f"metricloom-sandbox-{uuid.uuid4().hex[:12]}",
+                labels={LABEL: "1", DEADLINE_LABEL: str(expires)},
+            )
+        except docker.errors.ImageNotFound as exc:
+            raise SandboxUnavailableError(
+                f"sandbox image {limits.image!r} is missing: run images/build.sh sandbox"
+            ) from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise SandboxUnavailableError(f"cannot create a sandbox container: {exc}") from exc
+
+    def _collect(
+        self,
+        items: list[tuple[int, bytes]],
+        parser: _FrameParser,
+        stderr: bytearray,
+        timed_out: bool,
+    ) -> dict[int, SandboxResult]:
+        """Map the harness's frames back to the batch's input indexes."""
+        out: dict[int, SandboxResult] = {}
+        for position, (index, _) in enumerate(items):
+            prints = bytes(parser.prints.get(position, b"")).decode("utf-8", "replace")
+            if position in parser.ended:
+                status, detail = parser.ended[position]
+                out[index] = _result_from(status, detail, parser.result.get(position), prints)
+            elif position in parser.started:
+                kind: ErrorKind = "batch_timeout" if timed_out else "crashed"
+                message = (
+                    f"the batch exceeded {self.limits.batch_timeout_s} s"
+                    if timed_out
+                    else "the sandbox died while running this input"
+                )
+                out[index] = SandboxResult(error=SandboxError(kind=kind, message=message), prints=prints)
+            elif timed_out:
+                out[index] = SandboxResult(
+                    error=SandboxError(
+                        kind="batch_timeout",
+                        message=f"not run: the batch exceeded {self.limits.batch_timeout_s} s",
+                    )
+                )
+        if not out and stderr:
+            log.warning("sandbox.no_progress", stderr=bytes(stderr[-2000:]).decode("utf-8", "replace"))
+        return out
+
+
+def _result_from(status: str, detail: str, raw: bytearray | None, prints: str) -> SandboxResult:
+    if status != "ok":
+        kind = status if status in _STATUS_KINDS else "crashed"
+        return SandboxResult(error=SandboxError(kind=kind, message=detail or status), prints=prints)  # type: ignore[arg-type]
+    if not raw:
+        return SandboxResult(
+            error=SandboxError(kind="crashed", message="the code exited without a result"),
+            prints=prints,
+        )
+    try:
+        doc = json.loads(bytes(raw))
+    except ValueError as exc:
+        return SandboxResult(
+            error=SandboxError(kind="malformed_output", message=f"result is not JSON: {exc}"),
+            prints=prints,
+        )
+    if not isinstance(doc, dict) or "ok" not in doc:
+        return SandboxResult(
+            error=SandboxError(kind="malformed_output", message="result has no 'ok' field"),
+            prints=prints,
+        )
+    if doc["ok"] is True:
+        return SandboxResult(value=doc.get("value"), prints=prints)
+    kind = doc.get("kind")
+    return SandboxResult(
+        error=SandboxError(
+            kind=kind if kind in _CHILD_KINDS else "malformed_output",
+            message=str(doc.get("message", ""))[:2000],
+            traceback=str(doc["traceback"])[:8000] if doc.get("traceback") else None,
+        ),
+        prints=prints,
+    )
+
+
+_STATUS_KINDS = {"syntax_error", "timeout", "output_too_large", "killed"}
+_CHILD_KINDS = {"load", "missing_entry", "exception", "memory", "not_serialisable", "harness"}
+
+
+def _send_all(raw: socket.socket, parts: list[bytes]) -> None:
+    """Write the request to the container's stdin, then half-close it (EOF)."""
+    try:
+        for part in parts:
+            raw.sendall(part)
+        raw.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the container is gone; the reader reports what happened
+
+
+def _read_frames(raw: socket.socket, parser: _FrameParser, stderr: bytearray, deadline: float) -> bool:
+    """Read Docker's multiplexed attach stream until EOF; True if the deadline passed."""
+    pending = bytearray()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return True
+        raw.settimeout(remaining)
+        try:
+            chunk = raw.recv(1 << 16)
+        except TimeoutError:
+            return True
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        pending += chunk
+        while len(pending) >= 8:
+            stream, size = struct.unpack(">BxxxL", pending[:8])
+            if len(pending) < 8 + size:
+                break
+            payload = bytes(pending[8 : 8 + size])
+            del pending[: 8 + size]
+            if stream == STDOUT:
+                parser.feed(payload)
+            elif stream == STDERR and len(stderr) < 65536:
+                stderr += payload
+        if parser.done:
+            return False
+
+
+def _remove(container: Any) -> None:
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: auto-remove is already removing it
+            log.warning("sandbox.remove_failed", container=container.name, error=str(exc))
+
+
+def sweep_stale(client: docker.DockerClient, now: float | None = None) -> int:
+    """Remove sandbox containers past their deadline (left by a worker that died)."""
+    now = time.time() if now is None else now
+    removed = 0
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        deadline = int(container.labels.get(DEADLINE_LABEL, "0") or 0)
+        if deadline < now:
+            _remove(container)
+            removed += 1
+    return removed

@@ -1,0 +1,215 @@
+"""Metrics, transformers and dashboard metrics: the rows the stages read and update.
+
+Every query that serves a tenant takes the organisation id and filters by it; the
+pipeline-internal ones (the scheduler's claim, a stage loading a metric named by a
+message it consumed) go by metric id, which Kafka keys carry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from schema.db import Conn
+from schema.models import (
+    ChartTransformer,
+    DashboardMetric,
+    Metric,
+    MetricTransformer,
+    PollFrequency,
+)
+
+# --- metrics -----------------------------------------------------------------------------
+
+INSERT_METRIC = """
+INSERT INTO metrics (id, organization_id, template_id, params, poll_frequency, next_poll_at)
+VALUES (%(id)s, %(organization_id)s, %(template_id)s, %(params)s, %(poll_frequency)s,
+        %(next_poll_at)s)
+ON CONFLICT (id) DO NOTHING
+"""
+
+
+async def insert_metric(conn: Conn, metric: Metric) -> bool:
+    """Insert a metric; False if that id exists already (a re-delivered command)."""
+    cur = await conn.execute(
+        INSERT_METRIC,
+        {
+            "id": metric.id,
+            "organization_id": metric.organization_id,
+            "template_id": metric.template_id,
+            "params": Jsonb(metric.params),
+            "poll_frequency": metric.poll_frequency.value,
+            "next_poll_at": metric.next_poll_at,
+        },
+    )
+    return cur.rowcount == 1
+
+
+METRIC_COLUMNS = """id, organization_id, template_id, params, poll_frequency, next_poll_at,
+    last_fetched_at, last_error, failure_count, status"""
+
+
+async def get_metric(conn: Conn, metric_id: UUID, organization_id: str | None = None) -> Metric | None:
+    """A metric by id; with ``organization_id``, only if that organisation owns it."""
+    query = f"SELECT {METRIC_COLUMNS} FROM metrics WHERE id = %(id)s"
+    if organization_id is not None:
+        query += " AND organization_id = %(org)s"
+    cur = await conn.execute(query, {"id": metric_id, "org": organization_id})
+    row = await cur.fetchone()
+    return Metric.model_validate(row) if row else None
+
+
+CLAIM_DUE = """
+WITH due AS (
+    SELECT id, next_poll_at, poll_frequency
+    FROM metrics
+    WHERE status = 'active' AND poll_frequency <> 'manual' AND next_poll_at <= %(now)s
+    ORDER BY next_poll_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), step AS (
+    SELECT id, next_poll_at,
+           CASE poll_frequency
+               WHEN 'frequent' THEN interval '15 minutes'
+               WHEN 'hourly' THEN interval '1 hour'
+               WHEN 'daily' THEN interval '1 day'
+               ELSE interval '7 days'
+           END AS every
+    FROM due
+)
+UPDATE metrics AS m
+SET next_poll_at = step.next_poll_at + step.every * (
+        floor(extract(epoch FROM (%(now)s - step.next_poll_at)) / extract(epoch FROM step.every))
+        + 1)
+FROM step
+WHERE m.id = step.id
+RETURNING m.id, step.next_poll_at AS due_at
+"""
+"""Claims due metrics for this worker and moves each to its next period.
+
+``FOR UPDATE SKIP LOCKED`` lets any number of workers run this at once: a row another
+worker is claiming is skipped, not waited for, so each due metric is claimed once per
+period. The next poll time is computed from the *due* time, not from now, so polls stay
+on the period's grid however late this run is; periods missed entirely (a worker that was
+down) are skipped, not replayed one by one."""
+
+
+async def claim_due_metrics(conn: Conn, now: datetime, limit: int) -> list[tuple[UUID, datetime]]:
+    cur = await conn.execute(CLAIM_DUE, {"now": now, "limit": limit})
+    return [(row["id"], row["due_at"]) for row in await cur.fetchall()]  # type: ignore[misc]
+
+
+async def record_fetch_success(conn: Conn, metric_id: UUID, fetched_at: datetime) -> None:
+    await conn.execute(
+        "UPDATE metrics SET last_fetched_at = %s, last_error = NULL, failure_count = 0"
+        " WHERE id = %s",
+        (fetched_at, metric_id),
+    )
+
+
+async def record_metric_error(conn: Conn, metric_id: UUID, stage: str, error: str) -> None:
+    """Keep the metric's last error current (what a user sees on the metric)."""
+    await conn.execute(
+        "UPDATE metrics SET last_error = %s, last_error_at = now(),"
+        " failure_count = failure_count + 1 WHERE id = %s",
+        (f"{stage}: {error}"[:4000], metric_id),
+    )
+
+
+# --- metric transformers -----------------------------------------------------------------
+
+
+async def get_metric_transformer(conn: Conn, template_id: str) -> MetricTransformer | None:
+    cur = await conn.execute(
+        "SELECT template_id, code, version, status, generator, input_example, output_example,"
+        " failure_count FROM metric_transformers WHERE template_id = %s",
+        (template_id,),
+    )
+    row = await cur.fetchone()
+    return MetricTransformer.model_validate(row) if row else None
+
+
+async def insert_metric_transformer(conn: Conn, transformer: MetricTransformer) -> bool:
+    """Save a template's first transformer; False if another worker saved one first."""
+    cur = await conn.execute(
+        "INSERT INTO metric_transformers (template_id, code, version, status, generator,"
+        " input_example, output_example) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (template_id) DO NOTHING",
+        (
+            transformer.template_id,
+            transformer.code,
+            transformer.version,
+            transformer.status,
+            transformer.generator,
+            Jsonb(transformer.input_example),
+            Jsonb(transformer.output_example),
+        ),
+    )
+    return cur.rowcount == 1
+
+
+# --- dashboard metrics and chart transformers --------------------------------------------
+
+
+async def insert_dashboard_metric(conn: Conn, dm: DashboardMetric) -> bool:
+    cur = await conn.execute(
+        "INSERT INTO dashboard_metrics (id, organization_id, dashboard_id, metric_id, title,"
+        " chart_type, date_range_days, aggregation) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (id) DO NOTHING",
+        (
+            dm.id,
+            dm.organization_id,
+            dm.dashboard_id,
+            dm.metric_id,
+            dm.title,
+            dm.chart_type,
+            dm.date_range_days,
+            dm.aggregation,
+        ),
+    )
+    return cur.rowcount == 1
+
+
+async def insert_chart_transformer(conn: Conn, ct: ChartTransformer) -> None:
+    await conn.execute(
+        "INSERT INTO chart_transformers (dashboard_metric_id, code, version, generator,"
+        " preferences) VALUES (%s, %s, %s, %s, %s)"
+        " ON CONFLICT (dashboard_metric_id) DO NOTHING",
+        (ct.dashboard_metric_id, ct.code, ct.version, ct.generator, Jsonb(ct.preferences)),
+    )
+
+
+async def charts_for_metrics(
+    conn: Conn, metric_ids: list[UUID]
+) -> list[tuple[DashboardMetric, ChartTransformer]]:
+    """Every dashboard metric showing one of these metrics, with its chart transformer."""
+    cur = await conn.execute(
+        "SELECT d.id, d.organization_id, d.dashboard_id, d.metric_id, d.title, d.chart_type,"
+        " d.date_range_days, d.aggregation, c.code, c.version, c.generator, c.preferences"
+        " FROM dashboard_metrics d JOIN chart_transformers c ON c.dashboard_metric_id = d.id"
+        " WHERE d.metric_id = ANY(%s) ORDER BY d.id",
+        (metric_ids,),
+    )
+    out = []
+    for row in await cur.fetchall():
+        dm = DashboardMetric.model_validate(row)
+        ct = ChartTransformer(
+            dashboard_metric_id=dm.id,
+            code=str(row["code"]),
+            version=int(row["version"]),  # type: ignore[call-overload]
+            generator=str(row["generator"]),
+            preferences=dict(row["preferences"] or {}),  # type: ignore[call-overload]
+        )
+        out.append((dm, ct))
+    return out
+
+
+def poll_frequency_or_default(value: PollFrequency | None, default: PollFrequency) -> PollFrequency:
+    return value if value is not None else default
+
+
+def as_json(value: Any) -> Jsonb:
+    return Jsonb(value)

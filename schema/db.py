@@ -1,0 +1,56 @@
+"""The connection pool and the one place psycopg's errors become metricloom's.
+
+Stages hold one :class:`Database` per worker. Connection-level failures (server gone,
+network cut, too many clients) surface as :class:`DatabaseUnavailableError`, which the
+stage's error policy retries with a bound and then dead-letters; every other database
+error is a bug or bad data and propagates as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from schema.exceptions import DatabaseUnavailableError
+
+Conn = psycopg.AsyncConnection[dict[str, object]]
+
+
+class Database:
+    """A lazily opened async connection pool with ``dict_row`` rows."""
+
+    def __init__(self, url: str, max_size: int = 8, timeout_s: float = 10.0) -> None:
+        self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            timeout=timeout_s,
+            open=False,
+            kwargs={"row_factory": dict_row, "autocommit": False},
+            check=AsyncConnectionPool.check_connection,
+        )
+        self._opened = False
+
+    async def open(self) -> None:
+        if not self._opened:
+            await self._pool.open(wait=False)
+            self._opened = True
+
+    async def close(self) -> None:
+        if self._opened:
+            await self._pool.close()
+            self._opened = False
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        """A connection inside one transaction: committed on success, rolled back on error."""
+        await self.open()
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise DatabaseUnavailableError(f"database unavailable: {exc}") from exc

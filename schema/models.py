@@ -1,0 +1,207 @@
+"""Domain models: what transformers must return, and the rows the stages work on.
+
+These are the boundary checks of the design: every value a sandboxed transformer returns
+is validated here before it is stored or published, and every row read from the database
+is validated into one of these before plain code touches it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+MAX_FUTURE = timedelta(days=2)
+"""Points stamped further than this in the future are rejected: they are a parsing bug
+(milliseconds read as seconds, a swapped day and month), never real measurements."""
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number (NaN and infinity are rejected)")
+    return value
+
+
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+DimensionValue = FiniteFloat | int | str | bool | None
+
+
+class PollFrequency(StrEnum):
+    """Polling tiers; ``manual`` metrics are fetched only on a refresh command."""
+
+    FREQUENT = "frequent"
+    HOURLY = "hourly"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MANUAL = "manual"
+
+    @property
+    def interval(self) -> timedelta | None:
+        return _INTERVALS[self]
+
+
+_INTERVALS: dict[PollFrequency, timedelta | None] = {
+    PollFrequency.FREQUENT: timedelta(minutes=15),
+    PollFrequency.HOURLY: timedelta(hours=1),
+    PollFrequency.DAILY: timedelta(days=1),
+    PollFrequency.WEEKLY: timedelta(weeks=1),
+    PollFrequency.MANUAL: None,
+}
+
+
+class DataPoint(BaseModel):
+    """One time-series point, as a MetricTransformer returns it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timestamp: AwareDatetime
+    value: FiniteFloat
+    dimensions: dict[str, DimensionValue] = Field(default_factory=dict)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _not_far_future(cls, value: datetime) -> datetime:
+        if value > datetime.now(UTC) + MAX_FUTURE:
+            raise ValueError(f"timestamp {value.isoformat()} is too far in the future")
+        return value.astimezone(UTC)
+
+
+ChartType = Literal["line", "bar", "area", "pie", "radar", "radial", "kpi"]
+_COLOR = re.compile(r"^var\(--chart-([1-9]|1[0-2])\)$")
+
+
+class ChartConfig(BaseModel):
+    """A chart as the dashboard renders it (camelCase on the wire, like the front end)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+    chart_type: ChartType
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=1000)
+    x_axis_key: str = Field(min_length=1)
+    data_keys: list[str] = Field(min_length=1)
+    chart_data: list[dict[str, DimensionValue]]
+    colors: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _keys_in_every_row(self) -> ChartConfig:
+        wanted = {self.x_axis_key, *self.data_keys}
+        for number, row in enumerate(self.chart_data):
+            missing = wanted - row.keys()
+            if missing:
+                raise ValueError(f"chartData[{number}] lacks {sorted(missing)}")
+        for key, color in self.colors.items():
+            if not _COLOR.match(color):
+                raise ValueError(f"colour for {key!r} must be var(--chart-1) … var(--chart-12)")
+        return self
+
+
+class Endpoint(BaseModel):
+    """An HTTP call a template makes; ``{PARAM}`` placeholders are filled per metric."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    method: Literal["GET", "POST"] = "GET"
+    query: dict[str, str] = Field(default_factory=dict)
+    body: dict[str, Any] | None = None
+
+
+class ExtractionHints(BaseModel):
+    """What the offline generator needs to write a transformer without a model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value_path: str
+    timestamp: Literal["fetched_at"] | str = "fetched_at"
+    dimension_paths: dict[str, str] = Field(default_factory=dict)
+
+
+class MetricTemplate(BaseModel):
+    """A kind of metric (``github-repo-stars``): where to fetch it and what it means.
+
+    Declared as JSON files under ``templates/``; the repository is the source of truth.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")
+    name: str
+    description: str
+    provider: Literal["github", "youtube", "posthog", "sheets"]
+    params: list[str]
+    polling: Endpoint
+    historical: Endpoint | None = None
+    is_time_series: bool = True
+    default_poll_frequency: PollFrequency = PollFrequency.DAILY
+    historical_data_limit_days: int | None = None
+    default_chart_type: ChartType = "line"
+    unit: str = ""
+    hints: ExtractionHints
+
+
+class Metric(BaseModel):
+    """One organisation's instance of a template, with its parameters and poll state."""
+
+    id: UUID
+    organization_id: str
+    template_id: str
+    params: dict[str, str]
+    poll_frequency: PollFrequency
+    next_poll_at: datetime | None
+    last_fetched_at: datetime | None = None
+    last_error: str | None = None
+    failure_count: int = 0
+    status: Literal["active", "paused", "failed"] = "active"
+
+
+class MetricTransformer(BaseModel):
+    """Code shared by every metric of a template: ``transform(api_response, endpoint_config)``."""
+
+    template_id: str
+    code: str
+    version: int = 1
+    status: Literal["active", "failed"] = "active"
+    generator: str
+    input_example: Any = None
+    output_example: Any = None
+    failure_count: int = 0
+
+
+class DashboardMetric(BaseModel):
+    """A metric placed on one dashboard, with that chart's own preferences."""
+
+    id: UUID
+    organization_id: str
+    dashboard_id: str
+    metric_id: UUID
+    title: str
+    chart_type: ChartType
+    date_range_days: int = Field(ge=1, le=3660)
+    aggregation: Literal["sum", "avg", "min", "max", "last", "count"] = "last"
+
+
+class ChartTransformer(BaseModel):
+    """Per-dashboard-metric code: ``transform(data_points, preferences) -> ChartConfig``."""
+
+    dashboard_metric_id: UUID
+    code: str
+    version: int = 1
+    generator: str
+    preferences: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Makes this host able to run the local cluster: a Docker Engine that answers, the compose v2
+# plugin, and the tools the image builds need (debootstrap, Maven, a JDK).
+#
+# Uses what is already installed; installs only what is missing, from Debian's packages.
+# Compose v2 is not packaged for bookworm, so on bookworm it comes from trixie through an apt
+# source pinned low, so that only the packages named here are taken from it.
+set -euo pipefail
+
+log() { printf '[host-setup] %s\n' "$*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then $SUDO apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# --- Docker Engine -----------------------------------------------------------------------
+if ! have dockerd; then
+  log "installing Docker Engine (docker.io)"
+  apt_install docker.io
+fi
+if ! have debootstrap; then apt_install debootstrap; fi
+if ! have mvn || ! have java; then apt_install maven openjdk-17-jdk-headless; fi
+
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  $SUDO sh -c 'nohup dockerd >/var/log/metricloom-dockerd.log 2>&1 &'
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/metricloom-dockerd.log"; exit 1; }
+fi
+
+# --- Compose v2 --------------------------------------------------------------------------
+compose_ok() { docker compose version >/dev/null 2>&1; }
+if ! compose_ok; then
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  if ! apt-cache policy docker-compose 2>/dev/null | grep -q 'Candidate: 2\.'; then
+    if [ "$codename" = "bookworm" ]; then
+      log "adding a low-priority trixie apt source for docker-compose v2"
+      src=/etc/apt/sources.list.d/debian.sources
+      mirror=$(awk '/^URIs:/ {print $2; exit}' "$src" 2>/dev/null || true)
+      mirror=${mirror:-http://deb.debian.org/debian}
+      $SUDO tee /etc/apt/sources.list.d/metricloom-trixie.sources >/dev/null <<SRC
+Types: deb
+URIs: $mirror
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+      $SUDO tee /etc/apt/preferences.d/metricloom-trixie >/dev/null <<PREF
+Package: *
+Pin: release n=trixie
+Pin-Priority: 100
+PREF
+      apt_updated=0
+    fi
+  fi
+  apt_install -t "$( [ "$codename" = bookworm ] && echo trixie || echo "$codename")" docker-compose
+  # The plugin lives where the packaged CLI looks; a CLI installed elsewhere looks in /usr/local.
+  for plugin in /usr/libexec/docker/cli-plugins/docker-compose /usr/lib/docker/cli-plugins/docker-compose; do
+    if [ -x "$plugin" ] && ! compose_ok; then
+      $SUDO mkdir -p /usr/local/lib/docker/cli-plugins
+      $SUDO ln -sf "$plugin" /usr/local/lib/docker/cli-plugins/docker-compose
+    fi
+  done
+  if ! compose_ok && have docker-compose; then
+    $SUDO mkdir -p /usr/local/lib/docker/cli-plugins
+    $SUDO ln -sf "$(command -v docker-compose)" /usr/local/lib/docker/cli-plugins/docker-compose
+  fi
+  compose_ok || { log "docker compose v2 is not available"; exit 1; }
+fi
+log "docker $(docker version --format '{{.Server.Version}}'), $(docker compose version --short)"

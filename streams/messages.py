@@ -1,0 +1,176 @@
+"""The records on metricloom's Kafka topics: pydantic models, JSON on the wire.
+
+Every record carries ``schema_version``; a consumer rejects a version it does not know
+(to the dead-letter topic) rather than guessing. Credentials never appear here: the fetch
+stage resolves them from its own settings.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4, uuid5
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+from schema.models import ChartConfig, ChartType, DataPoint, PollFrequency
+
+SCHEMA_VERSION = 1
+COMMAND_NAMESPACE = UUID("6f1c3f57-5a43-4a55-9a39-2a0b8f0f6a01")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Record(BaseModel):
+    """Base of every message: strict about unknown fields, versioned."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+# --- commands (in: topic "commands", key: organization id) ------------------------------
+
+
+class CommandBase(Record):
+    command_id: UUID = Field(default_factory=uuid4)
+    organization_id: str = Field(min_length=1, max_length=200)
+
+
+class CreateMetric(CommandBase):
+    """Create a metric from a template; ``metric_id`` defaults to one derived from
+    ``command_id``, so a re-delivered command creates nothing twice."""
+
+    type: Literal["create_metric"] = "create_metric"
+    template_id: str
+    params: dict[str, str] = Field(default_factory=dict)
+    poll_frequency: PollFrequency | None = None
+    metric_id: UUID | None = None
+
+    def resolved_metric_id(self) -> UUID:
+        return self.metric_id or uuid5(COMMAND_NAMESPACE, f"metric:{self.command_id}")
+
+
+class CreateDashboardMetric(CommandBase):
+    """Place a metric on a dashboard with its own chart preferences."""
+
+    type: Literal["create_dashboard_metric"] = "create_dashboard_metric"
+    dashboard_id: str = Field(min_length=1)
+    metric_id: UUID
+    title: str | None = None
+    chart_type: ChartType | None = None
+    date_range_days: int = Field(30, ge=1, le=3660)
+    aggregation: Literal["sum", "avg", "min", "max", "last", "count"] = "last"
+    dashboard_metric_id: UUID | None = None
+
+    def resolved_dashboard_metric_id(self) -> UUID:
+        return self.dashboard_metric_id or uuid5(
+            COMMAND_NAMESPACE, f"dashboard-metric:{self.command_id}"
+        )
+
+
+class RefreshMetric(CommandBase):
+    """Poll a metric now, whatever its schedule."""
+
+    type: Literal["refresh_metric"] = "refresh_metric"
+    metric_id: UUID
+
+
+Command = Annotated[
+    CreateMetric | CreateDashboardMetric | RefreshMetric, Field(discriminator="type")
+]
+COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
+
+
+class CommandResult(Record):
+    """Out on "command-results", key: command id. Every command gets exactly one."""
+
+    command_id: UUID | None
+    organization_id: str | None = None
+    type: str | None = None
+    status: Literal["accepted", "rejected"]
+    error: str | None = None
+    metric_id: UUID | None = None
+    dashboard_metric_id: UUID | None = None
+    at: AwareDatetime = Field(default_factory=utcnow)
+
+
+# --- the data path (key: metric id) -----------------------------------------------------
+
+
+class PollDue(Record):
+    """A metric is due for a fetch (topic "poll-due")."""
+
+    metric_id: UUID
+    due_at: AwareDatetime
+    reason: Literal["schedule", "created", "refresh"] = "schedule"
+
+
+class RawPayload(Record):
+    """What the fetch stage got from the provider (topic "raw-payloads")."""
+
+    metric_id: UUID
+    organization_id: str
+    template_id: str
+    fetched_at: AwareDatetime
+    endpoint: str
+    payload: Any
+
+
+class PointsBatch(Record):
+    """Points a MetricTransformer produced from one payload (topic "points")."""
+
+    metric_id: UUID
+    organization_id: str
+    template_id: str
+    transformer_version: int
+    fetched_at: AwareDatetime
+    replace: bool = False
+    points: list[DataPoint]
+
+
+class MetricUpdated(Record):
+    """Points for a metric are committed to the database (topic "metric-updated")."""
+
+    metric_id: UUID
+    organization_id: str
+    points_written: int
+    first_ts: AwareDatetime | None
+    last_ts: AwareDatetime | None
+
+
+class ChartConfigMessage(Record):
+    """The current chart of one dashboard metric (compacted topic "chart-configs",
+    key: dashboard metric id; the newest record per key is the chart)."""
+
+    dashboard_metric_id: UUID
+    organization_id: str
+    dashboard_id: str
+    metric_id: UUID
+    transformer_version: int
+    generated_at: AwareDatetime = Field(default_factory=utcnow)
+    config: ChartConfig
+
+
+class DeadLetter(Record):
+    """A message a stage could not process, with why (topic "dead-letter").
+
+    ``original`` is the message's value as text (UTF-8, invalid bytes replaced); replaying
+    it to ``topic`` after fixing the cause re-runs the stage.
+    """
+
+    stage: str
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    error_type: str
+    error: str
+    original: str
+    metric_id: UUID | None = None
+    failed_at: AwareDatetime = Field(default_factory=utcnow)

@@ -1,0 +1,89 @@
+"""One settings object for the whole process, read once from the environment.
+
+Every variable is prefixed ``METRICLOOM_`` (nested groups use ``__``, e.g.
+``METRICLOOM_SANDBOX__MEMORY_MB``). The object is frozen and passed down explicitly;
+nothing deeper in the code reads ``os.environ``. Secrets are ``SecretStr`` so they never
+show up in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SandboxLimits(BaseModel, frozen=True):
+    """Resource limits for one throwaway transformer container (see sandbox/executor.py)."""
+
+    image: str = "metricloom/sandbox"
+    memory_mb: int = Field(256, ge=32)
+    cpus: float = Field(1.0, gt=0)
+    pids: int = Field(64, ge=8)
+    batch_timeout_s: float = Field(60.0, gt=0)
+    input_timeout_s: float = Field(5.0, gt=0)
+    output_limit_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    print_limit_bytes: int = Field(1024 * 1024, ge=1024)
+    input_memory_mb: int = Field(128, ge=16)
+    max_concurrent: int = Field(2, ge=1)
+    connect_timeout_s: float = Field(10.0, gt=0)
+
+
+class ProviderUrls(BaseModel, frozen=True):
+    """Base URL per provider. The defaults are the real APIs; the local cluster points
+    them at the demo API so it runs with no internet and no credentials."""
+
+    github: str = "https://api.github.com"
+    youtube: str = "https://www.googleapis.com/youtube/v3"
+    posthog: str = "https://app.posthog.com"
+    sheets: str = "https://sheets.googleapis.com/v4"
+
+
+class ProviderTokens(BaseModel, frozen=True):
+    """Direct API tokens for the default connection of each provider (optional)."""
+
+    github: SecretStr | None = None
+    youtube: SecretStr | None = None
+    posthog: SecretStr | None = None
+    sheets: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    """Process configuration; see the README's Configuration section for each variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="METRICLOOM_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    kafka_bootstrap: str = "localhost:9092"
+    topic_prefix: str = ""
+    topic_partitions: int = Field(4, ge=1)
+    topic_replication: int = Field(1, ge=1)
+    database_url: SecretStr = SecretStr(
+        "postgresql://metricloom:metricloom@localhost:5432/metricloom"
+    )
+    db_pool_size: int = Field(8, ge=1)
+    scheduler_interval_s: float = Field(5.0, gt=0)
+    scheduler_batch: int = Field(500, ge=1)
+    fetch_timeout_s: float = Field(20.0, gt=0)
+    stage_batch_size: int = Field(100, ge=1)
+    stage_batch_window_s: float = Field(0.5, gt=0)
+    retry_attempts: int = Field(5, ge=1)
+    retry_timeout_s: float = Field(30.0, gt=0)
+    web_port: int = 6066
+    log_level: str = "INFO"
+    sandbox: SandboxLimits = SandboxLimits()
+    provider_urls: ProviderUrls = ProviderUrls()
+    provider_tokens: ProviderTokens = ProviderTokens()
+
+    @property
+    def app_id(self) -> str:
+        """Faust application id (and Kafka consumer group), unique per topic prefix."""
+        return f"{self.topic_prefix}metricloom"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()
