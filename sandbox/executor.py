@@ -154,6 +154,12 @@ class SandboxExecutor:
                 raise SandboxUnavailableError(f"cannot reach the Docker engine: {exc}") from exc
         return self._client
 
+    def close(self) -> None:
+        """Close the connection to the Docker engine."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
     async def run(self, code: str, entry: str, inputs: Sequence[Sequence[Any]]) -> list[SandboxResult]:
         """Async front door: runs :meth:`run_batch` in a thread, at most
         ``limits.max_concurrent`` containers at a time per worker."""
@@ -207,6 +213,7 @@ class SandboxExecutor:
         parser = _FrameParser()
         stderr = bytearray()
         timed_out = False
+        sock = None
         try:
             sock = container.attach_socket(
                 params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
@@ -220,6 +227,9 @@ class SandboxExecutor:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise SandboxUnavailableError(f"sandbox container failed: {exc}") from exc
         finally:
+            if sock is not None:
+                sock._sock.close()
+                sock.close()
             _remove(container)
         return self._collect(items, parser, stderr, timed_out)
 

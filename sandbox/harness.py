@@ -45,7 +45,11 @@ def _out_frame(out_fd, header, payload_from=None, length=0):
     line = (json.dumps(header, separators=(",", ":")) + "\n").encode()
     _write_all(out_fd, line)
     while length > 0:
-        moved = os.splice(payload_from, out_fd, length)
+        try:
+            moved = os.splice(payload_from, out_fd, length)
+        except BlockingIOError:  # the capture pipe is non-blocking: wait for stdout room
+            select.select([], [out_fd], [], 1.0)
+            continue
         if moved == 0:
             raise OSError("capture pipe closed before its payload was forwarded")
         length -= moved
@@ -124,7 +128,10 @@ def _child(code_obj, entry, in_r, res_w, cap_w, limits):
     except BaseException as exc:  # the harness itself failed: report, never hang
         _child_result(res_w, {"ok": False, "kind": "harness", "message": repr(exc)})
         os._exit(3)
+    own_pid = os.getpid()
     result = _run_user_code(code_obj, entry, request.get("args", []))
+    if os.getpid() != own_pid:
+        os._exit(0)  # a process the code forked returned here: only the child answers
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -29,8 +29,11 @@ def apply_migrations(database_url: str) -> list[str]:
         backend = get_backend(_yoyo_url(database_url))
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailableError(f"cannot connect to the database: {exc}") from exc
-    migrations = read_migrations(str(directory))
-    with backend.lock():
-        todo = backend.to_apply(migrations)
-        backend.apply_migrations(todo)
-    return [m.id for m in todo]
+    try:
+        migrations = read_migrations(str(directory))
+        with backend.lock():
+            todo = backend.to_apply(migrations)
+            backend.apply_migrations(todo)
+        return [m.id for m in todo]
+    finally:
+        backend.connection.close()

@@ -56,12 +56,12 @@ class Settings(BaseSettings):
         env_prefix="METRICLOOM_", env_nested_delimiter="__", frozen=True, extra="ignore"
     )
 
-    kafka_bootstrap: str = "localhost:9092"
+    kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = ""
     topic_partitions: int = Field(4, ge=1)
     topic_replication: int = Field(1, ge=1)
     database_url: SecretStr = SecretStr(
-        "postgresql://metricloom:metricloom@localhost:5432/metricloom"
+        "postgresql://metricloom:metricloom@127.0.0.1:5432/metricloom"
     )
     db_pool_size: int = Field(8, ge=1)
     scheduler_interval_s: float = Field(5.0, gt=0)

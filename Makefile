@@ -1,0 +1,63 @@
+# The two commands of the README:
+#   make up     build what is missing, start the local cluster, register the demo metrics
+#               and show chart configs arriving (the main job; no internet, no credentials)
+#   make test   lint, type-check and run the whole test suite against the real services
+# Everything else is a step of those two.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+COMPOSE := docker compose
+
+.PHONY: up test down host images venv services lint typecheck pytest logs clean benchmark
+
+up: host images
+	$(COMPOSE) up -d --wait kafka timescaledb demo-api
+	$(COMPOSE) up -d worker
+	$(COMPOSE) exec -T worker metricloom demo seed
+	@echo "--- chart configs on the chart-configs topic (Ctrl-C to stop following) ---"
+	$(COMPOSE) exec -T worker metricloom charts tail --from-beginning --count 3 --timeout 120
+	@echo "--- the cluster keeps running: 'make logs' to watch, 'make down' to stop ---"
+
+test: host images venv services lint typecheck pytest
+
+host:
+	bash scripts/host-setup.sh
+
+images: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash images/build.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+services:
+	$(COMPOSE) up -d --wait kafka timescaledb
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest
+
+benchmark: host images venv services
+	$(BIN)/python -m benchmarks.sandbox
+
+logs:
+	$(COMPOSE) logs -f --tail=50
+
+down:
+	$(COMPOSE) down
+
+clean:
+	$(COMPOSE) down -v

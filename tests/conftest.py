@@ -1,0 +1,130 @@
+"""Fixtures shared by the suites.
+
+Integration tests run against the real services that ``make services`` starts (Kafka on
+127.0.0.1:9092, TimescaleDB on 127.0.0.1:5432, the Docker engine). Each test session gets
+its own database and its own topic prefix, so it can run beside a ``make up`` cluster and
+leaves that cluster's data alone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from pydantic import SecretStr
+
+from agents.services import Services
+from schema.migrate import apply_migrations
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_URL = os.environ.get(
+    "METRICLOOM_TEST_ADMIN_URL", "postgresql://metricloom:metricloom@127.0.0.1:5432/postgres"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def database_url(run_id: str) -> Iterator[str]:
+    """A fresh, migrated database for this test session, dropped at the end."""
+    name = f"metricloom_test_{run_id}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    apply_migrations(url)
+    yield url
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def demo_api_url() -> Iterator[str]:
+    """The demo API, served by the real CLI command in a subprocess."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metricloom.cli", "demo-api", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def settings(run_id: str, database_url: str, demo_api_url: str) -> Settings:
+    return Settings(
+        topic_prefix=f"test-{run_id}-",
+        topic_partitions=2,
+        database_url=SecretStr(database_url),
+        scheduler_interval_s=1.0,
+        stage_batch_window_s=0.2,
+        retry_attempts=2,
+        retry_timeout_s=5.0,
+        provider_urls={
+            "github": f"{demo_api_url}/github",
+            "youtube": f"{demo_api_url}/youtube/v3",
+            "posthog": f"{demo_api_url}/posthog",
+            "sheets": f"{demo_api_url}/sheets/v4",
+        },
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a worker process read these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METRICLOOM_")}
+    env.update(
+        {
+            "METRICLOOM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "METRICLOOM_TOPIC_PREFIX": settings.topic_prefix,
+            "METRICLOOM_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "METRICLOOM_DATABASE_URL": settings.database_url.get_secret_value(),
+            "METRICLOOM_SCHEDULER_INTERVAL_S": str(settings.scheduler_interval_s),
+            "METRICLOOM_STAGE_BATCH_WINDOW_S": str(settings.stage_batch_window_s),
+            "METRICLOOM_PROVIDER_URLS__GITHUB": settings.provider_urls.github,
+            "METRICLOOM_PROVIDER_URLS__YOUTUBE": settings.provider_urls.youtube,
+            "METRICLOOM_PROVIDER_URLS__POSTHOG": settings.provider_urls.posthog,
+            "METRICLOOM_PROVIDER_URLS__SHEETS": settings.provider_urls.sheets,
+        }
+    )
+    return env
+
+
+@pytest.fixture
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    """The stages' shared resources on the real database and Docker, without Faust."""
+    svc = Services.from_settings(settings)
+    yield svc
+    await svc.close()

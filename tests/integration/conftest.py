@@ -1,0 +1,128 @@
+"""Integration fixtures: a real worker process, real Kafka producers and consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.settings import Settings
+from streams.topics import ensure_topics, topic_name
+from tests.conftest import ROOT, settings_env
+
+pytestmark = pytest.mark.integration
+
+
+class WorkerProcess:
+    """``metricloom worker`` in a subprocess, its output in a log file."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "metricloom.cli", "worker"],
+            cwd=ROOT,
+            env=settings_env(settings),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "[^Worker]: Ready" in self.output():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.output()[-4000:]}")
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready after {timeout} s:\n{self.output()[-4000:]}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def topics(settings: Settings) -> None:
+    asyncio.run(ensure_topics(settings))
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings, topics: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    """One worker for the session's end-to-end tests."""
+    proc = WorkerProcess(settings, tmp_path_factory.mktemp("worker") / "worker.log")
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+class Kafka:
+    """Produce to and read from the session's topics, independently of any worker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def produce(self, base: str, value: bytes, key: bytes | None = None) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic_name(self.settings, base), value=value, key=key)
+        finally:
+            await producer.stop()
+
+    async def wait_for(
+        self, base: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0
+    ) -> tuple[bytes | None, dict[str, Any]]:
+        """The first record (from the topic's beginning) whose JSON value matches."""
+        consumer = AIOKafkaConsumer(
+            topic_name(self.settings, base),
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            async with asyncio.timeout(timeout):
+                async for message in consumer:
+                    value = json.loads(message.value or b"null")
+                    if isinstance(value, dict) and predicate(value):
+                        return message.key, value
+        finally:
+            await consumer.stop()
+        raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def kafka(settings: Settings, topics: None) -> Kafka:
+    return Kafka(settings)
+
+
+@pytest.fixture
+async def db_conn(database_url: str) -> AsyncIterator[Any]:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True, row_factory=dict_row)
+    yield conn
+    await conn.close()

@@ -1,0 +1,99 @@
+"""Bad commands on the commands topic get a clear error event and stop nothing."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from streams.messages import CreateMetric
+from tests.integration.conftest import Kafka, WorkerProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+async def _result_for(kafka: Kafka, command_id: str) -> dict[str, Any]:
+    _, result = await kafka.wait_for(
+        "command-results", lambda v: v.get("command_id") == command_id, timeout=60
+    )
+    return result
+
+
+async def test_unknown_template_is_rejected_with_reason(worker: WorkerProcess, kafka: Kafka) -> None:
+    """An unknown template id is rejected, naming the templates that exist."""
+    command = CreateMetric(organization_id="acme", template_id="no-such-template", params={})
+    await kafka.produce("commands", command.to_bytes())
+    result = await _result_for(kafka, str(command.command_id))
+    assert result["status"] == "rejected"
+    assert "unknown template 'no-such-template'" in result["error"]
+    assert "github-repo-stars" in result["error"]
+    _, dead = await kafka.wait_for(
+        "dead-letter", lambda v: str(command.command_id) in v["original"], timeout=30
+    )
+    assert dead["stage"] == "commands"
+    assert dead["error_type"] == "CommandRejectedError"
+
+
+async def test_missing_parameter_is_rejected_with_reason(worker: WorkerProcess, kafka: Kafka) -> None:
+    """A template parameter left out is named in the rejection."""
+    command = CreateMetric(
+        organization_id="acme", template_id="github-repo-stars", params={"OWNER": "octocat"}
+    )
+    await kafka.produce("commands", command.to_bytes())
+    result = await _result_for(kafka, str(command.command_id))
+    assert result["status"] == "rejected"
+    assert "needs parameter(s) REPO" in result["error"]
+
+
+async def test_malformed_json_and_schema_errors_are_dead_lettered(
+    worker: WorkerProcess, kafka: Kafka
+) -> None:
+    """Bytes that are not JSON, and JSON that is not a command, each produce a rejection
+    event and a dead letter carrying the original; a valid command after them still runs."""
+    marker = uuid.uuid4().hex
+    await kafka.produce("commands", f"{{not json {marker}".encode())
+    _, dead = await kafka.wait_for("dead-letter", lambda v: marker in v["original"], timeout=60)
+    assert dead["stage"] == "commands"
+    assert dead["error_type"] == "ValidationError"
+    assert "Invalid JSON" in dead["error"]
+
+    bad_id = str(uuid.uuid4())
+    await kafka.produce(
+        "commands",
+        f'{{"type": "create_metric", "command_id": "{bad_id}", "organization_id": "acme"}}'.encode(),
+    )
+    result = await _result_for(kafka, bad_id)
+    assert result["status"] == "rejected"
+    assert "template_id" in result["error"] and "Field required" in result["error"]
+
+    good = CreateMetric(
+        organization_id="acme", template_id="github-repo-stars",
+        params={"OWNER": "octocat", "REPO": "still-running"},
+    )
+    await kafka.produce("commands", good.to_bytes())
+    assert (await _result_for(kafka, str(good.command_id)))["status"] == "accepted"
+
+
+async def test_dashboard_metric_for_another_organisations_metric_is_rejected(
+    worker: WorkerProcess, kafka: Kafka
+) -> None:
+    """A tenant cannot chart a metric it does not own: the lookup filters by organisation."""
+    owner = CreateMetric(
+        organization_id="owner-org", template_id="github-repo-stars",
+        params={"OWNER": "octocat", "REPO": "private-ish"},
+    )
+    await kafka.produce("commands", owner.to_bytes())
+    created = await _result_for(kafka, str(owner.command_id))
+    assert created["status"] == "accepted"
+    intruder_id = str(uuid.uuid4())
+    await kafka.produce(
+        "commands",
+        (
+            '{"type": "create_dashboard_metric", "command_id": "%s", "organization_id": "other-org",'
+            ' "dashboard_id": "d", "metric_id": "%s"}' % (intruder_id, created["metric_id"])
+        ).encode(),
+    )
+    result = await _result_for(kafka, intruder_id)
+    assert result["status"] == "rejected"
+    assert "has no metric" in result["error"]
