@@ -36,7 +36,9 @@ class ChartStage(Stage[MetricUpdated]):
     def decode(self, value: bytes) -> MetricUpdated:
         return MetricUpdated.model_validate_json(value)
 
-    async def handle(self, services: Services, batch: list[tuple[Incoming, MetricUpdated]]) -> list[Send]:
+    async def handle(
+        self, services: Services, batch: list[tuple[Incoming, MetricUpdated]]
+    ) -> list[Send]:
         trigger = {update.metric_id: message for message, update in batch}
         jobs: list[Job] = []
         now = datetime.now(UTC)
@@ -74,7 +76,9 @@ class ChartStage(Stage[MetricUpdated]):
         try:
             config = ChartConfig.model_validate(value)
         except ValidationError as exc:
-            return dead_letter(self.name, message, f"chart {dm.id}: not a ChartConfig: {exc}", dm.metric_id)
+            return dead_letter(
+                self.name, message, f"chart {dm.id}: not a ChartConfig: {exc}", dm.metric_id
+            )
         record = ChartConfigMessage(
             dashboard_metric_id=dm.id,
             organization_id=dm.organization_id,

@@ -99,7 +99,9 @@ def dead_letter(
     return Send("dead-letter", key or stage, record)
 
 
-async def process_batch(stage: Stage[R], services: Services, batch: Sequence[Incoming]) -> list[Send]:
+async def process_batch(
+    stage: Stage[R], services: Services, batch: Sequence[Incoming]
+) -> list[Send]:
     """Decode, handle with bounded retries, and apply the error policy."""
     sends: list[Send] = []
     decoded: list[tuple[Incoming, R]] = []
@@ -107,8 +109,13 @@ async def process_batch(stage: Stage[R], services: Services, batch: Sequence[Inc
         try:
             decoded.append((message, stage.decode(message.value)))
         except (ValidationError, ValueError) as exc:
-            log.warning("stage.poison", stage=stage.name, topic=message.topic, offset=message.offset,
-                        error=str(exc)[:500])
+            log.warning(
+                "stage.poison",
+                stage=stage.name,
+                topic=message.topic,
+                offset=message.offset,
+                error=str(exc)[:500],
+            )
             sends.append(dead_letter(stage.name, message, exc))
             sends.extend(stage.rejected(message, exc))
     if not decoded:

@@ -51,7 +51,9 @@ def points_from(result: SandboxResult) -> list[DataPoint]:
     if not isinstance(result.value, list):
         raise TransformError(f"transform returned {type(result.value).__name__}, not a list")
     if len(result.value) > MAX_POINTS_PER_PAYLOAD:
-        raise TransformError(f"transform returned {len(result.value)} points (cap {MAX_POINTS_PER_PAYLOAD})")
+        raise TransformError(
+            f"transform returned {len(result.value)} points (cap {MAX_POINTS_PER_PAYLOAD})"
+        )
     try:
         return POINTS.validate_python(result.value)
     except ValidationError as exc:
@@ -64,7 +66,9 @@ class TransformStage(Stage[RawPayload]):
     def decode(self, value: bytes) -> RawPayload:
         return RawPayload.model_validate_json(value)
 
-    async def handle(self, services: Services, batch: list[tuple[Incoming, RawPayload]]) -> list[Send]:
+    async def handle(
+        self, services: Services, batch: list[tuple[Incoming, RawPayload]]
+    ) -> list[Send]:
         groups: dict[str, list[tuple[Incoming, RawPayload]]] = defaultdict(list)
         for item in batch:
             groups[item[1].template_id].append(item)

@@ -19,7 +19,9 @@ class WriteStage(Stage[PointsBatch]):
     def decode(self, value: bytes) -> PointsBatch:
         return PointsBatch.model_validate_json(value)
 
-    async def handle(self, services: Services, batch: list[tuple[Incoming, PointsBatch]]) -> list[Send]:
+    async def handle(
+        self, services: Services, batch: list[tuple[Incoming, PointsBatch]]
+    ) -> list[Send]:
         organizations = {points.metric_id: points.organization_id for _, points in batch}
         async with services.db.transaction() as conn:
             summaries = await write_points(

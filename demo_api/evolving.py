@@ -24,7 +24,9 @@ def counter(name: str, at: datetime, base: int = 1000, per_day: float = 12.0) ->
     start = base + seed % (base * 4 + 1)
     rate = per_day * (0.5 + (seed >> 20) % 1000 / 1000)
     days = max(0.0, (at - EPOCH).total_seconds() / 86400)
-    return int(start + rate * days + 0.5 * rate * math.sin(days * 2 * math.pi) + 0.5 * rate)
+    # The wave's slope never exceeds the trend's, so the count never goes down.
+    wave = 0.1 * rate / (2 * math.pi) * math.sin(days * 2 * math.pi)
+    return int(start + rate * days + wave)
 
 
 def gauge(name: str, at: datetime, base: float = 100.0, spread: float = 0.2) -> float:

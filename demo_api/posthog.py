@@ -18,8 +18,10 @@ def query(project_id: str, body: dict[str, Any], now: datetime) -> dict[str, Any
         days = max(1, min(365, int(date_from[1:-1])))
     today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     rows = [
-        [(today - timedelta(days=n)).strftime("%Y-%m-%d"),
-         daily(f"ph:{project_id}:events", today - timedelta(days=n), 800)]
+        [
+            (today - timedelta(days=n)).strftime("%Y-%m-%d"),
+            daily(f"ph:{project_id}:events", today - timedelta(days=n), 800),
+        ]
         for n in range(days - 1, -1, -1)
     ]
     return {

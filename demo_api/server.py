@@ -25,7 +25,9 @@ def _now() -> datetime:
 
 
 def _json(data: object, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, separators=(",", ":")))
+    return web.json_response(
+        data, status=status, dumps=lambda o: json.dumps(o, separators=(",", ":"))
+    )
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -40,17 +42,26 @@ async def github_repo(request: web.Request) -> web.Response:
 
 
 async def github_code_frequency(request: web.Request) -> web.Response:
-    return _json(github.code_frequency(request.match_info["owner"], request.match_info["repo"], _now()))
+    return _json(
+        github.code_frequency(request.match_info["owner"], request.match_info["repo"], _now())
+    )
 
 
 async def github_commit_activity(request: web.Request) -> web.Response:
-    return _json(github.commit_activity(request.match_info["owner"], request.match_info["repo"], _now()))
+    return _json(
+        github.commit_activity(request.match_info["owner"], request.match_info["repo"], _now())
+    )
 
 
 def _google_error(status: int, message: str, reason: str) -> web.Response:
     return _json(
-        {"error": {"code": status, "message": message,
-                   "errors": [{"message": message, "domain": "global", "reason": reason}]}},
+        {
+            "error": {
+                "code": status,
+                "message": message,
+                "errors": [{"message": message, "domain": "global", "reason": reason}],
+            }
+        },
         status=status,
     )
 
@@ -73,8 +84,15 @@ async def posthog_query(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except ValueError:
-        return _json({"type": "validation_error", "code": "parse_error",
-                      "detail": "Malformed request", "attr": None}, status=400)
+        return _json(
+            {
+                "type": "validation_error",
+                "code": "parse_error",
+                "detail": "Malformed request",
+                "attr": None,
+            },
+            status=400,
+        )
     return _json(posthog.query(request.match_info["project"], body, _now()))
 
 

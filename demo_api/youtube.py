@@ -40,7 +40,9 @@ def channels(ids: list[str], now: datetime) -> dict[str, Any]:
             "etag": _etag(f"{channel}{now:%Y%m%d%H%M}"),
             "id": channel,
             "statistics": {
-                "viewCount": str(counter(f"yt:{channel}:channel-views", now, base=500_000, per_day=5000)),
+                "viewCount": str(
+                    counter(f"yt:{channel}:channel-views", now, base=500_000, per_day=5000)
+                ),
                 "subscriberCount": str(counter(f"yt:{channel}:subs", now, base=20_000, per_day=40)),
                 "hiddenSubscriberCount": False,
                 "videoCount": str(counter(f"yt:{channel}:videos", now, base=100, per_day=0.2)),

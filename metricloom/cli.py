@@ -32,25 +32,18 @@ app = typer.Typer(
     help="metricloom: metrics pipeline on Kafka and TimescaleDB.",
 )
 metric_app = typer.Typer(
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Create and refresh metrics.")
+    no_args_is_help=True, pretty_exceptions_enable=False, help="Create and refresh metrics."
+)
 dashboard_app = typer.Typer(
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Place metrics on dashboards.")
+    no_args_is_help=True, pretty_exceptions_enable=False, help="Place metrics on dashboards."
+)
 charts_app = typer.Typer(
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Follow the published chart configs.")
-topics_app = typer.Typer(
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Kafka topics.")
+    no_args_is_help=True, pretty_exceptions_enable=False, help="Follow the published chart configs."
+)
+topics_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help="Kafka topics.")
 demo_app = typer.Typer(
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="The offline demo.")
+    no_args_is_help=True, pretty_exceptions_enable=False, help="The offline demo."
+)
 app.add_typer(metric_app, name="metric")
 app.add_typer(dashboard_app, name="dashboard")
 app.add_typer(charts_app, name="charts")
@@ -155,7 +148,9 @@ def dashboard_add(
     metric_id: UUID,
     org: Org,
     dashboard: Annotated[str, typer.Option(help="Dashboard id.")],
-    chart_type: Annotated[str | None, typer.Option(help="line, bar, area, pie, radar, radial, kpi.")] = None,
+    chart_type: Annotated[
+        str | None, typer.Option(help="line, bar, area, pie, radar, radial, kpi.")
+    ] = None,
     days: Annotated[int, typer.Option(help="Date range in days.")] = 30,
     aggregation: Annotated[str, typer.Option(help="sum, avg, min, max, last, count.")] = "last",
     title: Annotated[str | None, typer.Option()] = None,

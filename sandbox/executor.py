@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import docker
 import docker.errors
@@ -160,13 +160,17 @@ class SandboxExecutor:
             self._client.close()
             self._client = None
 
-    async def run(self, code: str, entry: str, inputs: Sequence[Sequence[Any]]) -> list[SandboxResult]:
+    async def run(
+        self, code: str, entry: str, inputs: Sequence[Sequence[Any]]
+    ) -> list[SandboxResult]:
         """Async front door: runs :meth:`run_batch` in a thread, at most
         ``limits.max_concurrent`` containers at a time per worker."""
         async with self._semaphore:
             return await asyncio.to_thread(self.run_batch, code, entry, inputs)
 
-    def run_batch(self, code: str, entry: str, inputs: Sequence[Sequence[Any]]) -> list[SandboxResult]:
+    def run_batch(
+        self, code: str, entry: str, inputs: Sequence[Sequence[Any]]
+    ) -> list[SandboxResult]:
         """Run ``entry(*args)`` from ``code`` once per element of ``inputs``."""
         results: dict[int, SandboxResult] = {}
         encoded: dict[int, bytes] = {}
@@ -284,7 +288,9 @@ class SandboxExecutor:
                     if timed_out
                     else "the sandbox died while running this input"
                 )
-                out[index] = SandboxResult(error=SandboxError(kind=kind, message=message), prints=prints)
+                out[index] = SandboxResult(
+                    error=SandboxError(kind=kind, message=message), prints=prints
+                )
             elif timed_out:
                 out[index] = SandboxResult(
                     error=SandboxError(
@@ -293,14 +299,16 @@ class SandboxExecutor:
                     )
                 )
         if not out and stderr:
-            log.warning("sandbox.no_progress", stderr=bytes(stderr[-2000:]).decode("utf-8", "replace"))
+            log.warning(
+                "sandbox.no_progress", stderr=bytes(stderr[-2000:]).decode("utf-8", "replace")
+            )
         return out
 
 
 def _result_from(status: str, detail: str, raw: bytearray | None, prints: str) -> SandboxResult:
     if status != "ok":
-        kind = status if status in _STATUS_KINDS else "crashed"
-        return SandboxResult(error=SandboxError(kind=kind, message=detail or status), prints=prints)  # type: ignore[arg-type]
+        kind = cast(ErrorKind, status) if status in _STATUS_KINDS else "crashed"
+        return SandboxResult(error=SandboxError(kind=kind, message=detail or status), prints=prints)
     if not raw:
         return SandboxResult(
             error=SandboxError(kind="crashed", message="the code exited without a result"),
@@ -320,10 +328,10 @@ def _result_from(status: str, detail: str, raw: bytearray | None, prints: str) -
         )
     if doc["ok"] is True:
         return SandboxResult(value=doc.get("value"), prints=prints)
-    kind = doc.get("kind")
+    reported = doc.get("kind")
     return SandboxResult(
         error=SandboxError(
-            kind=kind if kind in _CHILD_KINDS else "malformed_output",
+            kind=cast(ErrorKind, reported) if reported in _CHILD_KINDS else "malformed_output",
             message=str(doc.get("message", ""))[:2000],
             traceback=str(doc["traceback"])[:8000] if doc.get("traceback") else None,
         ),
@@ -345,7 +353,9 @@ def _send_all(raw: socket.socket, parts: list[bytes]) -> None:
         pass  # the container is gone; the reader reports what happened
 
 
-def _read_frames(raw: socket.socket, parser: _FrameParser, stderr: bytearray, deadline: float) -> bool:
+def _read_frames(
+    raw: socket.socket, parser: _FrameParser, stderr: bytearray, deadline: float
+) -> bool:
     """Read Docker's multiplexed attach stream until EOF; True if the deadline passed."""
     pending = bytearray()
     while True:

@@ -25,6 +25,7 @@ The child writes one JSON document to its result pipe: ``{"ok": true, "value": .
 ``{"ok": false, "kind": ..., "message": ..., "traceback": ...}``.
 """
 
+import contextlib
 import ctypes
 import json
 import math
@@ -35,12 +36,18 @@ import signal
 import sys
 import time
 import traceback
+from types import CodeType
+from typing import Any, NoReturn
+
+Limits = dict[str, Any]
 
 PR_SET_DUMPABLE = 4
 CHUNK = 65536
 
 
-def _out_frame(out_fd, header, payload_from=None, length=0):
+def _out_frame(
+    out_fd: int, header: dict[str, Any], payload_from: int = -1, length: int = 0
+) -> None:
     """Write one frame; payload bytes are spliced from a pipe, never read into memory."""
     line = (json.dumps(header, separators=(",", ":")) + "\n").encode()
     _write_all(out_fd, line)
@@ -55,13 +62,13 @@ def _out_frame(out_fd, header, payload_from=None, length=0):
         length -= moved
 
 
-def _write_all(fd, data):
+def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
-def _read_exact(fd, length):
+def _read_exact(fd: int, length: int) -> bytes:
     buf = bytearray()
     while len(buf) < length:
         chunk = os.read(fd, min(CHUNK, length - len(buf)))
@@ -71,7 +78,7 @@ def _read_exact(fd, length):
     return bytes(buf)
 
 
-def _read_line(fd, limit=32):
+def _read_line(fd: int, limit: int = 32) -> bytes:
     """Read one header line byte by byte, so nothing past it is consumed."""
     buf = bytearray()
     while True:
@@ -85,14 +92,16 @@ def _read_line(fd, limit=32):
             raise ValueError("header line too long")
 
 
-def _json_default(obj):
+def _json_default(obj: object) -> Any:
     isoformat = getattr(obj, "isoformat", None)
     if callable(isoformat):
         return isoformat()
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
-def _child(code_obj, entry, in_r, res_w, cap_w, limits):
+def _child(
+    code_obj: CodeType, entry: str, in_r: int, res_w: int, cap_w: int, limits: Limits
+) -> NoReturn:
     """Runs in the forked child: read own input, run transform, write result JSON."""
     try:
         os.setsid()
@@ -103,10 +112,8 @@ def _child(code_obj, entry, in_r, res_w, cap_w, limits):
         keep = {0, 1, 2, in_r, res_w}
         for fd in range(3, 256):
             if fd not in keep:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
         mem = limits["input_memory_mb"] * 1024 * 1024
@@ -133,15 +140,13 @@ def _child(code_obj, entry, in_r, res_w, cap_w, limits):
     if os.getpid() != own_pid:
         os._exit(0)  # a process the code forked returned here: only the child answers
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(BaseException):  # a broken stream must not lose the result
             stream.flush()
-        except BaseException:  # a closed or broken stream must not lose the result
-            pass
     _child_result(res_w, result)
     os._exit(0)
 
 
-def _run_user_code(code_obj, entry, args):
+def _run_user_code(code_obj: CodeType, entry: str, args: list[Any]) -> dict[str, Any]:
     namespace = {"__name__": "transformer", "__builtins__": __builtins__}
     try:
         exec(code_obj, namespace)
@@ -161,27 +166,29 @@ def _run_user_code(code_obj, entry, args):
     return {"ok": True, "value": value}
 
 
-def _exception_result(kind, exc):
+def _exception_result(kind: str, exc: BaseException) -> dict[str, Any]:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"ok": False, "kind": kind, "message": f"{type(exc).__name__}: {exc}"[:2000],
-            "traceback": tb[-8000:]}
+    return {
+        "ok": False,
+        "kind": kind,
+        "message": f"{type(exc).__name__}: {exc}"[:2000],
+        "traceback": tb[-8000:],
+    }
 
 
-def _child_result(res_w, result):
+def _child_result(res_w: int, result: dict[str, Any]) -> None:
     try:
         data = json.dumps(result, default=_json_default, allow_nan=False).encode()
     except MemoryError:
         data = b'{"ok": false, "kind": "memory", "message": "memory limit reached serialising"}'
     except (TypeError, ValueError, RecursionError, OverflowError) as exc:
         message = json.dumps(f"output not serialisable: {exc}"[:2000])
-        data = ('{"ok": false, "kind": "not_serialisable", "message": %s}' % message).encode()
-    try:
+        data = (f'{{"ok": false, "kind": "not_serialisable", "message": {message}}}').encode()
+    with contextlib.suppress(OSError):  # closed by the harness: the output was over its cap
         _write_all(res_w, data)
-    except OSError:
-        pass  # the harness closed the pipe: the output was over its cap
 
 
-def _kill_all_others(child_pid):
+def _kill_all_others(child_pid: int) -> None:
     """SIGKILL every process in the container but this one, then reap them.
 
     As PID 1 of the container's namespace, kill(-1) reaches every other process there,
@@ -204,7 +211,15 @@ def _kill_all_others(child_pid):
             time.sleep(0.001)
 
 
-def _run_one(index, code_obj, entry, stdin_fd, length, out_fd, limits):
+def _run_one(
+    index: int,
+    code_obj: CodeType,
+    entry: str,
+    stdin_fd: int,
+    length: int,
+    out_fd: int,
+    limits: Limits,
+) -> None:
     in_r, in_w = os.pipe()
     res_r, res_w = os.pipe()
     cap_r, cap_w = os.pipe()
@@ -293,10 +308,8 @@ def _run_one(index, code_obj, entry, stdin_fd, length, out_fd, limits):
     if remaining > 0:
         _discard(stdin_fd, remaining)
     for fd in (in_w, res_r, cap_r):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
     if status == "ok" and exit_status is not None and os.WIFSIGNALED(exit_status):
         sig = os.WTERMSIG(exit_status)
         status = "killed"
@@ -306,7 +319,7 @@ def _run_one(index, code_obj, entry, stdin_fd, length, out_fd, limits):
     _out_frame(out_fd, {"i": index, "ev": "end", "status": status, "detail": detail})
 
 
-def _pipe_available(fd):
+def _pipe_available(fd: int) -> int:
     """How many bytes a pipe that select() found readable holds (0 means closed)."""
     import fcntl
     import termios
@@ -315,7 +328,7 @@ def _pipe_available(fd):
     return int.from_bytes(buf, sys.byteorder)
 
 
-def _discard(fd, length):
+def _discard(fd: int, length: int) -> None:
     devnull = os.open("/dev/null", os.O_WRONLY)
     try:
         while length > 0:
@@ -327,18 +340,14 @@ def _discard(fd, length):
         os.close(devnull)
 
 
-def main():
+def main() -> None:
     for sig in range(1, signal.NSIG):
         if sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD):
             continue
-        try:
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
             signal.signal(sig, signal.SIG_IGN)
-        except (OSError, ValueError, RuntimeError):
-            pass
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
     out_fd = os.dup(1)
     devnull = os.open("/dev/null", os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -360,8 +369,9 @@ def main():
         if code_obj is None:
             _discard(stdin_fd, length)
             _out_frame(out_fd, {"i": index, "ev": "start"})
-            _out_frame(out_fd, {"i": index, "ev": "end", "status": "syntax_error",
-                                "detail": compile_error})
+            _out_frame(
+                out_fd, {"i": index, "ev": "end", "status": "syntax_error", "detail": compile_error}
+            )
             continue
         _run_one(index, code_obj, entry, stdin_fd, length, out_fd, limits)
     _out_frame(out_fd, {"ev": "done"})

@@ -52,7 +52,9 @@ METRIC_COLUMNS = """id, organization_id, template_id, params, poll_frequency, ne
     last_fetched_at, last_error, failure_count, status"""
 
 
-async def get_metric(conn: Conn, metric_id: UUID, organization_id: str | None = None) -> Metric | None:
+async def get_metric(
+    conn: Conn, metric_id: UUID, organization_id: str | None = None
+) -> Metric | None:
     """A metric by id; with ``organization_id``, only if that organisation owns it."""
     query = f"SELECT {METRIC_COLUMNS} FROM metrics WHERE id = %(id)s"
     if organization_id is not None:

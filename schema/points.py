@@ -73,7 +73,13 @@ async def write_points(conn: Conn, batches: list[MetricPoints]) -> list[WriteSum
                 for point in batch.points:
                     seq += 1
                     await copy.write_row(
-                        (seq, batch.metric_id, point.timestamp, point.value, Jsonb(point.dimensions))
+                        (
+                            seq,
+                            batch.metric_id,
+                            point.timestamp,
+                            point.value,
+                            Jsonb(point.dimensions),
+                        )
                     )
         replaced = [b.metric_id for b in batches if b.replace]
         if replaced:
@@ -86,7 +92,7 @@ async def write_points(conn: Conn, batches: list[MetricPoints]) -> list[WriteSum
         await cur.execute(SUMMARY)
         rows = await cur.fetchall()
     written = {
-        row["metric_id"]: WriteSummary(row["metric_id"], row["n"], row["first_ts"], row["last_ts"])  # type: ignore[call-overload,arg-type]
+        row["metric_id"]: WriteSummary(row["metric_id"], row["n"], row["first_ts"], row["last_ts"])  # type: ignore[arg-type]
         for row in rows
     }
     return [
@@ -122,7 +128,9 @@ async def read_series(
 ) -> list[dict[str, Any]]:
     """The metric's points since ``since``, one row per bucket, ``value`` being the
     chart's chosen aggregation; the other aggregates are included for the transformer."""
-    cur = await conn.execute(READ_SERIES, {"bucket": bucket, "metric_id": metric_id, "since": since})
+    cur = await conn.execute(
+        READ_SERIES, {"bucket": bucket, "metric_id": metric_id, "since": since}
+    )
     rows = await cur.fetchall()
     return [
         {

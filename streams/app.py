@@ -74,8 +74,7 @@ def create_app(settings: Settings, services: Services) -> faust.App:
     async def send_all(sends: list[Send]) -> None:
         """Produce every record and wait until the broker has acknowledged all of them."""
         pending = [
-            await topics[s.topic].send(key=s.key.encode(), value=s.record.to_bytes())
-            for s in sends
+            await topics[s.topic].send(key=s.key.encode(), value=s.record.to_bytes()) for s in sends
         ]
         if pending:
             await asyncio.gather(*pending)
@@ -85,7 +84,9 @@ def create_app(settings: Settings, services: Services) -> faust.App:
             _stage_agent(stage, services, send_all, settings)
         )
 
-    @app.timer(interval=settings.scheduler_interval_s, on_leader=True, name="metricloom.scheduler")
+    @app.timer(  # type: ignore[untyped-decorator]
+        interval=settings.scheduler_interval_s, on_leader=True, name="metricloom.scheduler"
+    )
     async def scheduler() -> None:
         try:
             await scheduling.run_once(services, send_all)

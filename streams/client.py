@@ -25,7 +25,9 @@ class CommandTimeoutError(MetricloomError):
     """No worker answered the command in time (is a worker running?)."""
 
 
-async def _end_positions(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, topic: str) -> None:
+async def _end_positions(
+    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, topic: str
+) -> None:
     """Assign every partition of ``topic`` at its current end, before anything is sent."""
     partitions = await producer.partitions_for(topic)
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -35,10 +37,14 @@ async def _end_positions(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer,
         await consumer.position(tp)
 
 
-async def send_command(settings: Settings, command: CommandBase, timeout_s: float = 60.0) -> CommandResult:
+async def send_command(
+    settings: Settings, command: CommandBase, timeout_s: float = 60.0
+) -> CommandResult:
     """Produce ``command`` on the commands topic and wait for its CommandResult."""
     results = topic_name(settings, "command-results")
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     try:
         await consumer.start()

@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from schema.models import ChartConfig, ChartType, DataPoint, PollFrequency
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 COMMAND_NAMESPACE = UUID("6f1c3f57-5a43-4a55-9a39-2a0b8f0f6a01")
 
 

@@ -23,7 +23,9 @@ class TopicSpec:
 
 
 TOPICS: dict[str, TopicSpec] = {
-    "commands": TopicSpec("organization id", "Command (create_metric | create_dashboard_metric | refresh_metric)"),
+    "commands": TopicSpec(
+        "organization id", "Command (create_metric | create_dashboard_metric | refresh_metric)"
+    ),
     "command-results": TopicSpec("command id", "CommandResult"),
     "poll-due": TopicSpec("metric id", "PollDue"),
     "raw-payloads": TopicSpec("metric id", "RawPayload"),
@@ -33,10 +35,15 @@ TOPICS: dict[str, TopicSpec] = {
         "dashboard metric id",
         "ChartConfigMessage",
         compacted=True,
-        config={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
-                "segment.ms": "3600000"},
+        config={
+            "cleanup.policy": "compact",
+            "min.cleanable.dirty.ratio": "0.1",
+            "segment.ms": "3600000",
+        },
     ),
-    "dead-letter": TopicSpec("metric id or stage", "DeadLetter", config={"retention.ms": str(30 * 86400 * 1000)}),
+    "dead-letter": TopicSpec(
+        "metric id or stage", "DeadLetter", config={"retention.ms": str(30 * 86400 * 1000)}
+    ),
 }
 
 

@@ -45,7 +45,9 @@ class WorkerProcess:
             if "[^Worker]: Ready" in self.output():
                 return
             if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.output()[-4000:]}")
+                raise RuntimeError(
+                    f"worker exited with {self.proc.returncode}:\n{self.output()[-4000:]}"
+                )
             time.sleep(0.2)
         raise TimeoutError(f"worker not ready after {timeout} s:\n{self.output()[-4000:]}")
 
@@ -67,7 +69,9 @@ def topics(settings: Settings) -> None:
 
 
 @pytest.fixture(scope="session")
-def worker(settings: Settings, topics: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+def worker(
+    settings: Settings, topics: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
     """One worker for the session's end-to-end tests."""
     proc = WorkerProcess(settings, tmp_path_factory.mktemp("worker") / "worker.log")
     try:
@@ -123,6 +127,8 @@ async def db_conn(database_url: str) -> AsyncIterator[Any]:
     import psycopg
     from psycopg.rows import dict_row
 
-    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True, row_factory=dict_row)
+    conn = await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True, row_factory=dict_row
+    )
     yield conn
     await conn.close()

@@ -20,7 +20,9 @@ async def _result_for(kafka: Kafka, command_id: str) -> dict[str, Any]:
     return result
 
 
-async def test_unknown_template_is_rejected_with_reason(worker: WorkerProcess, kafka: Kafka) -> None:
+async def test_unknown_template_is_rejected_with_reason(
+    worker: WorkerProcess, kafka: Kafka
+) -> None:
     """An unknown template id is rejected, naming the templates that exist."""
     command = CreateMetric(organization_id="acme", template_id="no-such-template", params={})
     await kafka.produce("commands", command.to_bytes())
@@ -35,7 +37,9 @@ async def test_unknown_template_is_rejected_with_reason(worker: WorkerProcess, k
     assert dead["error_type"] == "CommandRejectedError"
 
 
-async def test_missing_parameter_is_rejected_with_reason(worker: WorkerProcess, kafka: Kafka) -> None:
+async def test_missing_parameter_is_rejected_with_reason(
+    worker: WorkerProcess, kafka: Kafka
+) -> None:
     """A template parameter left out is named in the rejection."""
     command = CreateMetric(
         organization_id="acme", template_id="github-repo-stars", params={"OWNER": "octocat"}
@@ -68,7 +72,8 @@ async def test_malformed_json_and_schema_errors_are_dead_lettered(
     assert "template_id" in result["error"] and "Field required" in result["error"]
 
     good = CreateMetric(
-        organization_id="acme", template_id="github-repo-stars",
+        organization_id="acme",
+        template_id="github-repo-stars",
         params={"OWNER": "octocat", "REPO": "still-running"},
     )
     await kafka.produce("commands", good.to_bytes())
@@ -80,7 +85,8 @@ async def test_dashboard_metric_for_another_organisations_metric_is_rejected(
 ) -> None:
     """A tenant cannot chart a metric it does not own: the lookup filters by organisation."""
     owner = CreateMetric(
-        organization_id="owner-org", template_id="github-repo-stars",
+        organization_id="owner-org",
+        template_id="github-repo-stars",
         params={"OWNER": "octocat", "REPO": "private-ish"},
     )
     await kafka.produce("commands", owner.to_bytes())
@@ -90,8 +96,8 @@ async def test_dashboard_metric_for_another_organisations_metric_is_rejected(
     await kafka.produce(
         "commands",
         (
-            '{"type": "create_dashboard_metric", "command_id": "%s", "organization_id": "other-org",'
-            ' "dashboard_id": "d", "metric_id": "%s"}' % (intruder_id, created["metric_id"])
+            '{{"type": "create_dashboard_metric", "command_id": "{}", "organization_id": "other-org",'
+            ' "dashboard_id": "d", "metric_id": "{}"}}'.format(intruder_id, created["metric_id"])
         ).encode(),
     )
     result = await _result_for(kafka, intruder_id)

@@ -41,7 +41,8 @@ async def test_command_to_chart_config_end_to_end(
     points: list[dict[str, Any]] = []
     for _ in range(120):
         cur = await db_conn.execute(
-            "SELECT ts, value, dimensions FROM metric_data_points WHERE metric_id = %s", (metric_id,)
+            "SELECT ts, value, dimensions FROM metric_data_points WHERE metric_id = %s",
+            (metric_id,),
         )
         points = await cur.fetchall()
         if points:

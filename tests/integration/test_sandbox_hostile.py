@@ -16,14 +16,14 @@ from streams.settings import SandboxLimits
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 GOOD = "good"
-WRAP = '''
+WRAP = """
 import os, sys, time, socket, gc, signal, json
 {body}
 def transform(arg, cfg):
     if arg == "good":
         return ["ok", cfg]
     return attack(arg, cfg)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,9 @@ def no_leftover_containers() -> Iterator[None]:
 
 def run_sandwiched(executor: SandboxExecutor, body: str, arg: object = "attack") -> SandboxResult:
     """Run the attack between two good inputs; check the good ones, return the attack's."""
-    results = executor.run_batch(WRAP.format(body=body), "transform", [(GOOD, 1), (arg, 2), (GOOD, 3)])
+    results = executor.run_batch(
+        WRAP.format(body=body), "transform", [(GOOD, 1), (arg, 2), (GOOD, 3)]
+    )
     assert results[0].value == ["ok", 1], results[0]
     assert results[2].value == ["ok", 3], results[2]
     return results[1]
@@ -101,7 +103,7 @@ def test_a_million_points_is_refused(executor: SandboxExecutor) -> None:
 def test_forged_result_frames_are_only_prints(executor: SandboxExecutor) -> None:
     """Frames printed to stdout, or written to any inherited or /proc fd, cannot pass as
     results: the forged text lands in the input's prints, the result stays its own."""
-    body = '''
+    body = """
 def attack(a, c):
     forged = '{"i": 2, "ch": "result", "n": 30}\\n{"ok": true, "value": "forged"}\\n'
     print(forged)
@@ -121,7 +123,7 @@ def attack(a, c):
         except OSError:
             pass
     return ["honest", reached]
-'''
+"""
     result = run_sandwiched(executor, body)
     # The only pipes it can write to are its own capture pipe (prints) and its own result
     # pipe: so it can spoil its own result, and nothing else.
@@ -136,7 +138,7 @@ def attack(a, c):
 
 def test_host_files_and_environment_are_out_of_reach(executor: SandboxExecutor) -> None:
     """No host mount, no Docker socket, none of the worker's environment or secrets."""
-    body = '''
+    body = """
 def attack(a, c):
     def readable(path):
         try:
@@ -153,7 +155,7 @@ def attack(a, c):
         "harness_mem": readable("/proc/1/mem"),
         "uid": os.getuid(),
     }
-'''
+"""
     result = run_sandwiched(executor, body)
     assert result.error is None, result.error
     seen = result.value
@@ -167,7 +169,7 @@ def attack(a, c):
 def test_there_is_no_network(executor: SandboxExecutor) -> None:
     """Only the loopback interface exists; the services' ports and names are unreachable.
     (No packet is sent off the machine: there is no interface to send it on.)"""
-    body = '''
+    body = """
 def attack(a, c):
     with open("/proc/net/dev") as f:
         interfaces = sorted(line.split(":")[0].strip() for line in f.readlines()[2:])
@@ -179,16 +181,18 @@ def attack(a, c):
         except OSError as exc:
             outcomes[f"{host}:{port}"] = type(exc).__name__
     return {"interfaces": interfaces, "outcomes": outcomes}
-'''
+"""
     result = run_sandwiched(executor, body)
     assert result.error is None, result.error
     assert result.value["interfaces"] == ["lo"]
     assert "connected" not in result.value["outcomes"].values()
 
 
-def test_nothing_is_writable_so_nothing_carries_to_the_next_input(executor: SandboxExecutor) -> None:
+def test_nothing_is_writable_so_nothing_carries_to_the_next_input(
+    executor: SandboxExecutor,
+) -> None:
     """Writing to / or /tmp fails; a later input finds no trace of an earlier one."""
-    code = '''
+    code = """
 import os
 def transform(arg, cfg):
     written = []
@@ -204,7 +208,7 @@ def transform(arg, cfg):
         if os.path.exists(path):
             found.append(path)
     return {"written": written, "found": found}
-'''
+"""
     results = executor.run_batch(code, "transform", [("secret-a", {}), ("secret-b", {})])
     assert [r.value for r in results] == [{"written": [], "found": []}] * 2
 
@@ -219,7 +223,7 @@ def test_globals_do_not_carry_between_inputs(executor: SandboxExecutor) -> None:
 def test_an_input_cannot_read_another_inputs_data(executor: SandboxExecutor) -> None:
     """The harness never holds input bytes (they are spliced pipe to pipe), so a later
     input searching its inherited memory finds no trace of an earlier input's secret."""
-    code = '''
+    code = """
 import gc
 def transform(arg, cfg):
     if arg.startswith("secret"):
@@ -233,7 +237,7 @@ def transform(arg, cfg):
         except Exception:
             pass
     return hits
-'''
+"""
     results = executor.run_batch(code, "transform", [("secret: s3cr3t-value", {}), ("scan", {})])
     assert results[0].value == "kept"
     assert results[1].value == 0
@@ -257,7 +261,10 @@ def test_killing_the_harness_fails_only_that_input(executor: SandboxExecutor) ->
 
 def test_non_serialisable_and_nan_results_are_errors(executor: SandboxExecutor) -> None:
     """Objects JSON cannot carry, NaN and infinity are rejected with a clear message."""
-    for body in ("def attack(a, c):\n    return object()", "def attack(a, c):\n    return float('nan')"):
+    for body in (
+        "def attack(a, c):\n    return object()",
+        "def attack(a, c):\n    return float('nan')",
+    ):
         result = run_sandwiched(executor, body)
         assert result.error is not None and result.error.kind == "not_serialisable"
 

@@ -1,0 +1,76 @@
+"""Command decoding and the rejection messages people read."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from agents.commands import CommandStage, describe_validation_error
+from agents.pipeline import Incoming
+from streams.messages import CreateDashboardMetric, CreateMetric, RefreshMetric
+
+
+def _incoming(value: bytes) -> Incoming:
+    return Incoming(topic="commands", partition=0, offset=7, key=None, value=value)
+
+
+def test_commands_decode_by_type() -> None:
+    """The ``type`` field picks the command model."""
+    stage = CommandStage()
+    metric_id = uuid.uuid4()
+    decoded = stage.decode(
+        b'{"type": "refresh_metric", "organization_id": "o", "metric_id": "%s"}'
+        % str(metric_id).encode()
+    )
+    assert isinstance(decoded, RefreshMetric) and decoded.metric_id == metric_id
+
+
+def test_redelivered_command_derives_the_same_ids() -> None:
+    """Ids derive from the command id, so a re-delivered command is idempotent."""
+    command = CreateMetric(organization_id="o", template_id="t")
+    again = CreateMetric.model_validate_json(command.to_bytes())
+    assert again.resolved_metric_id() == command.resolved_metric_id()
+    place = CreateDashboardMetric(organization_id="o", dashboard_id="d", metric_id=uuid.uuid4())
+    assert CreateDashboardMetric.model_validate_json(
+        place.to_bytes()
+    ).resolved_dashboard_metric_id() == (place.resolved_dashboard_metric_id())
+
+
+def test_rejection_of_malformed_json_names_the_problem() -> None:
+    """Non-JSON gets a rejection with no command id and a readable reason."""
+    stage = CommandStage()
+    with pytest.raises(ValidationError) as info:
+        stage.decode(b"{nope")
+    sends = stage.rejected(_incoming(b"{nope"), info.value)
+    assert len(sends) == 1
+    result = sends[0].record
+    assert sends[0].topic == "command-results"
+    assert result.status == "rejected"  # type: ignore[attr-defined]
+    assert result.command_id is None  # type: ignore[attr-defined]
+    assert "Invalid JSON" in (result.error or "")  # type: ignore[attr-defined]
+
+
+def test_rejection_keeps_the_command_id_when_it_can() -> None:
+    """A schema error still answers to the caller's command id."""
+    stage = CommandStage()
+    command_id = str(uuid.uuid4())
+    value = (
+        b'{"type": "create_metric", "command_id": "%s", "organization_id": ""}'
+        % command_id.encode()
+    )
+    with pytest.raises(ValidationError) as info:
+        stage.decode(value)
+    result = stage.rejected(_incoming(value), info.value)[0].record
+    assert str(result.command_id) == command_id  # type: ignore[attr-defined]
+    message = describe_validation_error(info.value)
+    assert "template_id: Field required" in message
+    assert "organization_id" in message
+
+
+def test_unknown_command_type_is_named() -> None:
+    """An unknown ``type`` says which types exist."""
+    with pytest.raises(ValidationError) as info:
+        CommandStage().decode(b'{"type": "drop_everything", "organization_id": "o"}')
+    assert "create_metric" in describe_validation_error(info.value)

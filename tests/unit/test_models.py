@@ -1,0 +1,68 @@
+"""The pydantic boundary checks on what transformers return."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from schema.models import ChartConfig, DataPoint
+
+
+def test_datapoint_rejects_nan_and_infinity() -> None:
+    """NaN and infinity never reach the database."""
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValidationError, match="finite"):
+            DataPoint(timestamp=datetime.now(UTC), value=bad)
+
+
+def test_datapoint_rejects_far_future_and_naive_timestamps() -> None:
+    """A timestamp days ahead is a parsing bug; one without a zone is ambiguous."""
+    with pytest.raises(ValidationError, match="future"):
+        DataPoint(timestamp=datetime.now(UTC) + timedelta(days=30), value=1)
+    with pytest.raises(ValidationError):
+        DataPoint(timestamp=datetime(2025, 1, 1), value=1)
+
+
+def test_datapoint_normalises_to_utc() -> None:
+    """Offsets are kept as instants, stored in UTC."""
+    point = DataPoint.model_validate({"timestamp": "2025-01-01T02:00:00+02:00", "value": "3.5"})
+    assert point.timestamp == datetime(2025, 1, 1, tzinfo=UTC)
+    assert point.value == 3.5
+
+
+def _chart(**overrides: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "chartType": "line",
+        "title": "Stars",
+        "xAxisKey": "date",
+        "dataKeys": ["value"],
+        "chartData": [{"date": "2025-01-01", "value": 1}],
+        "colors": {"value": "var(--chart-1)"},
+    }
+    doc.update(overrides)
+    return doc
+
+
+def test_chart_config_requires_keys_in_every_row() -> None:
+    """Every chartData row carries the x axis key and every data key."""
+    ChartConfig.model_validate(_chart())
+    with pytest.raises(ValidationError, match=r"chartData\[1\] lacks \['value'\]"):
+        ChartConfig.model_validate(_chart(chartData=[{"date": "a", "value": 1}, {"date": "b"}]))
+
+
+def test_chart_config_colours_are_the_theme_variables() -> None:
+    """Colours are var(--chart-1) … var(--chart-12), nothing else."""
+    ChartConfig.model_validate(_chart(colors={"value": "var(--chart-12)"}))
+    for bad in ("#ff0000", "var(--chart-13)", "var(--chart-0)"):
+        with pytest.raises(ValidationError, match="colour"):
+            ChartConfig.model_validate(_chart(colors={"value": bad}))
+
+
+def test_chart_config_rejects_unknown_chart_type_and_empty_title() -> None:
+    """Only the seven chart types; a title is required."""
+    with pytest.raises(ValidationError):
+        ChartConfig.model_validate(_chart(chartType="donut"))
+    with pytest.raises(ValidationError):
+        ChartConfig.model_validate(_chart(title=""))
