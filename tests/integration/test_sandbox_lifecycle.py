@@ -1,0 +1,99 @@
+"""Container lifecycle: batch deadline, strays swept, nothing left when the worker dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import docker
+import pytest
+
+from sandbox.executor import DEADLINE_LABEL, LABEL, SandboxExecutor, sweep_stale
+from streams.settings import SandboxLimits
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _ours(client: docker.DockerClient, marker: str) -> list[object]:
+    return [
+        c
+        for c in client.containers.list(all=True, filters={"label": LABEL})
+        if c.labels.get("test") == marker
+    ]
+
+
+def test_batch_deadline_fails_the_rest_clearly() -> None:
+    """Inputs not finished when the batch's wall-clock limit passes get batch_timeout."""
+    executor = SandboxExecutor(SandboxLimits(input_timeout_s=5, batch_timeout_s=3))
+    try:
+        code = "import time\ndef transform(x, c):\n    time.sleep(1.2)\n    return x"
+        results = executor.run_batch(code, "transform", [(i, {}) for i in range(6)])
+    finally:
+        executor.close()
+    done = [r.value for r in results if r.ok]
+    assert done == list(range(len(done))) and 1 <= len(done) <= 3
+    assert {r.error.kind for r in results if r.error} == {"batch_timeout"}
+
+
+def test_stale_sandbox_containers_are_swept() -> None:
+    """A sandbox container past its deadline (left by a dead worker) is removed at start-up;
+    one still within its deadline is left alone."""
+    client = docker.from_env()
+    marker = f"sweep-{os.getpid()}-{time.time_ns()}"
+    try:
+        stale = client.containers.create(
+            "metricloom/sandbox",
+            network_mode="none",
+            labels={LABEL: "1", DEADLINE_LABEL: "1", "test": marker},
+        )
+        fresh = client.containers.create(
+            "metricloom/sandbox",
+            network_mode="none",
+            labels={LABEL: "1", DEADLINE_LABEL: str(int(time.time()) + 600), "test": marker},
+        )
+        sweep_stale(client)
+        left = {c.id for c in _ours(client, marker)}  # type: ignore[attr-defined]
+        assert stale.id not in left and fresh.id in left
+    finally:
+        for container in _ours(client, marker):
+            container.remove(force=True)  # type: ignore[attr-defined]
+        client.close()
+
+
+def test_container_is_removed_when_the_worker_dies_mid_batch() -> None:
+    """SIGKILL the process running a batch: the container still goes away (auto_remove
+    once stdin closes), so no sweep is needed for the common case."""
+    script = (
+        "from sandbox.executor import SandboxExecutor\n"
+        "from streams.settings import SandboxLimits\n"
+        "e = SandboxExecutor(SandboxLimits(input_timeout_s=30, batch_timeout_s=60))\n"
+        "e.run_batch('import time\\ndef transform(x, c):\\n    time.sleep(20)', 'transform', [(1, {})])\n"
+    )
+    client = docker.from_env()
+    before = {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 20
+        started: set[str] = set()
+        while not started and time.monotonic() < deadline:
+            now = {c.id for c in client.containers.list(filters={"label": LABEL})}
+            started = now - before
+            time.sleep(0.1)
+        assert started, "the batch's container never started"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            remaining = {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
+            if not (started & remaining):
+                break
+            time.sleep(0.2)
+        assert not (started & remaining), "the dead worker's container is still there"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        client.close()
