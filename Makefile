@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 COMPOSE := docker compose
 
-.PHONY: up test down host images venv services lint typecheck pytest logs clean benchmark
+.PHONY: up test down host images venv pglite services lint typecheck pytest logs clean benchmark
 
 up: host images
 	$(COMPOSE) up -d --wait kafka timescaledb demo-api
@@ -21,7 +21,7 @@ up: host images
 	$(COMPOSE) exec -T worker metricloom charts tail --from-beginning --count 3 --timeout 120
 	@echo "--- the cluster keeps running: 'make logs' to watch, 'make down' to stop ---"
 
-test: host images venv services lint typecheck pytest
+test: host images venv pglite services lint typecheck pytest
 
 host:
 	bash scripts/host-setup.sh
@@ -35,6 +35,13 @@ $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# A community-license TimescaleDB (WASM) for the continuous-aggregate tests.
+pglite: tools/pglite/node_modules/.installed
+
+tools/pglite/node_modules/.installed: tools/pglite/package.json tools/pglite/package-lock.json
+	npm ci --prefix tools/pglite --legacy-peer-deps --no-audit --no-fund
 	touch $@
 
 services:

@@ -20,9 +20,8 @@ from pydantic import ValidationError
 
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
-from schema import catalog
+from schema import catalog, rollups
 from schema.models import ChartConfig, ChartTransformer, DashboardMetric
-from schema.points import bucket_for, read_series
 from streams.messages import ChartConfigMessage, MetricUpdated
 
 log = structlog.get_logger(__name__)
@@ -44,13 +43,16 @@ class ChartStage(Stage[MetricUpdated]):
         now = datetime.now(UTC)
         async with services.db.transaction() as conn:
             for dm, ct in await catalog.charts_for_metrics(conn, list(trigger)):
-                bucket = bucket_for(dm.date_range_days)
+                rollup = rollups.pick(dm.date_range_days)
                 since = now - timedelta(days=dm.date_range_days)
-                series = await read_series(conn, dm.metric_id, since, bucket, dm.aggregation)
+                series = await rollups.read_series(
+                    conn, dm.metric_id, since, rollup, dm.aggregation
+                )
                 preferences = {
                     **ct.preferences,
                     "title": dm.title,
-                    "bucket_seconds": int(bucket.total_seconds()),
+                    "granularity": rollup.name,
+                    "bucket_seconds": int(rollup.width.total_seconds()),
                 }
                 jobs.append((trigger[dm.metric_id], dm, ct, series, preferences))
         groups: dict[tuple[str, str], list[Job]] = defaultdict(list)
@@ -64,6 +66,13 @@ class ChartStage(Stage[MetricUpdated]):
             )
             for (message, dm, ct, _, _), result in zip(group, results, strict=True):
                 sends.append(self._publish(message, dm, ct, result.value, result.error))
+        published = [s.record for s in sends if isinstance(s.record, ChartConfigMessage)]
+        if published:
+            async with services.db.transaction() as conn:
+                for record in published:
+                    await catalog.record_graph_config(
+                        conn, record.dashboard_metric_id, record.config.model_dump(by_alias=True)
+                    )
         return sends
 
     def _publish(

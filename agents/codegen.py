@@ -109,7 +109,13 @@ def offline_metric_transformer(template: MetricTemplate) -> MetricTransformer:
         value_path=template.hints.value_path,
         dimension_paths=dict(template.hints.dimension_paths),
     )
-    return MetricTransformer(template_id=template.id, code=code, generator=OFFLINE)
+    return MetricTransformer(
+        template_id=template.id,
+        polling_endpoint=template.polling,
+        historical_endpoint=template.historical,
+        code=code,
+        generator=OFFLINE,
+    )
 
 
 def offline_chart_transformer(dm: DashboardMetric) -> ChartTransformer:
@@ -119,11 +125,15 @@ def offline_chart_transformer(dm: DashboardMetric) -> ChartTransformer:
     )
     return ChartTransformer(
         dashboard_metric_id=dm.id,
+        organization_id=dm.organization_id,
         code=code,
-        generator=OFFLINE,
+        chart_type=dm.chart_type,
+        date_range_days=dm.date_range_days,
+        aggregation=dm.aggregation,
         preferences={
             "chart_type": dm.chart_type,
             "date_range_days": dm.date_range_days,
             "aggregation": dm.aggregation,
         },
+        generator=OFFLINE,
     )

@@ -6,11 +6,12 @@ stage functions can be driven in tests with a real database and no Faust at all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
 from sandbox.executor import SandboxExecutor
+from schema import rollups
 from schema.db import Database
 from streams.settings import Settings
 
@@ -21,6 +22,7 @@ class Services:
     db: Database
     sandbox: SandboxExecutor
     http: httpx.AsyncClient
+    _rollup_mode: rollups.Mode | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -34,6 +36,14 @@ class Services:
                 headers={"User-Agent": "metricloom/0.1"},
             ),
         )
+
+    async def rollup_mode(self) -> rollups.Mode:
+        """Whether this database has continuous aggregates or maintained rollup tables
+        (decided by the migrations, read once)."""
+        if self._rollup_mode is None:
+            async with self.db.transaction() as conn:
+                self._rollup_mode = await rollups.detect_mode(conn)
+        return self._rollup_mode
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -2,13 +2,16 @@
 
 The Faust agent acknowledges the consumed messages only after :meth:`WriteStage.handle`
 returns, i.e. after the transaction committed: offsets move only once the points are in
-the database. The upsert makes a re-delivered batch change nothing.
+the database. The upsert makes a re-delivered batch change nothing. Rollups are kept
+current here: inside the transaction where they are tables (Apache build), by refreshing
+the touched window right after the commit where they are continuous aggregates.
 """
 
 from __future__ import annotations
 
 from agents.pipeline import Incoming, Send, Stage
 from agents.services import Services
+from schema import rollups
 from schema.points import MetricPoints, write_points
 from streams.messages import MetricUpdated, PointsBatch
 
@@ -23,11 +26,21 @@ class WriteStage(Stage[PointsBatch]):
         self, services: Services, batch: list[tuple[Incoming, PointsBatch]]
     ) -> list[Send]:
         organizations = {points.metric_id: points.organization_id for _, points in batch}
+        mode = await services.rollup_mode()
         async with services.db.transaction() as conn:
             summaries = await write_points(
                 conn,
                 [MetricPoints(p.metric_id, list(p.points), p.replace) for _, p in batch],
+                mode,
             )
+        touched = [s for s in summaries if s.first_ts is not None and s.last_ts is not None]
+        if mode == "continuous" and touched:
+            async with services.db.autocommit() as conn:
+                await rollups.refresh(
+                    conn,
+                    min(s.first_ts for s in touched if s.first_ts),
+                    max(s.last_ts for s in touched if s.last_ts),
+                )
         return [
             Send(
                 "metric-updated",

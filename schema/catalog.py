@@ -19,7 +19,6 @@ from schema.models import (
     DashboardMetric,
     Metric,
     MetricTransformer,
-    PollFrequency,
 )
 
 # --- metrics -----------------------------------------------------------------------------
@@ -123,11 +122,13 @@ async def record_metric_error(conn: Conn, metric_id: UUID, stage: str, error: st
 
 # --- metric transformers -----------------------------------------------------------------
 
+TRANSFORMER_COLUMNS = """template_id, polling_endpoint, historical_endpoint, code, historical_code,
+    version, status, generator, input_example, output_example, failure_count"""
+
 
 async def get_metric_transformer(conn: Conn, template_id: str) -> MetricTransformer | None:
     cur = await conn.execute(
-        "SELECT template_id, code, version, status, generator, input_example, output_example,"
-        " failure_count FROM metric_transformers WHERE template_id = %s",
+        f"SELECT {TRANSFORMER_COLUMNS} FROM metric_transformers WHERE template_id = %s",
         (template_id,),
     )
     row = await cur.fetchone()
@@ -136,13 +137,18 @@ async def get_metric_transformer(conn: Conn, template_id: str) -> MetricTransfor
 
 async def insert_metric_transformer(conn: Conn, transformer: MetricTransformer) -> bool:
     """Save a template's first transformer; False if another worker saved one first."""
+    historical = transformer.historical_endpoint
     cur = await conn.execute(
-        "INSERT INTO metric_transformers (template_id, code, version, status, generator,"
-        " input_example, output_example) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        "INSERT INTO metric_transformers (template_id, polling_endpoint, historical_endpoint,"
+        " code, historical_code, version, status, generator, input_example, output_example)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (template_id) DO NOTHING",
         (
             transformer.template_id,
+            Jsonb(transformer.polling_endpoint.model_dump()),
+            Jsonb(historical.model_dump()) if historical else None,
             transformer.code,
+            transformer.historical_code,
             transformer.version,
             transformer.status,
             transformer.generator,
@@ -158,60 +164,63 @@ async def insert_metric_transformer(conn: Conn, transformer: MetricTransformer) 
 
 async def insert_dashboard_metric(conn: Conn, dm: DashboardMetric) -> bool:
     cur = await conn.execute(
-        "INSERT INTO dashboard_metrics (id, organization_id, dashboard_id, metric_id, title,"
-        " chart_type, date_range_days, aggregation) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (id) DO NOTHING",
-        (
-            dm.id,
-            dm.organization_id,
-            dm.dashboard_id,
-            dm.metric_id,
-            dm.title,
-            dm.chart_type,
-            dm.date_range_days,
-            dm.aggregation,
-        ),
+        "INSERT INTO dashboard_metrics (id, organization_id, dashboard_id, metric_id, title)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+        (dm.id, dm.organization_id, dm.dashboard_id, dm.metric_id, dm.title),
     )
     return cur.rowcount == 1
 
 
 async def insert_chart_transformer(conn: Conn, ct: ChartTransformer) -> None:
     await conn.execute(
-        "INSERT INTO chart_transformers (dashboard_metric_id, code, version, generator,"
-        " preferences) VALUES (%s, %s, %s, %s, %s)"
+        "INSERT INTO chart_transformers (dashboard_metric_id, organization_id, code, chart_type,"
+        " date_range_days, aggregation, preferences, user_prompt, version, generator)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (dashboard_metric_id) DO NOTHING",
-        (ct.dashboard_metric_id, ct.code, ct.version, ct.generator, Jsonb(ct.preferences)),
+        (
+            ct.dashboard_metric_id,
+            ct.organization_id,
+            ct.code,
+            ct.chart_type,
+            ct.date_range_days,
+            ct.aggregation,
+            Jsonb(ct.preferences),
+            ct.user_prompt,
+            ct.version,
+            ct.generator,
+        ),
     )
+
+
+CHARTS_FOR_METRICS = """
+SELECT d.id, d.organization_id, d.dashboard_id, d.metric_id, d.title,
+       c.chart_type, c.date_range_days, c.aggregation, c.code, c.version, c.generator,
+       c.preferences, c.user_prompt
+FROM dashboard_metrics d
+JOIN chart_transformers c ON c.dashboard_metric_id = d.id
+WHERE d.metric_id = ANY(%s)
+ORDER BY d.id
+"""
 
 
 async def charts_for_metrics(
     conn: Conn, metric_ids: list[UUID]
 ) -> list[tuple[DashboardMetric, ChartTransformer]]:
     """Every dashboard metric showing one of these metrics, with its chart transformer."""
-    cur = await conn.execute(
-        "SELECT d.id, d.organization_id, d.dashboard_id, d.metric_id, d.title, d.chart_type,"
-        " d.date_range_days, d.aggregation, c.code, c.version, c.generator, c.preferences"
-        " FROM dashboard_metrics d JOIN chart_transformers c ON c.dashboard_metric_id = d.id"
-        " WHERE d.metric_id = ANY(%s) ORDER BY d.id",
-        (metric_ids,),
-    )
+    cur = await conn.execute(CHARTS_FOR_METRICS, (metric_ids,))
     out = []
     for row in await cur.fetchall():
         dm = DashboardMetric.model_validate(row)
-        ct = ChartTransformer(
-            dashboard_metric_id=dm.id,
-            code=str(row["code"]),
-            version=int(row["version"]),  # type: ignore[call-overload]
-            generator=str(row["generator"]),
-            preferences=dict(row["preferences"] or {}),  # type: ignore[call-overload]
-        )
+        ct = ChartTransformer.model_validate({**row, "dashboard_metric_id": row["id"]})
         out.append((dm, ct))
     return out
 
 
-def poll_frequency_or_default(value: PollFrequency | None, default: PollFrequency) -> PollFrequency:
-    return value if value is not None else default
-
-
-def as_json(value: Any) -> Jsonb:
-    return Jsonb(value)
+async def record_graph_config(
+    conn: Conn, dashboard_metric_id: UUID, config: dict[str, Any]
+) -> None:
+    """Keep the last published chart on the dashboard metric, for readers without Kafka."""
+    await conn.execute(
+        "UPDATE dashboard_metrics SET graph_config = %s, graph_config_at = now() WHERE id = %s",
+        (Jsonb(config), dashboard_metric_id),
+    )

@@ -46,6 +46,20 @@ class Database:
             self._opened = False
 
     @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Conn]:
+        """A connection outside any transaction (for statements that refuse one)."""
+        await self.open()
+        try:
+            async with self._pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    yield conn
+                finally:
+                    await conn.set_autocommit(False)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise DatabaseUnavailableError(f"database unavailable: {exc}") from exc
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
         """A connection inside one transaction: committed on success, rolled back on error."""
         await self.open()

@@ -172,12 +172,17 @@ class Metric(BaseModel):
 
 
 class MetricTransformer(BaseModel):
-    """Code shared by every metric of a template: ``transform(api_response, endpoint_config)``."""
+    """Code shared by every metric of a template: ``transform(api_response, endpoint_config)``.
+
+    ``historical_code`` is set when the historical endpoint answers in another shape."""
 
     template_id: str
+    polling_endpoint: Endpoint
+    historical_endpoint: Endpoint | None = None
     code: str
+    historical_code: str | None = None
     version: int = 1
-    status: Literal["active", "failed"] = "active"
+    status: Literal["active", "regenerating", "failed"] = "active"
     generator: str
     input_example: Any = None
     output_example: Any = None
@@ -201,7 +206,12 @@ class ChartTransformer(BaseModel):
     """Per-dashboard-metric code: ``transform(data_points, preferences) -> ChartConfig``."""
 
     dashboard_metric_id: UUID
+    organization_id: str
     code: str
+    chart_type: ChartType
+    date_range_days: int
+    aggregation: str
+    preferences: dict[str, Any] = Field(default_factory=dict)
+    user_prompt: str | None = None
     version: int = 1
     generator: str
-    preferences: dict[str, Any] = Field(default_factory=dict)

@@ -9,14 +9,15 @@ duplicated, so a re-delivered batch changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
+from schema import rollups
 from schema.db import Conn
 from schema.models import DataPoint
+from schema.rollups import Mode
 
 CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS incoming_points (
@@ -61,8 +62,11 @@ class WriteSummary:
     last_ts: datetime | None
 
 
-async def write_points(conn: Conn, batches: list[MetricPoints]) -> list[WriteSummary]:
-    """Upsert the batches in the caller's transaction; one summary per metric."""
+async def write_points(
+    conn: Conn, batches: list[MetricPoints], mode: Mode = "maintained"
+) -> list[WriteSummary]:
+    """Upsert the batches in the caller's transaction; one summary per metric. With
+    maintained rollups, they are brought up to date in the same transaction."""
     await conn.execute(CREATE_STAGING)
     seq = 0
     async with conn.cursor() as cur:
@@ -91,6 +95,8 @@ async def write_points(conn: Conn, batches: list[MetricPoints]) -> list[WriteSum
         await cur.execute(UPSERT)
         await cur.execute(SUMMARY)
         rows = await cur.fetchall()
+    if mode == "maintained":
+        await rollups.maintain(conn, replaced)
     written = {
         row["metric_id"]: WriteSummary(row["metric_id"], row["n"], row["first_ts"], row["last_ts"])  # type: ignore[arg-type]
         for row in rows
@@ -98,51 +104,4 @@ async def write_points(conn: Conn, batches: list[MetricPoints]) -> list[WriteSum
     return [
         written.get(b.metric_id, WriteSummary(b.metric_id, 0, None, None))
         for b in {b.metric_id: b for b in batches}.values()
-    ]
-
-
-def bucket_for(date_range_days: int) -> timedelta:
-    """The coarsest bucket that still draws the range well: hours up to two days,
-    days up to ~three months, weeks beyond."""
-    if date_range_days <= 2:
-        return timedelta(hours=1)
-    if date_range_days <= 92:
-        return timedelta(days=1)
-    return timedelta(weeks=1)
-
-
-READ_SERIES = """
-SELECT time_bucket(%(bucket)s, ts) AS bucket,
-       count(*) AS count, sum(value) AS sum, avg(value) AS avg,
-       min(value) AS min, max(value) AS max, last(value, ts) AS last,
-       last(dimensions, ts) AS dimensions
-FROM metric_data_points
-WHERE metric_id = %(metric_id)s AND ts >= %(since)s
-GROUP BY bucket
-ORDER BY bucket
-"""
-
-
-async def read_series(
-    conn: Conn, metric_id: UUID, since: datetime, bucket: timedelta, aggregation: str
-) -> list[dict[str, Any]]:
-    """The metric's points since ``since``, one row per bucket, ``value`` being the
-    chart's chosen aggregation; the other aggregates are included for the transformer."""
-    cur = await conn.execute(
-        READ_SERIES, {"bucket": bucket, "metric_id": metric_id, "since": since}
-    )
-    rows = await cur.fetchall()
-    return [
-        {
-            "timestamp": row["bucket"],
-            "value": row[aggregation],
-            "count": row["count"],
-            "sum": row["sum"],
-            "avg": row["avg"],
-            "min": row["min"],
-            "max": row["max"],
-            "last": row["last"],
-            "dimensions": row["dimensions"] or {},
-        }
-        for row in rows
     ]

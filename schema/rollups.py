@@ -1,0 +1,189 @@
+"""Hourly, daily and weekly rollups of ``metric_data_points``: the relations charts read.
+
+Two ways to the same relations (same names, same columns):
+
+* **continuous** — with a community-license TimescaleDB, real-time continuous aggregates
+  (``materialized_only = false``: rows past the watermark are computed on read). The
+  writer refreshes the window it touched after each commit, so a backfilled point months
+  in the past shows up too.
+* **maintained** — with the Apache-2 build (Debian's, these machines'), continuous
+  aggregates are unavailable; the writer recomputes every bucket a batch touched, inside
+  the batch's own transaction, from the hypertable. A bucket left empty (snapshot
+  replaced) is deleted.
+
+Columns: ``metric_id, bucket, count, sum, avg, min, max, last, last_ts, last_dimensions``.
+Dimensions are carried as the bucket's last value (``last(dimensions, ts)``): a continuous
+aggregate cannot unnest jsonb keys, and one definition must serve both modes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID
+
+from psycopg import sql
+
+from schema.db import Conn
+
+Mode = Literal["continuous", "maintained"]
+
+
+@dataclass(frozen=True)
+class Rollup:
+    name: str
+    width: timedelta
+    chunk: timedelta
+
+    @property
+    def relation(self) -> str:
+        return f"metric_data_points_{self.name}"
+
+
+ROLLUPS = (
+    Rollup("hourly", timedelta(hours=1), timedelta(days=30)),
+    Rollup("daily", timedelta(days=1), timedelta(days=365)),
+    Rollup("weekly", timedelta(weeks=1), timedelta(days=5 * 365)),
+)
+
+_AGGREGATES = """count(*) AS count, sum(value) AS sum, avg(value) AS avg, min(value) AS min,
+       max(value) AS max, last(value, ts) AS last, max(ts) AS last_ts,
+       last(dimensions, ts) AS last_dimensions"""
+
+
+def pick(date_range_days: int) -> Rollup:
+    """The coarsest rollup that still draws the range well (and reads the fewest rows):
+    hours up to two days, days up to about three months, weeks beyond."""
+    if date_range_days <= 2:
+        return ROLLUPS[0]
+    if date_range_days <= 92:
+        return ROLLUPS[1]
+    return ROLLUPS[2]
+
+
+def create_statements(mode: Mode) -> list[sql.Composed]:
+    """DDL for the three rollups in the given mode; every statement is idempotent."""
+    out: list[sql.Composed] = []
+    for rollup in ROLLUPS:
+        name = sql.Identifier(rollup.relation)
+        if mode == "continuous":
+            out.append(
+                sql.SQL(
+                    "CREATE MATERIALIZED VIEW IF NOT EXISTS {name}"
+                    " WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS"
+                    " SELECT metric_id, time_bucket({width}, ts) AS bucket, " + _AGGREGATES + ""
+                    " FROM metric_data_points GROUP BY metric_id, bucket WITH NO DATA"
+                ).format(name=name, width=sql.Literal(rollup.width))
+            )
+        else:
+            out.append(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {name} ("
+                    " metric_id uuid NOT NULL, bucket timestamptz NOT NULL, count bigint NOT NULL,"
+                    " sum double precision, avg double precision, min double precision,"
+                    " max double precision, last double precision, last_ts timestamptz,"
+                    " last_dimensions jsonb, PRIMARY KEY (metric_id, bucket))"
+                ).format(name=name)
+            )
+            out.append(
+                sql.SQL(
+                    "SELECT create_hypertable({rel}, by_range('bucket', {chunk}), if_not_exists => true)"
+                ).format(rel=sql.Literal(rollup.relation), chunk=sql.Literal(rollup.chunk))
+            )
+    return out
+
+
+async def detect_mode(conn: Conn) -> Mode:
+    """Which kind of rollups the migrations created in this database."""
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM timescaledb_information.continuous_aggregates"
+        " WHERE view_name = 'metric_data_points_hourly'"
+    )
+    row = await cur.fetchone()
+    return "continuous" if row and row["n"] else "maintained"
+
+
+def _maintain_statement(rollup: Rollup) -> sql.Composed:
+    return sql.SQL(
+        """
+WITH touched AS (
+    SELECT DISTINCT metric_id, time_bucket({width}, ts) AS bucket FROM incoming_points
+    UNION
+    SELECT metric_id, bucket FROM {rel} WHERE metric_id = ANY(%(replaced)s)
+), fresh AS (
+    SELECT t.metric_id, t.bucket,
+           count(p.ts) AS count, sum(p.value) AS sum, avg(p.value) AS avg,
+           min(p.value) AS min, max(p.value) AS max, last(p.value, p.ts) AS last,
+           max(p.ts) AS last_ts, last(p.dimensions, p.ts) AS last_dimensions
+    FROM touched t
+    LEFT JOIN metric_data_points p
+           ON p.metric_id = t.metric_id AND p.ts >= t.bucket AND p.ts < t.bucket + {width}
+    GROUP BY t.metric_id, t.bucket
+), emptied AS (
+    DELETE FROM {rel} r USING fresh f
+    WHERE r.metric_id = f.metric_id AND r.bucket = f.bucket AND f.count = 0
+)
+INSERT INTO {rel} AS r (metric_id, bucket, count, sum, avg, min, max, last, last_ts, last_dimensions)
+SELECT metric_id, bucket, count, sum, avg, min, max, last, last_ts, last_dimensions
+FROM fresh WHERE count > 0
+ON CONFLICT (metric_id, bucket) DO UPDATE
+SET count = EXCLUDED.count, sum = EXCLUDED.sum, avg = EXCLUDED.avg, min = EXCLUDED.min,
+    max = EXCLUDED.max, last = EXCLUDED.last, last_ts = EXCLUDED.last_ts,
+    last_dimensions = EXCLUDED.last_dimensions
+"""
+    ).format(rel=sql.Identifier(rollup.relation), width=sql.Literal(rollup.width))
+
+
+MAINTAIN = {rollup.name: _maintain_statement(rollup) for rollup in ROLLUPS}
+"""Recompute every bucket the staged batch (``incoming_points``) touched, plus every bucket
+of a replaced metric, from the hypertable: a bucket is always its points' true aggregate,
+whatever order batches arrive in."""
+
+
+async def maintain(conn: Conn, replaced: list[UUID]) -> None:
+    """Bring the maintained rollups up to date with the staged batch (same transaction)."""
+    for rollup in ROLLUPS:
+        await conn.execute(MAINTAIN[rollup.name], {"replaced": replaced})
+
+
+async def refresh(conn: Conn, first: datetime, last: datetime) -> None:
+    """Refresh the continuous aggregates over [first, last]; needs an autocommit
+    connection (TimescaleDB refuses to refresh inside a transaction)."""
+    for rollup in ROLLUPS:
+        await conn.execute(
+            sql.SQL("CALL refresh_continuous_aggregate({rel}, {start}, {end})").format(
+                rel=sql.Literal(rollup.relation),
+                start=sql.Literal(first - rollup.width),
+                end=sql.Literal(last + rollup.width),
+            )
+        )
+
+
+def read_statement(rollup: Rollup) -> sql.Composed:
+    return sql.SQL(
+        "SELECT bucket, count, sum, avg, min, max, last, last_dimensions FROM {rel}"
+        " WHERE metric_id = %(metric_id)s AND bucket >= %(since)s ORDER BY bucket"
+    ).format(rel=sql.Identifier(rollup.relation))
+
+
+async def read_series(
+    conn: Conn, metric_id: UUID, since: datetime, rollup: Rollup, aggregation: str
+) -> list[dict[str, Any]]:
+    """One row per bucket since ``since``: ``value`` is the chart's aggregation, and the
+    other aggregates ride along for the chart transformer."""
+    cur = await conn.execute(read_statement(rollup), {"metric_id": metric_id, "since": since})
+    return [
+        {
+            "timestamp": row["bucket"],
+            "value": row[aggregation],
+            "count": row["count"],
+            "sum": row["sum"],
+            "avg": row["avg"],
+            "min": row["min"],
+            "max": row["max"],
+            "last": row["last"],
+            "dimensions": row["last_dimensions"] or {},
+        }
+        for row in await cur.fetchall()
+    ]
