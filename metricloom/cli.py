@@ -89,14 +89,31 @@ def worker() -> None:
 
 @app.command()
 def migrate() -> None:
-    """Apply the database migrations (safe to run again)."""
+    """Apply the database migrations (safe to run again) and the retention and
+    compression policies the settings ask for."""
+    from schema.db import Database
     from schema.migrate import apply_migrations
+    from schema.policies import apply_policies
+
+    settings = get_settings()
+    url = settings.database_url.get_secret_value()
+
+    async def policies() -> list[str]:
+        db = Database(url, max_size=1)
+        try:
+            async with db.transaction() as conn:
+                return await apply_policies(
+                    conn, settings.retention_days, settings.compress_after_days
+                )
+        finally:
+            await db.close()
 
     try:
-        applied = apply_migrations(get_settings().database_url.get_secret_value())
+        applied = apply_migrations(url)
+        done = asyncio.run(policies())
     except MetricloomError as exc:
         _fail(str(exc))
-    _print({"applied": applied})
+    _print({"applied": applied, "policies": done})
 
 
 @topics_app.command("create")

@@ -21,27 +21,20 @@ from schema.rollups import Mode
 
 CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS incoming_points (
-    seq bigint, metric_id uuid, ts timestamptz, value double precision, dimensions jsonb
+    metric_id uuid, ts timestamptz, value double precision, dimensions jsonb
 ) ON COMMIT DELETE ROWS
 """
 
 UPSERT = """
 INSERT INTO metric_data_points AS p (metric_id, ts, value, dimensions)
-SELECT DISTINCT ON (metric_id, ts) metric_id, ts, value, dimensions
-FROM incoming_points
-ORDER BY metric_id, ts, seq DESC
+SELECT metric_id, ts, value, dimensions FROM incoming_points
 ON CONFLICT (metric_id, ts) DO UPDATE
 SET value = EXCLUDED.value, dimensions = EXCLUDED.dimensions, created_at = now()
 WHERE (p.value, p.dimensions) IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.dimensions)
 """
-"""Keeps the last of duplicate (metric, ts) pairs within a batch (``DISTINCT ON`` … ``seq
-DESC``: ON CONFLICT cannot touch one row twice) and skips rewriting identical rows, so a
-replayed batch writes nothing."""
-
-SUMMARY = """
-SELECT metric_id, count(*) AS n, min(ts) AS first_ts, max(ts) AS last_ts
-FROM incoming_points GROUP BY metric_id
-"""
+"""Identical rows are not rewritten, so a replayed batch writes nothing. The staged rows
+are unique per (metric, ts): duplicates are collapsed before COPY (ON CONFLICT cannot
+touch one row twice in a statement)."""
 
 
 @dataclass(frozen=True)
@@ -67,24 +60,22 @@ async def write_points(
 ) -> list[WriteSummary]:
     """Upsert the batches in the caller's transaction; one summary per metric. With
     maintained rollups, they are brought up to date in the same transaction."""
+    per_metric: dict[UUID, dict[datetime, DataPoint]] = {}
+    for batch in batches:  # the last point for a (metric, timestamp) wins
+        stamps = {point.timestamp: point for point in batch.points}
+        if batch.metric_id in per_metric:
+            per_metric[batch.metric_id].update(stamps)
+        else:
+            per_metric[batch.metric_id] = stamps
     await conn.execute(CREATE_STAGING)
-    seq = 0
     async with conn.cursor() as cur:
         async with cur.copy(
-            "COPY incoming_points (seq, metric_id, ts, value, dimensions) FROM STDIN"
+            "COPY incoming_points (metric_id, ts, value, dimensions) FROM STDIN (FORMAT BINARY)"
         ) as copy:
-            for batch in batches:
-                for point in batch.points:
-                    seq += 1
-                    await copy.write_row(
-                        (
-                            seq,
-                            batch.metric_id,
-                            point.timestamp,
-                            point.value,
-                            Jsonb(point.dimensions),
-                        )
-                    )
+            copy.set_types(["uuid", "timestamptz", "float8", "jsonb"])
+            for metric_id, stamps in per_metric.items():
+                for ts, point in stamps.items():
+                    await copy.write_row((metric_id, ts, point.value, Jsonb(point.dimensions)))
         replaced = [b.metric_id for b in batches if b.replace]
         if replaced:
             await cur.execute(
@@ -93,15 +84,11 @@ async def write_points(
                 (replaced,),
             )
         await cur.execute(UPSERT)
-        await cur.execute(SUMMARY)
-        rows = await cur.fetchall()
     if mode == "maintained":
         await rollups.maintain(conn, replaced)
-    written = {
-        row["metric_id"]: WriteSummary(row["metric_id"], row["n"], row["first_ts"], row["last_ts"])  # type: ignore[arg-type]
-        for row in rows
-    }
     return [
-        written.get(b.metric_id, WriteSummary(b.metric_id, 0, None, None))
-        for b in {b.metric_id: b for b in batches}.values()
+        WriteSummary(m, len(stamps), min(stamps), max(stamps))
+        if stamps
+        else WriteSummary(m, 0, None, None)
+        for m, stamps in per_metric.items()
     ]

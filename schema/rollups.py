@@ -104,7 +104,23 @@ async def detect_mode(conn: Conn) -> Mode:
     return "continuous" if row and row["n"] else "maintained"
 
 
-def _maintain_statement(rollup: Rollup) -> sql.Composed:
+_FROM_POINTS = """count(p.ts) AS count, sum(p.value) AS sum, avg(p.value) AS avg,
+           min(p.value) AS min, max(p.value) AS max, last(p.value, p.ts) AS last,
+           max(p.ts) AS last_ts, last(p.dimensions, p.ts) AS last_dimensions"""
+_FROM_ROLLUP = """coalesce(sum(p.count), 0) AS count, sum(p.sum) AS sum,
+           sum(p.sum) / nullif(sum(p.count), 0) AS avg, min(p.min) AS min, max(p.max) AS max,
+           last(p.last, p.last_ts) AS last, max(p.last_ts) AS last_ts,
+           last(p.last_dimensions, p.last_ts) AS last_dimensions"""
+
+
+def _maintain_statement(rollup: Rollup, source: Rollup | None) -> sql.Composed:
+    """Recompute the touched buckets of ``rollup``: from the points for the finest one,
+    from the next finer rollup (already current in this transaction) for the others, so a
+    week costs seven daily rows instead of 672 points."""
+    if source is None:
+        origin, time_column, aggregates = sql.Identifier("metric_data_points"), "ts", _FROM_POINTS
+    else:
+        origin, time_column, aggregates = sql.Identifier(source.relation), "bucket", _FROM_ROLLUP
     return sql.SQL(
         """
 WITH touched AS (
@@ -112,13 +128,12 @@ WITH touched AS (
     UNION
     SELECT metric_id, bucket FROM {rel} WHERE metric_id = ANY(%(replaced)s)
 ), fresh AS (
-    SELECT t.metric_id, t.bucket,
-           count(p.ts) AS count, sum(p.value) AS sum, avg(p.value) AS avg,
-           min(p.value) AS min, max(p.value) AS max, last(p.value, p.ts) AS last,
-           max(p.ts) AS last_ts, last(p.dimensions, p.ts) AS last_dimensions
+    SELECT t.metric_id, t.bucket, """
+        + aggregates
+        + """
     FROM touched t
-    LEFT JOIN metric_data_points p
-           ON p.metric_id = t.metric_id AND p.ts >= t.bucket AND p.ts < t.bucket + {width}
+    LEFT JOIN {origin} p
+           ON p.metric_id = t.metric_id AND p.{time} >= t.bucket AND p.{time} < t.bucket + {width}
     GROUP BY t.metric_id, t.bucket
 ), emptied AS (
     DELETE FROM {rel} r USING fresh f
@@ -132,13 +147,21 @@ SET count = EXCLUDED.count, sum = EXCLUDED.sum, avg = EXCLUDED.avg, min = EXCLUD
     max = EXCLUDED.max, last = EXCLUDED.last, last_ts = EXCLUDED.last_ts,
     last_dimensions = EXCLUDED.last_dimensions
 """
-    ).format(rel=sql.Identifier(rollup.relation), width=sql.Literal(rollup.width))
+    ).format(
+        rel=sql.Identifier(rollup.relation),
+        width=sql.Literal(rollup.width),
+        origin=origin,
+        time=sql.Identifier(time_column),
+    )
 
 
-MAINTAIN = {rollup.name: _maintain_statement(rollup) for rollup in ROLLUPS}
+MAINTAIN = {
+    rollup.name: _maintain_statement(rollup, ROLLUPS[i - 1] if i else None)
+    for i, rollup in enumerate(ROLLUPS)
+}
 """Recompute every bucket the staged batch (``incoming_points``) touched, plus every bucket
-of a replaced metric, from the hypertable: a bucket is always its points' true aggregate,
-whatever order batches arrive in."""
+of a replaced metric, finest first: a bucket is always its points' true aggregate, whatever
+order batches arrive in."""
 
 
 async def maintain(conn: Conn, replaced: list[UUID]) -> None:

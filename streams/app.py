@@ -23,6 +23,7 @@ from agents.pipeline import Incoming, Send, Stage, process_batch
 from agents.services import Services
 from agents.transforming import TransformStage
 from agents.writing import WriteStage
+from schema import policies
 from schema.exceptions import MetricloomError
 from streams.settings import Settings
 from streams.topics import TOPICS, topic_name
@@ -92,6 +93,19 @@ def create_app(settings: Settings, services: Services) -> faust.App:
             await scheduling.run_once(services, send_all)
         except MetricloomError as exc:  # the next run retries; the claim rolled back
             log.error("scheduler.failed", error=str(exc))
+
+    if settings.retention_days is not None:
+        retention_days = settings.retention_days
+
+        @app.timer(interval=3600.0, on_leader=True, name="metricloom.retention")  # type: ignore[untyped-decorator]
+        async def retention() -> None:
+            try:
+                async with services.db.transaction() as conn:
+                    if await policies.license_of(conn) != "timescale":
+                        dropped = await policies.enforce_retention(conn, retention_days)
+                        log.info("retention.enforced", chunks_dropped=dropped)
+            except MetricloomError as exc:
+                log.error("retention.failed", error=str(exc))
 
     return app
 

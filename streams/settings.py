@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     stage_batch_window_s: float = Field(0.5, gt=0)
     retry_attempts: int = Field(5, ge=1)
     retry_timeout_s: float = Field(30.0, gt=0)
+    retention_days: int | None = Field(None, ge=1)
+    compress_after_days: int | None = Field(None, ge=1)
     web_port: int = 6066
     log_level: str = "INFO"
     sandbox: SandboxLimits = SandboxLimits()

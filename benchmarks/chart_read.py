@@ -1,0 +1,154 @@
+"""Chart-read benchmark: a 90-day chart from the daily rollup against a raw scan.
+
+On the real TimescaleDB (a scratch database, migrated like production): a year of
+15-minute points for each of ``--metrics`` metrics (default 1,000; 35 million rows),
+generated server-side, and the rollups built from them. Then, for one metric among them,
+the chart stage's read (``schema.rollups.read_series`` on the daily rollup: 90 rows)
+against the same chart computed from the hypertable with ``time_bucket`` (8,640 rows
+aggregated), each repeated with a warm cache. Prints JSON.
+
+    python -m benchmarks.chart_read [--metrics 1000] [--runs 50] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from schema import rollups
+from schema.migrate import apply_migrations
+
+ADMIN = "postgresql://metricloom:metricloom@127.0.0.1:5432/postgres"
+DB = "metricloom_bench_read"
+URL = f"postgresql://metricloom:metricloom@127.0.0.1:5432/{DB}"
+END = datetime(2026, 1, 1, tzinfo=UTC)
+START = END - timedelta(days=365)
+
+RAW = """
+SELECT time_bucket(INTERVAL '1 day', ts) AS bucket, count(*) AS count, sum(value) AS sum,
+       avg(value) AS avg, min(value) AS min, max(value) AS max, last(value, ts) AS last,
+       last(dimensions, ts) AS last_dimensions
+FROM metric_data_points
+WHERE metric_id = %(metric_id)s AND ts >= %(since)s
+GROUP BY bucket ORDER BY bucket
+"""
+
+
+def metric_id(n: int) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_OID, f"read-bench-{n}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def build(metrics: int) -> float:
+    """Create, migrate and fill the scratch database; returns the seconds it took."""
+    started = time.perf_counter()
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {DB}")
+    apply_migrations(URL)
+    ids = [metric_id(n) for n in range(metrics)]
+    with psycopg.connect(URL, autocommit=True) as conn:
+        conn.execute("CREATE TEMP TABLE bench_metrics (n int, id uuid)")
+        with conn.cursor().copy("COPY bench_metrics FROM STDIN") as copy:
+            for n, mid in enumerate(ids):
+                copy.write_row((n, mid))
+        for first in range(0, metrics, 25):
+            conn.execute(
+                "INSERT INTO metric_data_points (metric_id, ts, value, dimensions)"
+                " SELECT m.id, t.ts,"
+                " 1000 + (extract(epoch FROM t.ts) / 3600)::int %% 97 + m.n,"
+                " jsonb_build_object('forks', m.n)"
+                " FROM bench_metrics m CROSS JOIN generate_series(%s::timestamptz,"
+                " %s::timestamptz - INTERVAL '15 minutes', INTERVAL '15 minutes') AS t(ts)"
+                " WHERE m.n >= %s AND m.n < %s",
+                (START, END, first, first + 25),
+            )
+        for rollup in rollups.ROLLUPS:
+            conn.execute(
+                psycopg.sql.SQL(
+                    "INSERT INTO {rel} (metric_id, bucket, count, sum, avg, min, max, last,"
+                    " last_ts, last_dimensions)"
+                    " SELECT metric_id, time_bucket({width}, ts), count(*), sum(value), avg(value),"
+                    " min(value), max(value), last(value, ts), max(ts), last(dimensions, ts)"
+                    " FROM metric_data_points GROUP BY 1, 2"
+                ).format(
+                    rel=psycopg.sql.Identifier(rollup.relation),
+                    width=psycopg.sql.Literal(rollup.width),
+                )
+            )
+        conn.execute("VACUUM ANALYZE")
+    return time.perf_counter() - started
+
+
+async def measure(target: uuid.UUID, runs: int) -> dict[str, Any]:
+    since = END - timedelta(days=90)
+    async with await psycopg.AsyncConnection.connect(URL, row_factory=dict_row) as conn:
+        rollup = rollups.pick(90)
+        timings: dict[str, list[float]] = {"rollup": [], "raw": []}
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(3):  # warm both paths' pages
+            await rollups.read_series(conn, target, since, rollup, "avg")
+            await (await conn.execute(RAW, {"metric_id": target, "since": since})).fetchall()
+        for _ in range(runs):
+            start = time.perf_counter()
+            rows["rollup"] = await rollups.read_series(conn, target, since, rollup, "avg")
+            timings["rollup"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            cur = await conn.execute(RAW, {"metric_id": target, "since": since})
+            rows["raw"] = list(await cur.fetchall())
+            timings["raw"].append(time.perf_counter() - start)
+        await conn.rollback()
+    same = [r["avg"] for r in rows["rollup"]] == [r["avg"] for r in rows["raw"]]
+    p50 = {k: statistics.median(v) for k, v in timings.items()}
+    return {
+        "rollup_relation": rollup.relation,
+        "rows_returned": len(rows["rollup"]),
+        "raw_rows_scanned": len(rows["raw"]) * 96,
+        "results_equal": same,
+        "rollup_p50_ms": round(p50["rollup"] * 1000, 3),
+        "rollup_p95_ms": round(percentile(timings["rollup"], 0.95) * 1000, 3),
+        "raw_time_bucket_p50_ms": round(p50["raw"] * 1000, 3),
+        "raw_time_bucket_p95_ms": round(percentile(timings["raw"], 0.95) * 1000, 3),
+        "rollup_speedup": round(p50["raw"] / p50["rollup"], 1),
+        "target_rollup_at_least_20x_faster": p50["raw"] >= 20 * p50["rollup"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--metrics", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args()
+    build_s = build(args.metrics)
+    report = {
+        "benchmark": "chart_read",
+        "metrics": args.metrics,
+        "points": args.metrics * 365 * 96,
+        "build_seconds": round(build_s, 1),
+        "runs": args.runs,
+        **asyncio.run(measure(metric_id(args.metrics // 2), args.runs)),
+    }
+    if not args.keep:
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    json.dump(report, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Writer benchmark: the writer's path against the two ways people write it by hand.
+
+On the real TimescaleDB (a scratch database, migrated like production), writes N points
+over 1,000 metrics in transactions of ``--batch`` points, three ways, each into an empty
+hypertable:
+
+* ``writer``: ``schema.points.write_points`` (binary COPY into a staging table, one
+  upsert), rollup maintenance off, then again with the maintained rollups on;
+* ``executemany``: ``INSERT … ON CONFLICT DO UPDATE`` through ``cursor.executemany``;
+* ``bare_copy_upsert``: COPY into a temporary table then ``INSERT … SELECT … ON CONFLICT``,
+  written inline here (the floor the writer's own overhead is measured against).
+
+Prints JSON with points per second and the ratios the targets are stated in.
+
+    python -m benchmarks.writer [--sizes 100000 1000000] [--batch 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from schema.migrate import apply_migrations
+from schema.models import DataPoint
+from schema.points import MetricPoints, write_points
+
+ADMIN = "postgresql://metricloom:metricloom@127.0.0.1:5432/postgres"
+DB = "metricloom_bench_writer"
+URL = f"postgresql://metricloom:metricloom@127.0.0.1:5432/{DB}"
+METRICS = [uuid.uuid5(uuid.NAMESPACE_OID, f"bench-{n}") for n in range(1000)]
+START = datetime(2025, 1, 1, tzinfo=UTC)
+
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+Row = tuple[uuid.UUID, datetime, float, dict[str, Any]]
+
+
+def make_rows(count: int) -> list[Row]:
+    """Points round-robin over the metrics, 15 minutes apart per metric."""
+    return [
+        (
+            METRICS[i % 1000],
+            START + timedelta(minutes=15 * (i // 1000)),
+            float(i % 997),
+            {"forks": i % 13},
+        )
+        for i in range(count)
+    ]
+
+
+def as_batches(rows: list[Row]) -> list[MetricPoints]:
+    """The writer's input as the points topic delivers it: validated points per metric
+    (built before the clock starts, like the other paths' tuples)."""
+    by_metric: dict[uuid.UUID, list[DataPoint]] = {}
+    for metric_id, ts, value, dims in rows:
+        by_metric.setdefault(metric_id, []).append(
+            DataPoint.model_construct(timestamp=ts, value=value, dimensions=dims)
+        )
+    return [MetricPoints(m, points) for m, points in by_metric.items()]
+
+
+async def path_writer(conn: Conn, batches: list[MetricPoints], rollups_on: bool) -> None:
+    async with conn.transaction():
+        await write_points(conn, batches, "maintained" if rollups_on else "continuous")
+
+
+async def path_executemany(conn: Conn, rows: list[Row]) -> None:
+    async with conn.transaction(), conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO metric_data_points (metric_id, ts, value, dimensions)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (metric_id, ts) DO UPDATE"
+            " SET value = EXCLUDED.value, dimensions = EXCLUDED.dimensions",
+            [(m, ts, v, Jsonb(d)) for m, ts, v, d in rows],
+        )
+
+
+async def path_bare_copy(conn: Conn, rows: list[Row]) -> None:
+    async with conn.transaction(), conn.cursor() as cur:
+        await cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS bare_stage"
+            " (metric_id uuid, ts timestamptz, value float8, dimensions jsonb) ON COMMIT DELETE ROWS"
+        )
+        async with cur.copy("COPY bare_stage FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["uuid", "timestamptz", "float8", "jsonb"])
+            for m, ts, v, d in rows:
+                await copy.write_row((m, ts, v, Jsonb(d)))
+        await cur.execute(
+            "INSERT INTO metric_data_points (metric_id, ts, value, dimensions)"
+            " SELECT metric_id, ts, value, dimensions FROM bare_stage"
+            " ON CONFLICT (metric_id, ts) DO UPDATE"
+            " SET value = EXCLUDED.value, dimensions = EXCLUDED.dimensions"
+        )
+
+
+async def reset(conn: Conn) -> None:
+    await conn.execute(
+        "TRUNCATE metric_data_points, metric_data_points_hourly, metric_data_points_daily,"
+        " metric_data_points_weekly"
+    )
+    await conn.commit()
+
+
+async def timed(
+    conn: Conn, chunks: list[Any], expected: int, write: Callable[[Conn, Any], Awaitable[None]]
+) -> float:
+    await reset(conn)
+    start = time.perf_counter()
+    for chunk in chunks:
+        await write(conn, chunk)
+    elapsed = time.perf_counter() - start
+    cur = await conn.execute("SELECT count(*) AS n FROM metric_data_points")
+    row = await cur.fetchone()
+    assert row is not None and row["n"] == expected, row
+    return elapsed
+
+
+async def run(sizes: list[int], batch: int) -> dict[str, Any]:
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {DB}")
+    apply_migrations(URL)
+    report: dict[str, Any] = {
+        "benchmark": "writer",
+        "batch_points": batch,
+        "metrics": 1000,
+        "sizes": {},
+    }
+    async with await psycopg.AsyncConnection.connect(URL, row_factory=dict_row) as conn:
+        for size in sizes:
+            rows = make_rows(size)
+            chunks = [rows[o : o + batch] for o in range(0, size, batch)]
+            point_batches = [as_batches(chunk) for chunk in chunks]
+            seconds = {
+                "writer": await timed(
+                    conn, point_batches, size, lambda c, b: path_writer(c, b, False)
+                ),
+                "writer_with_rollups": await timed(
+                    conn, point_batches, size, lambda c, b: path_writer(c, b, True)
+                ),
+                "bare_copy_upsert": await timed(conn, chunks, size, path_bare_copy),
+                "executemany": await timed(conn, chunks, size, path_executemany),
+            }
+            rate = {k: round(size / v) for k, v in seconds.items()}
+            report["sizes"][str(size)] = {
+                "points_per_second": rate,
+                "seconds": {k: round(v, 2) for k, v in seconds.items()},
+                "writer_vs_executemany": round(rate["writer"] / rate["executemany"], 2),
+                "writer_with_rollups_vs_executemany": round(
+                    rate["writer_with_rollups"] / rate["executemany"], 2
+                ),
+                "bare_copy_vs_writer": round(rate["bare_copy_upsert"] / rate["writer"], 2),
+                "rollup_maintenance_seconds": round(
+                    seconds["writer_with_rollups"] - seconds["writer"], 2
+                ),
+                "targets": {
+                    "writer_at_least_5x_executemany": rate["writer_with_rollups"]
+                    >= 5 * rate["executemany"],
+                    "writer_within_1.3x_of_bare_copy": rate["bare_copy_upsert"]
+                    <= 1.3 * rate["writer"],
+                },
+            }
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--batch", type=int, default=10_000)
+    args = parser.parse_args()
+    report = asyncio.run(run(args.sizes, args.batch))
+    json.dump(report, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Data retention and compression: off by default, enabled by settings.
+
+* ``METRICLOOM_RETENTION_DAYS``: points older than this are dropped, a chunk at a time.
+  With a community-license TimescaleDB a retention policy does it; with the Apache build
+  (no policies) the worker's leader calls ``drop_chunks`` hourly (:func:`enforce_retention`).
+* ``METRICLOOM_COMPRESS_AFTER_DAYS``: chunks older than this are compressed, segmented by
+  metric. Compression exists only in the community build; asking for it on the Apache
+  build is an error that says so, not a silent no-op.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from schema.db import Conn
+from schema.exceptions import MetricloomError
+
+
+class PolicyUnsupportedError(MetricloomError):
+    """The database's TimescaleDB license does not offer the requested policy."""
+
+
+async def license_of(conn: Conn) -> str:
+    cur = await conn.execute("SELECT current_setting('timescaledb.license', true) AS license")
+    row = await cur.fetchone()
+    return str(row["license"]) if row else "unknown"
+
+
+async def apply_policies(
+    conn: Conn, retention_days: int | None, compress_after_days: int | None
+) -> list[str]:
+    """Install the policies the settings ask for; returns what was done, in words."""
+    done: list[str] = []
+    community = await license_of(conn) == "timescale"
+    if compress_after_days is not None:
+        if not community:
+            raise PolicyUnsupportedError(
+                "METRICLOOM_COMPRESS_AFTER_DAYS needs a community-license TimescaleDB"
+                " (timescaledb.license = timescale); this database runs the Apache build"
+            )
+        await conn.execute(
+            "ALTER TABLE metric_data_points SET (timescaledb.compress,"
+            " timescaledb.compress_segmentby = 'metric_id', timescaledb.compress_orderby = 'ts DESC')"
+        )
+        await conn.execute(
+            "SELECT add_compression_policy('metric_data_points', %s, if_not_exists => true)",
+            (timedelta(days=compress_after_days),),
+        )
+        done.append(f"compression after {compress_after_days} days")
+    if retention_days is not None:
+        if community:
+            await conn.execute(
+                "SELECT add_retention_policy('metric_data_points', %s, if_not_exists => true)",
+                (timedelta(days=retention_days),),
+            )
+            done.append(f"retention policy: {retention_days} days")
+        else:
+            done.append(f"retention: {retention_days} days, enforced hourly by the worker")
+    return done
+
+
+async def enforce_retention(conn: Conn, retention_days: int) -> int:
+    """Drop the hypertable's chunks entirely older than the retention (Apache build)."""
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM drop_chunks('metric_data_points', older_than => %s::interval)",
+        (timedelta(days=retention_days),),
+    )
+    row = await cur.fetchone()
+    return int(str(row["n"])) if row else 0
