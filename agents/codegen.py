@@ -1,139 +1,389 @@
-"""Transformer code generation.
+"""Codegen stage: transformers are written once, proven, saved — and healed.
 
-The design calls a model once per template (and once per chart) and never on the polling
-path. This module holds the offline generator: with no model configured, it writes the
-transformer from the template's declared extraction hints, deterministically, so the main
-job runs with no internet and no key. Its output is ordinary transformer code: stored,
-versioned and run in the sandbox exactly like a model's.
+The model (or the offline generator) is called here only: when a template's first metric
+is created, when a chart is placed or changed, and when a transformer keeps failing. Never
+on the polling path.
+
+Every proposal is validated before it is saved: static checks (it parses, defines
+``transform`` with two parameters, imports only allowed modules), then a run in the
+sandbox on a REAL sample and validation of the output by the pydantic models (points:
+finite, real timestamps, non-empty unless the sample is, the template's value where the
+template says it is; charts: a valid ``ChartConfig``). A rejected proposal goes back to the
+generator with the reason, a bounded number of times.
+
+Healing: the transform stage counts a transformer's failures; past the threshold it asks
+for regeneration (reason ``heal``). The new code is promoted only if it passes a fresh
+sample and does no worse than the current version on the stored input example; then the
+version goes up (history keeps the old one) and the template's metrics are polled again.
+When it cannot be healed the transformer is marked ``failed`` and an alert is published.
 """
 
 from __future__ import annotations
 
-from schema.models import ChartTransformer, DashboardMetric, MetricTemplate, MetricTransformer
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-OFFLINE = "offline-v1"
+import structlog
 
-_METRIC_TEMPLATE = '''\
-"""MetricTransformer for {template_id} (offline generator, from the template's hints)."""
+from agents.fetching import FetchError, fetch_payload, request_for
+from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal, generator_for
+from agents.pipeline import Incoming, Send, Stage, dead_letter
+from agents.services import Services
+from agents.transforming import endpoint_config
+from agents.validation import InvalidCodeError, validate_chart_code, validate_metric_code
+from schema import catalog, rollups
+from schema.exceptions import MetricloomError
+from schema.models import (
+    ChartConfig,
+    ChartTransformer,
+    DashboardMetric,
+    Metric,
+    MetricTemplate,
+    MetricTransformer,
+)
+from streams.messages import Alert, CodegenRequest, MetricUpdated, PollDue, RawPayload
+from templates import get_template
 
-VALUE_PATH = {value_path!r}
-DIMENSION_PATHS = {dimension_paths!r}
+log = structlog.get_logger(__name__)
 
 
-def _get(obj, path):
-    for part in path.split("."):
-        if isinstance(obj, list):
-            if not part.lstrip("-").isdigit() or not -len(obj) <= int(part) < len(obj):
-                return None
-            obj = obj[int(part)]
-        elif isinstance(obj, dict):
-            obj = obj.get(part)
-        else:
-            return None
-        if obj is None:
-            return None
-    return obj
+class GenerationFailedError(MetricloomError):
+    """No valid proposal within the attempts allowed."""
 
 
-def _number(raw):
-    if isinstance(raw, bool):
-        return float(raw)
-    if isinstance(raw, (int, float)):
-        value = float(raw)
-    elif isinstance(raw, str):
+@dataclass(frozen=True)
+class Outcome:
+    """A proven proposal, with what it cost."""
+
+    code: str
+    generator: str
+    attempts: int
+    model_calls: int
+    seconds: float
+    output: Any
+
+
+# --- the generate-validate-retry loops --------------------------------------------------
+
+
+async def generate_metric(
+    services: Services,
+    generator: Generator,
+    template: MetricTemplate,
+    sample: Any,
+    config: dict[str, Any],
+    previous_code: str | None = None,
+    errors: list[str] | None = None,
+) -> Outcome:
+    """Ask for a MetricTransformer until one validates, at most ``model.max_attempts``."""
+    feedback = list(errors or [])
+    started = time.monotonic()
+    calls = 0
+    last: str | None = None
+    for attempt in range(1, services.settings.model.max_attempts + 1):
+        proposal = await generator.metric_code(
+            MetricCodeTask(template, sample, config, previous_code, feedback)
+        )
+        calls += proposal.model_calls
         try:
-            value = float(raw.replace(",", "").strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return value if value == value and value not in (float("inf"), float("-inf")) else None
-
-
-def transform(api_response, endpoint_config):
-    value = _number(_get(api_response, VALUE_PATH))
-    if value is None:
-        return []
-    dimensions = {{}}
-    for name, path in DIMENSION_PATHS.items():
-        raw = _get(api_response, path)
-        number = _number(raw)
-        dimensions[name] = number if number is not None else (raw if isinstance(raw, str) else None)
-    return [{{
-        "timestamp": endpoint_config["fetched_at"],
-        "value": value,
-        "dimensions": dimensions,
-    }}]
-'''
-
-_CHART_TEMPLATE = '''\
-"""ChartTransformer (offline generator): {chart_type} chart of the metric's {aggregation}."""
-
-CHART_TYPE = {chart_type!r}
-TITLE = {title!r}
-COLORS = ["var(--chart-%d)" % n for n in range(1, 13)]
-
-
-def _label(timestamp, bucket_seconds):
-    return timestamp[:13] + ":00" if bucket_seconds < 86400 else timestamp[:10]
-
-
-def transform(data_points, preferences):
-    bucket_seconds = preferences.get("bucket_seconds", 86400)
-    rows = [
-        {{"date": _label(p["timestamp"], bucket_seconds), "value": round(p["value"], 4)}}
-        for p in data_points
-        if p.get("value") is not None
-    ]
-    if CHART_TYPE in ("kpi", "radial"):
-        rows = rows[-1:]
-    description = preferences.get("description", "")
-    if rows and CHART_TYPE == "kpi":
-        description = "latest %s" % preferences.get("aggregation", "value")
-    return {{
-        "chartType": CHART_TYPE,
-        "title": TITLE,
-        "description": description,
-        "xAxisKey": "date",
-        "dataKeys": ["value"],
-        "chartData": rows,
-        "colors": {{"value": COLORS[0]}},
-    }}
-'''
-
-
-def offline_metric_transformer(template: MetricTemplate) -> MetricTransformer:
-    """A template's MetricTransformer written from its extraction hints."""
-    code = _METRIC_TEMPLATE.format(
-        template_id=template.id,
-        value_path=template.hints.value_path,
-        dimension_paths=dict(template.hints.dimension_paths),
-    )
-    return MetricTransformer(
-        template_id=template.id,
-        polling_endpoint=template.polling,
-        historical_endpoint=template.historical,
-        code=code,
-        generator=OFFLINE,
+            points = await validate_metric_code(services, template, proposal.code, sample, config)
+        except InvalidCodeError as exc:
+            log.info(
+                "codegen.rejected", template_id=template.id, attempt=attempt, error=str(exc)[:300]
+            )
+            feedback.append(str(exc))
+            if proposal.code == last:  # a deterministic generator will not change its mind
+                break
+            last = proposal.code
+            continue
+        output = [p.model_dump(mode="json") for p in points]
+        return Outcome(
+            proposal.code, generator.name, attempt, calls, time.monotonic() - started, output
+        )
+    raise GenerationFailedError(
+        f"no valid transformer for {template.id} after {len(feedback)} rejection(s): {feedback[-1]}"
     )
 
 
-def offline_chart_transformer(dm: DashboardMetric) -> ChartTransformer:
-    """A dashboard metric's ChartTransformer for its chart type and aggregation."""
-    code = _CHART_TEMPLATE.format(
-        chart_type=dm.chart_type, aggregation=dm.aggregation, title=dm.title
-    )
-    return ChartTransformer(
-        dashboard_metric_id=dm.id,
-        organization_id=dm.organization_id,
-        code=code,
-        chart_type=dm.chart_type,
-        date_range_days=dm.date_range_days,
-        aggregation=dm.aggregation,
-        preferences={
+async def generate_chart(
+    services: Services,
+    generator: Generator,
+    task: ChartCodeTask,
+    preferences: dict[str, Any],
+) -> tuple[Outcome, ChartConfig]:
+    feedback = list(task.feedback)
+    started = time.monotonic()
+    calls = 0
+    last: str | None = None
+    for attempt in range(1, services.settings.model.max_attempts + 1):
+        proposal: Proposal = await generator.chart_code(replace(task, feedback=list(feedback)))
+        calls += proposal.model_calls
+        try:
+            config = await validate_chart_code(services, proposal.code, task.sample, preferences)
+        except InvalidCodeError as exc:
+            feedback.append(str(exc))
+            if proposal.code == last:
+                break
+            last = proposal.code
+            continue
+        outcome = Outcome(
+            proposal.code,
+            generator.name,
+            attempt,
+            calls,
+            time.monotonic() - started,
+            config.model_dump(by_alias=True),
+        )
+        return outcome, config
+    raise GenerationFailedError(f"no valid chart transformer: {feedback[-1]}")
+
+
+# --- the stage --------------------------------------------------------------------------
+
+
+class CodegenStage(Stage[CodegenRequest]):
+    name = "codegen"
+
+    def __init__(self, generator: Generator | None = None) -> None:
+        self._generator = generator
+
+    def generator(self, services: Services) -> Generator:
+        if self._generator is None:
+            self._generator = generator_for(services.settings.model)
+        return self._generator
+
+    def decode(self, value: bytes) -> CodegenRequest:
+        return CodegenRequest.model_validate_json(value)
+
+    async def handle(
+        self, services: Services, batch: list[tuple[Incoming, CodegenRequest]]
+    ) -> list[Send]:
+        sends: list[Send] = []
+        for message, request in batch:
+            if request.kind == "metric":
+                sends += await self._metric(services, message, request)
+            else:
+                sends += await self._chart(services, message, request)
+        return sends
+
+    async def _metric(
+        self, services: Services, message: Incoming, request: CodegenRequest
+    ) -> list[Send]:
+        template = get_template(request.template_id or "")
+        async with services.db.transaction() as conn:
+            current = await catalog.get_metric_transformer(conn, template.id)
+            metric = (
+                await catalog.get_metric(conn, request.metric_id) if request.metric_id else None
+            )
+        if request.reason == "created" and current is not None:
+            return _poll([metric.id] if metric else [], "created")  # generated meanwhile
+        if metric is None:
+            return [dead_letter(self.name, message, "no metric to take a sample from")]
+        try:
+            sample, config = await self._sample(services, template, metric)
+        except FetchError as exc:
+            async with services.db.transaction() as conn:
+                await catalog.record_metric_error(conn, metric.id, self.name, str(exc))
+                if current is not None:
+                    await catalog.set_transformer_status(conn, template.id, "active", str(exc))
+            return [dead_letter(self.name, message, exc, metric.id)]
+        try:
+            outcome = await generate_metric(
+                services,
+                self.generator(services),
+                template,
+                sample,
+                config,
+                current.code if current else None,
+                request.errors,
+            )
+        except GenerationFailedError as exc:
+            return await self._give_up(services, message, template, metric, current, str(exc))
+        log.info(
+            "codegen.metric",
+            template_id=template.id,
+            reason=request.reason,
+            attempts=outcome.attempts,
+            model_calls=outcome.model_calls,
+            seconds=round(outcome.seconds, 3),
+        )
+        candidate = MetricTransformer(
+            template_id=template.id,
+            polling_endpoint=template.polling,
+            historical_endpoint=template.historical,
+            code=outcome.code,
+            generator=outcome.generator,
+            input_example=sample,
+            output_example=outcome.output,
+        )
+        async with services.db.transaction() as conn:
+            if current is None:
+                await catalog.insert_metric_transformer(conn, candidate)
+                return _poll([metric.id], "created")
+        if not await self._no_worse(services, template, current, candidate):
+            why = "regenerated code does worse than the current version on its stored example"
+            return await self._give_up(services, message, template, metric, current, why)
+        async with services.db.transaction() as conn:
+            version = await catalog.promote_metric_transformer(conn, candidate)
+            metric_ids = await catalog.active_metrics_of_template(conn, template.id)
+        log.info("codegen.healed", template_id=template.id, version=version)
+        return _poll(metric_ids, "refresh")
+
+    async def _sample(
+        self, services: Services, template: MetricTemplate, metric: Metric
+    ) -> tuple[Any, dict[str, Any]]:
+        """A real, fresh sample from the metric's endpoint, with its endpoint config."""
+        request = request_for(services.settings, template, template.polling, metric.params)
+        fetched_at = datetime.now(UTC)
+        payload = await fetch_payload(services.http, request)
+        raw = RawPayload(
+            metric_id=metric.id,
+            organization_id=metric.organization_id,
+            template_id=template.id,
+            fetched_at=fetched_at,
+            endpoint=template.polling.path,
+            payload=payload,
+        )
+        return payload, endpoint_config(raw, metric.params)
+
+    async def _no_worse(
+        self,
+        services: Services,
+        template: MetricTemplate,
+        current: MetricTransformer,
+        candidate: MetricTransformer,
+    ) -> bool:
+        """On the stored input example, the candidate must pass wherever the current does."""
+        if current.input_example is None:
+            return True
+        config = {"fetched_at": datetime.now(UTC).isoformat(), "template_id": template.id}
+
+        async def passes(code: str) -> bool:
+            try:
+                await validate_metric_code(services, template, code, current.input_example, config)
+            except InvalidCodeError:
+                return False
+            return True
+
+        return await passes(candidate.code) or not await passes(current.code)
+
+    async def _give_up(
+        self,
+        services: Services,
+        message: Incoming,
+        template: MetricTemplate,
+        metric: Metric,
+        current: MetricTransformer | None,
+        error: str,
+    ) -> list[Send]:
+        log.warning("codegen.failed", template_id=template.id, error=error[:300])
+        async with services.db.transaction() as conn:
+            await catalog.record_metric_error(conn, metric.id, self.name, error)
+            if current is not None:
+                await catalog.set_transformer_status(conn, template.id, "failed", error)
+        alert = Alert(kind="transformer_failed", template_id=template.id, message=error[:2000])
+        return [
+            Send("alerts", template.id, alert),
+            dead_letter(self.name, message, error, metric.id),
+        ]
+
+    async def _chart(
+        self, services: Services, message: Incoming, request: CodegenRequest
+    ) -> list[Send]:
+        assert request.dashboard_metric_id is not None
+        async with services.db.transaction() as conn:
+            found = await catalog.get_chart(conn, request.dashboard_metric_id)
+            if found is None:
+                return [dead_letter(self.name, message, "no such dashboard metric")]
+            dm, current = found
+            if request.reason == "created" and current is not None:
+                return [_redraw(dm)]
+            rollup = rollups.pick(dm.date_range_days)
+            since = datetime.now(UTC) - timedelta(days=dm.date_range_days)
+            series = await rollups.read_series(conn, dm.metric_id, since, rollup, dm.aggregation)
+        preferences = {
             "chart_type": dm.chart_type,
             "date_range_days": dm.date_range_days,
             "aggregation": dm.aggregation,
-        },
-        generator=OFFLINE,
+            "title": dm.title,
+            "granularity": rollup.name,
+            "bucket_seconds": int(rollup.width.total_seconds()),
+        }
+        task = ChartCodeTask(
+            title=dm.title,
+            chart_type=dm.chart_type,
+            aggregation=dm.aggregation,
+            date_range_days=dm.date_range_days,
+            granularity=rollup.name,
+            sample=[{**row, "timestamp": row["timestamp"].isoformat()} for row in series],
+            current_code=current.code if current else None,
+            user_prompt=request.user_prompt,
+        )
+        try:
+            outcome, config = await generate_chart(
+                services, self.generator(services), task, preferences
+            )
+        except GenerationFailedError as exc:
+            alert = Alert(
+                kind="chart_transformer_failed", dashboard_metric_id=dm.id, message=str(exc)[:2000]
+            )
+            return [
+                Send("alerts", str(dm.id), alert),
+                dead_letter(self.name, message, exc, dm.metric_id),
+            ]
+        chart = ChartTransformer(
+            dashboard_metric_id=dm.id,
+            organization_id=dm.organization_id,
+            code=outcome.code,
+            chart_type=config.chart_type,
+            date_range_days=dm.date_range_days,
+            aggregation=_aggregation_of(outcome.code, dm.aggregation),
+            preferences={
+                k: v
+                for k, v in preferences.items()
+                if k not in {"title", "bucket_seconds", "granularity"}
+            },
+            user_prompt=request.user_prompt or (current.user_prompt if current else None),
+            generator=outcome.generator,
+        )
+        async with services.db.transaction() as conn:
+            version = await catalog.save_chart_transformer(conn, chart)
+        log.info(
+            "codegen.chart",
+            dashboard_metric_id=str(dm.id),
+            version=version,
+            reason=request.reason,
+            model_calls=outcome.model_calls,
+        )
+        return [_redraw(dm)]
+
+
+def _aggregation_of(code: str, default: str) -> str:
+    """The aggregation an offline-generated chart declares (AGGREGATE = '...')."""
+    for line in code.splitlines():
+        if line.startswith("AGGREGATE = "):
+            value = line.split("=", 1)[1].strip().strip("'\"")
+            if value in {"sum", "avg", "min", "max", "last", "count"}:
+                return value
+    return default
+
+
+def _poll(metric_ids: list[Any], reason: str) -> list[Send]:
+    now = datetime.now(UTC)
+    return [
+        Send("poll-due", str(m), PollDue(metric_id=m, due_at=now, reason=reason))
+        for m in metric_ids
+    ]
+
+
+def _redraw(dm: DashboardMetric) -> Send:
+    nudge = MetricUpdated(
+        metric_id=dm.metric_id,
+        organization_id=dm.organization_id,
+        points_written=0,
+        first_ts=None,
+        last_ts=None,
     )
+    return Send("metric-updated", str(dm.metric_id), nudge)

@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agents.codegen import offline_chart_transformer, offline_metric_transformer
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from schema import catalog
@@ -22,6 +21,8 @@ from schema.db import Conn
 from schema.models import DashboardMetric, Metric
 from streams.messages import (
     COMMAND_ADAPTER,
+    ChangeChart,
+    CodegenRequest,
     Command,
     CommandResult,
     CreateDashboardMetric,
@@ -29,6 +30,7 @@ from streams.messages import (
     MetricUpdated,
     PollDue,
     RefreshMetric,
+    RollbackTransformer,
 )
 from templates import TemplateError, get_template
 
@@ -79,7 +81,22 @@ async def execute(conn: Conn, command: Command) -> list[Send]:
         return await _create_metric(conn, command)
     if isinstance(command, CreateDashboardMetric):
         return await _create_dashboard_metric(conn, command)
+    if isinstance(command, ChangeChart):
+        return await _change_chart(conn, command)
+    if isinstance(command, RollbackTransformer):
+        return await _rollback(conn, command)
     return await _refresh_metric(conn, command)
+
+
+def _accepted(command: Command, **ids: Any) -> Send:
+    result = CommandResult(
+        command_id=command.command_id,
+        organization_id=command.organization_id,
+        type=command.type,
+        status="accepted",
+        **ids,
+    )
+    return Send("command-results", str(command.command_id), result)
 
 
 async def _create_metric(conn: Conn, command: CreateMetric) -> list[Send]:
@@ -114,20 +131,19 @@ async def _create_metric(conn: Conn, command: CreateMetric) -> list[Send]:
         existing = await catalog.get_metric(conn, metric.id, command.organization_id)
         if existing is None or existing.template_id != template.id:
             raise CommandRejectedError(f"metric id {metric.id} is taken")
-    if await catalog.get_metric_transformer(conn, template.id) is None:
-        await catalog.insert_metric_transformer(conn, offline_metric_transformer(template))
-    result = CommandResult(
-        command_id=command.command_id,
-        organization_id=command.organization_id,
-        type=command.type,
-        status="accepted",
-        metric_id=metric.id,
-    )
-    tick = PollDue(metric_id=metric.id, due_at=now, reason="created")
-    return [
-        Send("command-results", str(command.command_id), result),
-        Send("poll-due", str(metric.id), tick),
-    ]
+    transformer = await catalog.get_metric_transformer(conn, template.id)
+    if transformer is None:
+        # The template's first metric: its transformer is written from a real sample by the
+        # codegen stage, which polls the metric once the code is proven.
+        request = CodegenRequest(
+            kind="metric", reason="created", template_id=template.id, metric_id=metric.id
+        )
+        follow = Send("codegen-requests", template.id, request)
+    else:
+        follow = Send(
+            "poll-due", str(metric.id), PollDue(metric_id=metric.id, due_at=now, reason="created")
+        )
+    return [_accepted(command, metric_id=metric.id), follow]
 
 
 async def _create_dashboard_metric(conn: Conn, command: CreateDashboardMetric) -> list[Send]:
@@ -149,26 +165,77 @@ async def _create_dashboard_metric(conn: Conn, command: CreateDashboardMetric) -
         aggregation=command.aggregation,
     )
     await catalog.insert_dashboard_metric(conn, dm)
-    await catalog.insert_chart_transformer(conn, offline_chart_transformer(dm))
-    result = CommandResult(
-        command_id=command.command_id,
-        organization_id=command.organization_id,
-        type=command.type,
-        status="accepted",
-        metric_id=metric.id,
+    request = CodegenRequest(
+        kind="chart",
+        reason="created",
         dashboard_metric_id=dm.id,
-    )
-    # Draw the first chart from whatever data the metric already has.
-    nudge = MetricUpdated(
         metric_id=metric.id,
-        organization_id=metric.organization_id,
+        organization_id=dm.organization_id,
+    )
+    return [
+        _accepted(command, metric_id=metric.id, dashboard_metric_id=dm.id),
+        Send("codegen-requests", str(dm.id), request),
+    ]
+
+
+async def _change_chart(conn: Conn, command: ChangeChart) -> list[Send]:
+    found = await catalog.get_chart(conn, command.dashboard_metric_id, command.organization_id)
+    if found is None:
+        raise CommandRejectedError(
+            f"organisation {command.organization_id!r} has no dashboard metric"
+            f" {command.dashboard_metric_id}"
+        )
+    dm, _ = found
+    request = CodegenRequest(
+        kind="chart",
+        reason="change",
+        dashboard_metric_id=dm.id,
+        metric_id=dm.metric_id,
+        organization_id=dm.organization_id,
+        user_prompt=command.request,
+    )
+    return [
+        _accepted(command, metric_id=dm.metric_id, dashboard_metric_id=dm.id),
+        Send("codegen-requests", str(dm.id), request),
+    ]
+
+
+async def _rollback(conn: Conn, command: RollbackTransformer) -> list[Send]:
+    """Make an earlier version current again, as a new version (nothing is lost)."""
+    if (command.template_id is None) == (command.dashboard_metric_id is None):
+        raise CommandRejectedError("name exactly one of template_id and dashboard_metric_id")
+    if command.template_id is not None:
+        old = await catalog.get_metric_transformer_version(
+            conn, command.template_id, command.version
+        )
+        if old is None:
+            raise CommandRejectedError(
+                f"template {command.template_id!r} has no transformer version {command.version}"
+            )
+        await catalog.promote_metric_transformer(conn, old)
+        return [_accepted(command)]
+    assert command.dashboard_metric_id is not None
+    found = await catalog.get_chart(conn, command.dashboard_metric_id, command.organization_id)
+    chart = await catalog.get_chart_transformer_version(
+        conn, command.dashboard_metric_id, command.version
+    )
+    if found is None or chart is None:
+        raise CommandRejectedError(
+            f"organisation {command.organization_id!r} has no chart version {command.version}"
+            f" for dashboard metric {command.dashboard_metric_id}"
+        )
+    await catalog.save_chart_transformer(conn, chart)
+    dm = found[0]
+    nudge = MetricUpdated(
+        metric_id=dm.metric_id,
+        organization_id=dm.organization_id,
         points_written=0,
         first_ts=None,
         last_ts=None,
     )
     return [
-        Send("command-results", str(command.command_id), result),
-        Send("metric-updated", str(metric.id), nudge),
+        _accepted(command, metric_id=dm.metric_id, dashboard_metric_id=dm.id),
+        Send("metric-updated", str(dm.metric_id), nudge),
     ]
 
 
@@ -178,18 +245,8 @@ async def _refresh_metric(conn: Conn, command: RefreshMetric) -> list[Send]:
         raise CommandRejectedError(
             f"organisation {command.organization_id!r} has no metric {command.metric_id}"
         )
-    result = CommandResult(
-        command_id=command.command_id,
-        organization_id=command.organization_id,
-        type=command.type,
-        status="accepted",
-        metric_id=metric.id,
-    )
     tick = PollDue(metric_id=metric.id, due_at=datetime.now(UTC), reason="refresh")
-    return [
-        Send("command-results", str(command.command_id), result),
-        Send("poll-due", str(metric.id), tick),
-    ]
+    return [_accepted(command, metric_id=metric.id), Send("poll-due", str(metric.id), tick)]
 
 
 def _best_effort_envelope(value: bytes) -> dict[str, Any]:

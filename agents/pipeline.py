@@ -28,6 +28,7 @@ import stamina
 import structlog
 from pydantic import ValidationError
 
+from agents.generators.openai_compatible import ModelUnavailableError
 from agents.services import Services
 from sandbox.exceptions import SandboxUnavailableError
 from schema.exceptions import DatabaseUnavailableError
@@ -35,7 +36,11 @@ from streams.messages import DeadLetter, Record
 
 log = structlog.get_logger(__name__)
 
-TRANSIENT: tuple[type[Exception], ...] = (DatabaseUnavailableError, SandboxUnavailableError)
+TRANSIENT: tuple[type[Exception], ...] = (
+    DatabaseUnavailableError,
+    SandboxUnavailableError,
+    ModelUnavailableError,
+)
 """Failures of a dependency that may recover: retried (bounded), then dead-lettered."""
 
 R = TypeVar("R")

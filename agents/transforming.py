@@ -20,8 +20,9 @@ from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from sandbox.executor import SandboxResult
 from schema import catalog
+from schema.db import Conn
 from schema.models import DataPoint, MetricTransformer
-from streams.messages import PointsBatch, RawPayload
+from streams.messages import CodegenRequest, PointsBatch, RawPayload
 from templates import get_template
 
 log = structlog.get_logger(__name__)
@@ -86,8 +87,9 @@ class TransformStage(Stage[RawPayload]):
             for _, raw in items:
                 metric = await catalog.get_metric(conn, raw.metric_id)
                 params[raw.metric_id] = metric.params if metric else {}
-        if transformer is None or transformer.status != "active":
-            error = f"template {template_id!r} has no active transformer"
+        if transformer is None or transformer.status == "failed":
+            state = "no transformer yet" if transformer is None else "a failed transformer"
+            error = f"template {template_id!r} has {state}"
             return await self._fail_all(services, items, error)
         inputs = [(raw.payload, endpoint_config(raw, params[raw.metric_id])) for _, raw in items]
         results = await services.sandbox.run(transformer.code, "transform", inputs)
@@ -118,13 +120,43 @@ class TransformStage(Stage[RawPayload]):
                 points=points,
             )
             sends.append(Send("points", str(raw.metric_id), batch))
-        if failures:
-            async with services.db.transaction() as conn:
-                for message, raw, error in failures:
-                    log.warning("transform.failed", metric_id=str(raw.metric_id), error=error[:300])
-                    await catalog.record_metric_error(conn, raw.metric_id, self.name, error)
-                    sends.append(dead_letter(self.name, message, error, raw.metric_id))
+        async with services.db.transaction() as conn:
+            if not failures:
+                await catalog.clear_transformer_failures(conn, transformer.template_id)
+                return sends
+            for message, raw, error in failures:
+                log.warning("transform.failed", metric_id=str(raw.metric_id), error=error[:300])
+                await catalog.record_metric_error(conn, raw.metric_id, self.name, error)
+                sends.append(dead_letter(self.name, message, error, raw.metric_id))
+            sends += await self._maybe_heal(services, conn, transformer, failures)
         return sends
+
+    async def _maybe_heal(
+        self,
+        services: Services,
+        conn: Conn,
+        transformer: MetricTransformer,
+        failures: list[tuple[Incoming, RawPayload, str]],
+    ) -> list[Send]:
+        """Count the transformer's failures; past the threshold, ask for regeneration
+        (once: the status moves to ``regenerating`` until the codegen stage decides)."""
+        errors = [error for _, _, error in failures]
+        count, status = await catalog.count_transformer_failure(
+            conn, transformer.template_id, errors[-1]
+        )
+        threshold = services.settings.healing.failures_before_regeneration
+        if count < threshold or status != "active":
+            return []
+        await catalog.set_transformer_status(conn, transformer.template_id, "regenerating")
+        log.warning("transform.heal", template_id=transformer.template_id, failures=count)
+        request = CodegenRequest(
+            kind="metric",
+            reason="heal",
+            template_id=transformer.template_id,
+            metric_id=failures[-1][1].metric_id,
+            errors=errors[-3:],
+        )
+        return [Send("codegen-requests", transformer.template_id, request)]
 
     async def _fail_all(
         self, services: Services, items: list[tuple[Incoming, RawPayload]], error: str

@@ -111,6 +111,16 @@ async def measure(target: uuid.UUID, runs: int) -> dict[str, Any]:
             cur = await conn.execute(RAW, {"metric_id": target, "since": since})
             rows["raw"] = list(await cur.fetchall())
             timings["raw"].append(time.perf_counter() - start)
+        server = {}
+        for label, statement in (("rollup", rollups.read_statement(rollup)), ("raw", RAW)):
+            explain = psycopg.sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + (
+                statement
+                if isinstance(statement, psycopg.sql.Composable)
+                else psycopg.sql.SQL(statement)  # type: ignore[arg-type]
+            )
+            cur = await conn.execute(explain, {"metric_id": target, "since": since})
+            plan = (await cur.fetchone())["QUERY PLAN"][0]  # type: ignore[index]
+            server[label] = (plan["Planning Time"], plan["Execution Time"])
         await conn.rollback()
     same = [r["avg"] for r in rows["rollup"]] == [r["avg"] for r in rows["raw"]]
     p50 = {k: statistics.median(v) for k, v in timings.items()}
@@ -124,6 +134,11 @@ async def measure(target: uuid.UUID, runs: int) -> dict[str, Any]:
         "raw_time_bucket_p50_ms": round(p50["raw"] * 1000, 3),
         "raw_time_bucket_p95_ms": round(percentile(timings["raw"], 0.95) * 1000, 3),
         "rollup_speedup": round(p50["raw"] / p50["rollup"], 1),
+        "server_side_ms": {
+            label: {"planning": round(p, 3), "execution": round(e, 3)}
+            for label, (p, e) in server.items()
+        },
+        "server_execution_speedup": round(server["raw"][1] / server["rollup"][1], 1),
         "target_rollup_at_least_20x_faster": p50["raw"] >= 20 * p50["rollup"],
     }
 

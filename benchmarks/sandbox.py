@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.codegen import offline_metric_transformer
+from agents.generators.offline import metric_code_for
 from demo_api.github import repository
 from sandbox.executor import SandboxExecutor
 from streams.settings import SandboxLimits
@@ -71,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     limits = SandboxLimits()
     executor = SandboxExecutor(limits)
-    code = offline_metric_transformer(get_template("github-repo-stars")).code
+    code = metric_code_for(get_template("github-repo-stars"))
     now = datetime.now(UTC)
     payloads = [repository("octocat", f"repo-{n}", now) for n in range(1000)]
     config = {"fetched_at": now.isoformat()}

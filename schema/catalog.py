@@ -14,6 +14,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from schema.db import Conn
+from schema.exceptions import NotFoundError
 from schema.models import (
     ChartTransformer,
     DashboardMetric,
@@ -163,10 +164,15 @@ async def insert_metric_transformer(conn: Conn, transformer: MetricTransformer) 
 
 
 async def insert_dashboard_metric(conn: Conn, dm: DashboardMetric) -> bool:
+    requested = {
+        "chart_type": dm.chart_type,
+        "date_range_days": dm.date_range_days,
+        "aggregation": dm.aggregation,
+    }
     cur = await conn.execute(
-        "INSERT INTO dashboard_metrics (id, organization_id, dashboard_id, metric_id, title)"
-        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-        (dm.id, dm.organization_id, dm.dashboard_id, dm.metric_id, dm.title),
+        "INSERT INTO dashboard_metrics (id, organization_id, dashboard_id, metric_id, title,"
+        " preferences) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+        (dm.id, dm.organization_id, dm.dashboard_id, dm.metric_id, dm.title, Jsonb(requested)),
     )
     return cur.rowcount == 1
 
@@ -224,3 +230,154 @@ async def record_graph_config(
         "UPDATE dashboard_metrics SET graph_config = %s, graph_config_at = now() WHERE id = %s",
         (Jsonb(config), dashboard_metric_id),
     )
+
+
+# --- generation and healing ----------------------------------------------------------
+
+
+async def promote_metric_transformer(conn: Conn, transformer: MetricTransformer) -> int:
+    """Make ``transformer`` the template's current code as the next version (the trigger
+    keeps the previous one in history); failures reset. Returns the new version."""
+    cur = await conn.execute(
+        "UPDATE metric_transformers SET code = %s, historical_code = %s, generator = %s,"
+        " input_example = %s, output_example = %s, version = version + 1, status = 'active',"
+        " failure_count = 0, last_error = NULL WHERE template_id = %s RETURNING version",
+        (
+            transformer.code,
+            transformer.historical_code,
+            transformer.generator,
+            Jsonb(transformer.input_example),
+            Jsonb(transformer.output_example),
+            transformer.template_id,
+        ),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFoundError(f"template {transformer.template_id!r} has no transformer")
+    return int(str(row["version"]))
+
+
+async def set_transformer_status(
+    conn: Conn, template_id: str, status: str, error: str | None = None
+) -> None:
+    await conn.execute(
+        "UPDATE metric_transformers SET status = %s, last_error = coalesce(%s, last_error)"
+        " WHERE template_id = %s",
+        (status, error, template_id),
+    )
+
+
+async def count_transformer_failure(conn: Conn, template_id: str, error: str) -> tuple[int, str]:
+    """One more failure of the template's transformer; returns (failures, status)."""
+    cur = await conn.execute(
+        "UPDATE metric_transformers SET failure_count = failure_count + 1, last_error = %s"
+        " WHERE template_id = %s RETURNING failure_count, status",
+        (error[:4000], template_id),
+    )
+    row = await cur.fetchone()
+    return (int(str(row["failure_count"])), str(row["status"])) if row else (0, "missing")
+
+
+async def clear_transformer_failures(conn: Conn, template_id: str) -> None:
+    await conn.execute(
+        "UPDATE metric_transformers SET failure_count = 0 WHERE template_id = %s"
+        " AND failure_count > 0",
+        (template_id,),
+    )
+
+
+async def active_metrics_of_template(conn: Conn, template_id: str) -> list[UUID]:
+    cur = await conn.execute(
+        "SELECT id FROM metrics WHERE template_id = %s AND status = 'active' ORDER BY id",
+        (template_id,),
+    )
+    return [row["id"] for row in await cur.fetchall()]  # type: ignore[misc]
+
+
+async def get_metric_transformer_version(
+    conn: Conn, template_id: str, version: int
+) -> MetricTransformer | None:
+    """A version of a template's transformer, current or from history."""
+    current = await get_metric_transformer(conn, template_id)
+    if current is None:
+        return None
+    if current.version == version:
+        return current
+    cur = await conn.execute(
+        "SELECT code, historical_code, generator, input_example, output_example"
+        " FROM metric_transformer_versions WHERE template_id = %s AND version = %s",
+        (template_id, version),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return current.model_copy(update={**row, "version": version})
+
+
+async def get_chart(
+    conn: Conn, dashboard_metric_id: UUID, organization_id: str | None = None
+) -> tuple[DashboardMetric, ChartTransformer | None] | None:
+    """A dashboard metric (of that organisation, when given) and its chart transformer."""
+    query = (
+        "SELECT d.id, d.organization_id, d.dashboard_id, d.metric_id, d.title,"
+        " c.chart_type, c.date_range_days, c.aggregation, c.code, c.version, c.generator,"
+        " c.preferences, c.user_prompt, d.preferences AS requested"
+        " FROM dashboard_metrics d LEFT JOIN chart_transformers c"
+        " ON c.dashboard_metric_id = d.id WHERE d.id = %(id)s"
+    )
+    if organization_id is not None:
+        query += " AND d.organization_id = %(org)s"
+    cur = await conn.execute(query, {"id": dashboard_metric_id, "org": organization_id})
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    requested = dict(row["requested"] or {})  # type: ignore[call-overload]
+    merged = {**requested, **{k: v for k, v in row.items() if v is not None}}
+    dm = DashboardMetric.model_validate(merged)
+    if row["code"] is None:
+        return dm, None
+    return dm, ChartTransformer.model_validate({**row, "dashboard_metric_id": row["id"]})
+
+
+async def save_chart_transformer(conn: Conn, ct: ChartTransformer) -> int:
+    """Insert the first chart transformer, or make ``ct`` the next version (history kept)."""
+    cur = await conn.execute(
+        "INSERT INTO chart_transformers (dashboard_metric_id, organization_id, code, chart_type,"
+        " date_range_days, aggregation, preferences, user_prompt, version, generator)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 1, %s)"
+        " ON CONFLICT (dashboard_metric_id) DO UPDATE SET code = EXCLUDED.code,"
+        " chart_type = EXCLUDED.chart_type, date_range_days = EXCLUDED.date_range_days,"
+        " aggregation = EXCLUDED.aggregation, preferences = EXCLUDED.preferences,"
+        " user_prompt = EXCLUDED.user_prompt, generator = EXCLUDED.generator,"
+        " version = chart_transformers.version + 1"
+        " RETURNING version",
+        (
+            ct.dashboard_metric_id,
+            ct.organization_id,
+            ct.code,
+            ct.chart_type,
+            ct.date_range_days,
+            ct.aggregation,
+            Jsonb(ct.preferences),
+            ct.user_prompt,
+            ct.generator,
+        ),
+    )
+    row = await cur.fetchone()
+    return int(str(row["version"])) if row else 0
+
+
+async def get_chart_transformer_version(
+    conn: Conn, dashboard_metric_id: UUID, version: int
+) -> ChartTransformer | None:
+    cur = await conn.execute(
+        "SELECT dashboard_metric_id, organization_id, code, chart_type, date_range_days,"
+        " aggregation, preferences, user_prompt, version, generator FROM chart_transformers"
+        " WHERE dashboard_metric_id = %(id)s AND version = %(v)s"
+        " UNION ALL SELECT dashboard_metric_id, organization_id, code, chart_type,"
+        " date_range_days, aggregation, preferences, user_prompt, version, generator"
+        " FROM chart_transformer_versions WHERE dashboard_metric_id = %(id)s AND version = %(v)s",
+        {"id": dashboard_metric_id, "v": version},
+    )
+    row = await cur.fetchone()
+    return ChartTransformer.model_validate(row) if row else None

@@ -32,9 +32,14 @@ Mode = Literal["continuous", "maintained"]
 
 @dataclass(frozen=True)
 class Rollup:
+    """One granularity. ``chunk`` is the hypertable chunk interval of a maintained rollup,
+    or None for a plain table: the daily and weekly rollups stay small (one row per metric
+    per day or week), and a plain table skips the chunk expansion that dominates planning
+    a read of a few dozen rows."""
+
     name: str
     width: timedelta
-    chunk: timedelta
+    chunk: timedelta | None
 
     @property
     def relation(self) -> str:
@@ -43,8 +48,8 @@ class Rollup:
 
 ROLLUPS = (
     Rollup("hourly", timedelta(hours=1), timedelta(days=30)),
-    Rollup("daily", timedelta(days=1), timedelta(days=365)),
-    Rollup("weekly", timedelta(weeks=1), timedelta(days=5 * 365)),
+    Rollup("daily", timedelta(days=1), None),
+    Rollup("weekly", timedelta(weeks=1), None),
 )
 
 _AGGREGATES = """count(*) AS count, sum(value) AS sum, avg(value) AS avg, min(value) AS min,
@@ -86,11 +91,13 @@ def create_statements(mode: Mode) -> list[sql.Composed]:
                     " last_dimensions jsonb, PRIMARY KEY (metric_id, bucket))"
                 ).format(name=name)
             )
-            out.append(
-                sql.SQL(
-                    "SELECT create_hypertable({rel}, by_range('bucket', {chunk}), if_not_exists => true)"
-                ).format(rel=sql.Literal(rollup.relation), chunk=sql.Literal(rollup.chunk))
-            )
+            if rollup.chunk is not None:
+                out.append(
+                    sql.SQL(
+                        "SELECT create_hypertable({rel}, by_range('bucket', {chunk}),"
+                        " if_not_exists => true)"
+                    ).format(rel=sql.Literal(rollup.relation), chunk=sql.Literal(rollup.chunk))
+                )
     return out
 
 

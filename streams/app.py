@@ -17,6 +17,7 @@ import structlog
 
 from agents import scheduling
 from agents.charting import ChartStage
+from agents.codegen import CodegenStage
 from agents.commands import CommandStage
 from agents.fetching import FetchStage
 from agents.pipeline import Incoming, Send, Stage, process_batch
@@ -36,6 +37,7 @@ STAGES: list[tuple[str, Stage[Any]]] = [
     ("raw-payloads", TransformStage()),
     ("points", WriteStage()),
     ("metric-updated", ChartStage()),
+    ("codegen-requests", CodegenStage()),
 ]
 """Which topic feeds which stage: the whole data path, in order."""
 

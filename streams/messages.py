@@ -81,8 +81,28 @@ class RefreshMetric(CommandBase):
     metric_id: UUID
 
 
+class ChangeChart(CommandBase):
+    """Change a chart in plain words ("show weekly averages as a bar chart"): the chart
+    transformer is regenerated from its current code, the request and a sample."""
+
+    type: Literal["change_chart"] = "change_chart"
+    dashboard_metric_id: UUID
+    request: str = Field(min_length=3, max_length=2000)
+
+
+class RollbackTransformer(CommandBase):
+    """Make an earlier version current again (as a new version; history keeps all).
+    Name a template for its MetricTransformer, or a dashboard metric for its chart."""
+
+    type: Literal["rollback_transformer"] = "rollback_transformer"
+    template_id: str | None = None
+    dashboard_metric_id: UUID | None = None
+    version: int = Field(ge=1)
+
+
 Command = Annotated[
-    CreateMetric | CreateDashboardMetric | RefreshMetric, Field(discriminator="type")
+    CreateMetric | CreateDashboardMetric | RefreshMetric | ChangeChart | RollbackTransformer,
+    Field(discriminator="type"),
 ]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
 
@@ -155,6 +175,30 @@ class ChartConfigMessage(Record):
     transformer_version: int
     generated_at: AwareDatetime = Field(default_factory=utcnow)
     config: ChartConfig
+
+
+class CodegenRequest(Record):
+    """Write (or rewrite) a transformer (topic "codegen-requests", key: template id or
+    dashboard metric id, so one target's requests are handled one at a time)."""
+
+    kind: Literal["metric", "chart"]
+    reason: Literal["created", "heal", "change"]
+    template_id: str | None = None
+    metric_id: UUID | None = None
+    dashboard_metric_id: UUID | None = None
+    organization_id: str | None = None
+    user_prompt: str | None = None
+    errors: list[str] = Field(default_factory=list)
+
+
+class Alert(Record):
+    """Something needs a person (topic "alerts"): a transformer could not be healed."""
+
+    kind: Literal["transformer_failed", "chart_transformer_failed"]
+    template_id: str | None = None
+    dashboard_metric_id: UUID | None = None
+    message: str
+    at: AwareDatetime = Field(default_factory=utcnow)
 
 
 class DeadLetter(Record):

@@ -30,6 +30,23 @@ class SandboxLimits(BaseModel, frozen=True):
     connect_timeout_s: float = Field(10.0, gt=0)
 
 
+class ModelSettings(BaseModel, frozen=True):
+    """The model that writes transformers: any OpenAI-compatible server. With no API key
+    the offline generator writes them from the templates' hints instead."""
+
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    name: str = "gpt-4.1-mini"
+    timeout_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(3, ge=1, le=10)
+
+
+class HealingSettings(BaseModel, frozen=True):
+    """When a transformer keeps failing: how many failures trigger regeneration."""
+
+    failures_before_regeneration: int = Field(3, ge=1)
+
+
 class ProviderUrls(BaseModel, frozen=True):
     """Base URL per provider. The defaults are the real APIs; the local cluster points
     them at the demo API so it runs with no internet and no credentials."""
@@ -76,6 +93,8 @@ class Settings(BaseSettings):
     web_port: int = 6066
     log_level: str = "INFO"
     sandbox: SandboxLimits = SandboxLimits()
+    model: ModelSettings = ModelSettings()
+    healing: HealingSettings = HealingSettings()
     provider_urls: ProviderUrls = ProviderUrls()
     provider_tokens: ProviderTokens = ProviderTokens()
 

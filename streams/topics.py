@@ -41,6 +41,8 @@ TOPICS: dict[str, TopicSpec] = {
             "segment.ms": "3600000",
         },
     ),
+    "codegen-requests": TopicSpec("template id or dashboard metric id", "CodegenRequest"),
+    "alerts": TopicSpec("template id or dashboard metric id", "Alert"),
     "dead-letter": TopicSpec(
         "metric id or stage", "DeadLetter", config={"retention.ms": str(30 * 86400 * 1000)}
     ),

@@ -82,6 +82,7 @@ CREATE TABLE dashboard_metrics (
     dashboard_id     text NOT NULL,
     metric_id        uuid NOT NULL REFERENCES metrics (id) ON DELETE CASCADE,
     title            text NOT NULL,
+    preferences      jsonb NOT NULL DEFAULT '{}',       -- as requested: chart type, range, aggregation
     graph_config     jsonb,                             -- the last ChartConfig published
     graph_config_at  timestamptz,
     created_at       timestamptz NOT NULL DEFAULT now()
