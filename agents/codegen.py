@@ -29,6 +29,7 @@ import structlog
 
 from agents.fetching import FetchError, fetch_payload, request_for
 from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal, generator_for
+from agents.generators.openai_compatible import ModelAnswerError
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from agents.transforming import endpoint_config
@@ -83,9 +84,14 @@ async def generate_metric(
     calls = 0
     last: str | None = None
     for attempt in range(1, services.settings.model.max_attempts + 1):
-        proposal = await generator.metric_code(
-            MetricCodeTask(template, sample, config, previous_code, feedback)
-        )
+        try:
+            proposal = await generator.metric_code(
+                MetricCodeTask(template, sample, config, previous_code, list(feedback))
+            )
+        except ModelAnswerError as exc:
+            calls += 1
+            feedback.append(f'{exc}; answer with JSON {{"code": "<python module>"}} only')
+            continue
         calls += proposal.model_calls
         try:
             points = await validate_metric_code(services, template, proposal.code, sample, config)
@@ -103,7 +109,8 @@ async def generate_metric(
             proposal.code, generator.name, attempt, calls, time.monotonic() - started, output
         )
     raise GenerationFailedError(
-        f"no valid transformer for {template.id} after {len(feedback)} rejection(s): {feedback[-1]}"
+        f"no valid transformer for {template.id} after {len(feedback)} rejection(s)"
+        f" and {calls} model call(s): {feedback[-1]}"
     )
 
 
@@ -118,7 +125,12 @@ async def generate_chart(
     calls = 0
     last: str | None = None
     for attempt in range(1, services.settings.model.max_attempts + 1):
-        proposal: Proposal = await generator.chart_code(replace(task, feedback=list(feedback)))
+        try:
+            proposal: Proposal = await generator.chart_code(replace(task, feedback=list(feedback)))
+        except ModelAnswerError as exc:
+            calls += 1
+            feedback.append(f'{exc}; answer with JSON {{"code": "<python module>"}} only')
+            continue
         calls += proposal.model_calls
         try:
             config = await validate_chart_code(services, proposal.code, task.sample, preferences)

@@ -63,6 +63,9 @@ class Generator(ABC):
     async def chart_code(self, task: ChartCodeTask) -> Proposal:
         """Propose ``transform(data_points, preferences) -> ChartConfig``."""
 
+    async def close(self) -> None:  # noqa: B027 - a hook with a do-nothing default
+        """Release connections (nothing to release by default)."""
+
 
 def generator_for(settings: ModelSettings) -> Generator:
     """The model-backed generator when a key is configured, the offline one otherwise."""

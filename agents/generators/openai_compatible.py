@@ -56,6 +56,9 @@ class OpenAICompatibleGenerator(Generator):
             raise ModelAnswerError(f"model answer is not {{'code': ...}}: {exc}") from exc
         return Proposal(code=answer.code, model_calls=1)
 
+    async def close(self) -> None:
+        await self._client.close()
+
     async def metric_code(self, task: MetricCodeTask) -> Proposal:
         return await self._ask(metric_messages(task))
 
