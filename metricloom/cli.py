@@ -19,10 +19,12 @@ from schema.exceptions import MetricloomError
 from schema.models import ChartType, PollFrequency
 from streams.messages import (
     COMMAND_NAMESPACE,
+    ChangeChart,
     CommandBase,
     CreateDashboardMetric,
     CreateMetric,
     RefreshMetric,
+    RollbackTransformer,
 )
 from streams.settings import Settings, get_settings
 
@@ -44,11 +46,15 @@ topics_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, h
 demo_app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_enable=False, help="The offline demo."
 )
+transformer_app = typer.Typer(
+    no_args_is_help=True, pretty_exceptions_enable=False, help="Transformer versions."
+)
 app.add_typer(metric_app, name="metric")
 app.add_typer(dashboard_app, name="dashboard")
 app.add_typer(charts_app, name="charts")
 app.add_typer(topics_app, name="topics")
 app.add_typer(demo_app, name="demo")
+app.add_typer(transformer_app, name="transformer")
 
 Org = Annotated[str, typer.Option("--org", help="Organisation id that owns the metric.")]
 
@@ -184,6 +190,38 @@ def dashboard_add(
             "aggregation": aggregation,
             "title": title,
         }
+    )
+    _run_command(get_settings(), command, timeout)
+
+
+@dashboard_app.command("change")
+def dashboard_change(
+    dashboard_metric_id: UUID,
+    org: Org,
+    request: Annotated[str, typer.Option(help='In plain words, e.g. "weekly averages as bars".')],
+    timeout: Annotated[float, typer.Option()] = 60.0,
+) -> None:
+    """Change a chart in plain words; the new chart follows on chart-configs."""
+    command = ChangeChart(
+        organization_id=org, dashboard_metric_id=dashboard_metric_id, request=request
+    )
+    _run_command(get_settings(), command, timeout)
+
+
+@transformer_app.command("rollback")
+def transformer_rollback(
+    org: Org,
+    version: Annotated[int, typer.Option(help="The version to make current again.")],
+    template: Annotated[str | None, typer.Option(help="A template's MetricTransformer.")] = None,
+    dashboard_metric: Annotated[UUID | None, typer.Option(help="A chart's transformer.")] = None,
+    timeout: Annotated[float, typer.Option()] = 60.0,
+) -> None:
+    """Make an earlier transformer version current again (kept as a new version)."""
+    command = RollbackTransformer(
+        organization_id=org,
+        template_id=template,
+        dashboard_metric_id=dashboard_metric,
+        version=version,
     )
     _run_command(get_settings(), command, timeout)
 

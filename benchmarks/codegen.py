@@ -1,0 +1,259 @@
+"""Codegen benchmark: how often the model is called, and what a generation costs.
+
+Runs a real worker (subprocess) against the real Kafka, TimescaleDB and Docker, with the
+model pointed at a local OpenAI-compatible server that answers correct code (a stand-in:
+no real model is reachable here, so model *latency* is not measured, only how many calls
+the design makes and what validation costs). Reports:
+
+* model calls while creating ``--metrics`` metrics of a fresh template and a chart each
+  (generation: once per template, once per chart);
+* model calls during ``--polls`` refresh polls in steady state (goal: 0; the old design
+  made one per refresh), and the polls per second the worker sustained;
+* seconds and attempts per template generation, offline generator and model path, and the
+  offline generator's first-attempt pass rate on every shipped template (real samples from
+  the demo API).
+
+    python -m benchmarks.codegen [--metrics 10] [--polls 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaProducer
+from pydantic import SecretStr
+
+from agents.codegen import generate_metric
+from agents.generators.offline import OfflineGenerator, metric_code_for
+from agents.generators.openai_compatible import OpenAICompatibleGenerator
+from agents.services import Services
+from agents.transforming import endpoint_config
+from schema.migrate import apply_migrations
+from streams.client import send_command
+from streams.messages import CreateDashboardMetric, CreateMetric, RawPayload, RefreshMetric
+from streams.settings import ModelSettings, Settings
+from streams.topics import ensure_topics, topic_name
+from templates import load_templates
+from tests.conftest import free_port, wait_for_port
+from tests.integration.model_server import ScriptedModel
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = "postgresql://metricloom:metricloom@127.0.0.1:5432/postgres"
+
+
+async def _sample(services: Services, template_id: str) -> tuple[Any, dict[str, Any]]:
+    from agents.fetching import fetch_payload, request_for
+
+    template = load_templates()[template_id]
+    params = {p: "demo" for p in template.params}
+    payload = await fetch_payload(
+        services.http, request_for(services.settings, template, template.polling, params)
+    )
+    raw = RawPayload(
+        metric_id=uuid.uuid4(),
+        organization_id="bench",
+        template_id=template_id,
+        fetched_at=datetime.now(UTC),
+        endpoint=template.polling.path,
+        payload=payload,
+    )
+    return payload, endpoint_config(raw, params)
+
+
+async def generation_costs(settings: Settings, model: ScriptedModel) -> dict[str, Any]:
+    services = Services.from_settings(settings)
+    offline = OfflineGenerator()
+    remote = OpenAICompatibleGenerator(
+        settings.model.model_copy(update={"api_key": SecretStr("k"), "base_url": model.url})
+    )
+    per_template: dict[str, Any] = {}
+    try:
+        for template_id, template in load_templates().items():
+            sample, config = await _sample(services, template_id)
+            started = time.perf_counter()
+            outcome = await generate_metric(services, offline, template, sample, config)
+            offline_s = time.perf_counter() - started
+            model.script(metric_code_for(template))
+            started = time.perf_counter()
+            remote_outcome = await generate_metric(services, remote, template, sample, config)
+            per_template[template_id] = {
+                "offline_first_attempt_passed": outcome.attempts == 1,
+                "offline_seconds": round(offline_s, 3),
+                "model_path_seconds": round(time.perf_counter() - started, 3),
+                "model_calls": remote_outcome.model_calls,
+            }
+    finally:
+        await remote.close()
+        await services.close()
+    passed = sum(1 for v in per_template.values() if v["offline_first_attempt_passed"])
+    return {
+        "templates": per_template,
+        "offline_first_attempt_pass_rate": f"{passed}/{len(per_template)}",
+    }
+
+
+async def steady_state(
+    settings: Settings, model: ScriptedModel, metrics: int, polls: int, db_url: str
+) -> dict[str, Any]:
+    template = load_templates()["github-repo-stars"]
+    model.script(*([metric_code_for(template)] + [_chart_code()] * metrics))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METRICLOOM_")}
+    env.update(
+        {
+            "METRICLOOM_TOPIC_PREFIX": settings.topic_prefix,
+            "METRICLOOM_DATABASE_URL": db_url,
+            "METRICLOOM_PROVIDER_URLS__GITHUB": settings.provider_urls.github,
+            "METRICLOOM_MODEL__API_KEY": "bench-key",
+            "METRICLOOM_MODEL__BASE_URL": model.url,
+            "METRICLOOM_LOG_LEVEL": "INFO",
+        }
+    )
+    log = open("/tmp/metricloom-bench-codegen-worker.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "metricloom.cli", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        await _wait_ready(Path("/tmp/metricloom-bench-codegen-worker.log"))
+        ids = []
+        for n in range(metrics):
+            create = CreateMetric(
+                organization_id="bench",
+                template_id=template.id,
+                params={"OWNER": "bench", "REPO": f"repo-{n}"},
+                poll_frequency="manual",
+            )
+            result = await send_command(settings, create, 120)
+            ids.append(result.metric_id)
+            place = CreateDashboardMetric(
+                organization_id="bench",
+                dashboard_id="d",
+                metric_id=result.metric_id,
+                chart_type="line",
+            )
+            await send_command(settings, place, 120)
+        await _wait_points(db_url, metrics)
+        generation_calls = len(model.requests)
+        model.requests.clear()
+        started = time.perf_counter()
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for n in range(polls):
+                command = RefreshMetric(organization_id="bench", metric_id=ids[n % metrics])
+                await producer.send(
+                    topic_name(settings, "commands"), command.to_bytes(), key=b"bench"
+                )
+            await producer.flush()
+        finally:
+            await producer.stop()
+        await _wait_points(db_url, metrics + polls)
+        elapsed = time.perf_counter() - started
+        return {
+            "metrics": metrics,
+            "model_calls_creating_metrics_and_charts": generation_calls,
+            "polls": polls,
+            "model_calls_during_polls": len(model.requests),
+            "model_calls_per_1000_polls": round(len(model.requests) * 1000 / polls, 2),
+            "old_design_model_calls_per_1000_polls": 1000,
+            "polls_per_second_end_to_end": round(polls / elapsed, 1),
+        }
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+        log.close()
+
+
+def _chart_code() -> str:
+    from agents.generators.offline import chart_code_for
+
+    return chart_code_for("line", "last", "Stars")
+
+
+async def _wait_ready(log: Path) -> None:
+    for _ in range(600):
+        if "[^Worker]: Ready" in log.read_text(errors="replace"):
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("worker not ready")
+
+
+async def _wait_points(db_url: str, count: int) -> None:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        for _ in range(3000):
+            cur = await conn.execute("SELECT count(*) FROM metric_data_points")
+            row = await cur.fetchone()
+            if row and row[0] >= count:
+                return
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"fewer than {count} points")
+
+
+async def main_async(metrics: int, polls: int) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:8]
+    db = f"metricloom_bench_codegen_{run}"
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{db}"')
+    db_url = ADMIN.rsplit("/", 1)[0] + f"/{db}"
+    apply_migrations(db_url)
+    demo_port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "metricloom.cli", "demo-api", "--port", str(demo_port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    model = ScriptedModel()
+    await model.start(free_port())
+    try:
+        wait_for_port(demo_port)
+        settings = Settings(
+            topic_prefix=f"bench-{run}-",
+            database_url=SecretStr(db_url),
+            provider_urls={
+                "github": f"http://127.0.0.1:{demo_port}/github",
+                "youtube": f"http://127.0.0.1:{demo_port}/youtube/v3",
+                "posthog": f"http://127.0.0.1:{demo_port}/posthog",
+                "sheets": f"http://127.0.0.1:{demo_port}/sheets/v4",
+            },
+            model=ModelSettings(),
+        )
+        await ensure_topics(settings)
+        return {
+            "benchmark": "codegen",
+            "generation": await generation_costs(settings, model),
+            "steady_state": await steady_state(settings, model, metrics, polls, db_url),
+        }
+    finally:
+        await model.stop()
+        demo.terminate()
+        demo.wait(timeout=10)
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--metrics", type=int, default=10)
+    parser.add_argument("--polls", type=int, default=1000)
+    args = parser.parse_args()
+    json.dump(asyncio.run(main_async(args.metrics, args.polls)), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
