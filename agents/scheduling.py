@@ -23,11 +23,15 @@ log = structlog.get_logger(__name__)
 
 
 async def due_ticks(conn: Conn, now: datetime, limit: int) -> list[Send]:
-    """Claim up to ``limit`` due metrics in the caller's transaction; one tick each."""
+    """Claim up to ``limit`` due metrics, and the failed ones whose retry gap has passed,
+    in the caller's transaction; one tick each."""
     claimed = await catalog.claim_due_metrics(conn, now, limit)
+    retries = await catalog.claim_retries(conn, now, limit)
     return [
         Send("poll-due", str(metric_id), PollDue(metric_id=metric_id, due_at=due_at))
         for metric_id, due_at in claimed
+    ] + [
+        Send("poll-due", str(m), PollDue(metric_id=m, due_at=now, reason="retry")) for m in retries
     ]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
+from uuid import UUID
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
@@ -120,32 +121,38 @@ class TransformStage(Stage[RawPayload]):
                 points=points,
             )
             sends.append(Send("points", str(raw.metric_id), batch))
+        ok = [raw.metric_id for _, raw in items if all(f[1] is not raw for f in failures)]
         async with services.db.transaction() as conn:
+            exhausted = await catalog.record_transform_outcome(
+                conn,
+                ok,
+                [(raw.metric_id, error) for _, raw, error in failures],
+                services.settings.healing.retry_gaps_s,
+            )
             if not failures:
                 await catalog.clear_transformer_failures(conn, transformer.template_id)
                 return sends
             for message, raw, error in failures:
                 log.warning("transform.failed", metric_id=str(raw.metric_id), error=error[:300])
-                await catalog.record_metric_error(conn, raw.metric_id, self.name, error)
                 sends.append(dead_letter(self.name, message, error, raw.metric_id))
-            sends += await self._maybe_heal(services, conn, transformer, failures)
+            sends += await self._maybe_heal(conn, transformer, failures, exhausted)
         return sends
 
     async def _maybe_heal(
         self,
-        services: Services,
         conn: Conn,
         transformer: MetricTransformer,
         failures: list[tuple[Incoming, RawPayload, str]],
+        exhausted: list[UUID],
     ) -> list[Send]:
-        """Count the transformer's failures; past the threshold, ask for regeneration
-        (once: the status moves to ``regenerating`` until the codegen stage decides)."""
+        """Count the transformer's failures; once a metric has used up its retry gaps, ask
+        for regeneration (once: the status moves to ``regenerating`` until the codegen
+        stage decides)."""
         errors = [error for _, _, error in failures]
         count, status = await catalog.count_transformer_failure(
             conn, transformer.template_id, errors[-1]
         )
-        threshold = services.settings.healing.failures_before_regeneration
-        if count < threshold or status != "active":
+        if not exhausted or status != "active":
             return []
         await catalog.set_transformer_status(conn, transformer.template_id, "regenerating")
         log.warning("transform.heal", template_id=transformer.template_id, failures=count)
@@ -153,7 +160,7 @@ class TransformStage(Stage[RawPayload]):
             kind="metric",
             reason="heal",
             template_id=transformer.template_id,
-            metric_id=failures[-1][1].metric_id,
+            metric_id=exhausted[-1],
             errors=errors[-3:],
         )
         return [Send("codegen-requests", transformer.template_id, request)]

@@ -7,7 +7,7 @@ message it consumed) go by metric id, which Kafka keys carry.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -106,10 +106,64 @@ async def claim_due_metrics(conn: Conn, now: datetime, limit: int) -> list[tuple
 
 async def record_fetch_success(conn: Conn, metric_id: UUID, fetched_at: datetime) -> None:
     await conn.execute(
-        "UPDATE metrics SET last_fetched_at = %s, last_error = NULL, failure_count = 0"
-        " WHERE id = %s",
+        "UPDATE metrics SET last_fetched_at = %s WHERE id = %s",
         (fetched_at, metric_id),
     )
+
+
+async def record_transform_outcome(
+    conn: Conn, ok: list[UUID], failed: list[tuple[UUID, str]], gaps: tuple[float, ...]
+) -> list[UUID]:
+    """Points came out for ``ok`` (their failure state clears); ``failed`` failed again:
+    each is scheduled for its next retry gap. Returns the failed metrics whose gaps are
+    used up (their transformer needs regenerating)."""
+    if ok:
+        await conn.execute(
+            "UPDATE metrics SET failure_count = 0, failure_state = 'ok', next_retry_at = NULL,"
+            " last_error = NULL WHERE id = ANY(%s)"
+            " AND (failure_count > 0 OR last_error IS NOT NULL OR failure_state <> 'ok')",
+            (ok,),
+        )
+    exhausted = []
+    for metric_id, error in failed:
+        cur = await conn.execute(
+            "UPDATE metrics SET last_error = %s, last_error_at = now(),"
+            " failure_count = failure_count + 1, failure_state = 'retrying'"
+            " WHERE id = %s RETURNING failure_count",
+            (f"transform: {error}"[:4000], metric_id),
+        )
+        row = await cur.fetchone()
+        failures = int(str(row["failure_count"])) if row else 0
+        if failures <= len(gaps):
+            await conn.execute(
+                "UPDATE metrics SET next_retry_at = now() + %s WHERE id = %s",
+                (timedelta(seconds=gaps[failures - 1]), metric_id),
+            )
+        else:
+            await conn.execute(
+                "UPDATE metrics SET next_retry_at = NULL WHERE id = %s", (metric_id,)
+            )
+            exhausted.append(metric_id)
+    return exhausted
+
+
+CLAIM_RETRIES = """
+UPDATE metrics SET next_retry_at = NULL
+WHERE id IN (
+    SELECT id FROM metrics
+    WHERE failure_state = 'retrying' AND next_retry_at <= %(now)s AND status = 'active'
+    ORDER BY next_retry_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
+"""Claims the metrics whose retry gap has passed, once each (next_retry_at is cleared)."""
+
+
+async def claim_retries(conn: Conn, now: datetime, limit: int) -> list[UUID]:
+    cur = await conn.execute(CLAIM_RETRIES, {"now": now, "limit": limit})
+    return [row["id"] for row in await cur.fetchall()]  # type: ignore[misc]
 
 
 async def record_metric_error(conn: Conn, metric_id: UUID, stage: str, error: str) -> None:

@@ -128,7 +128,7 @@ class PollDue(Record):
 
     metric_id: UUID
     due_at: AwareDatetime
-    reason: Literal["schedule", "created", "refresh"] = "schedule"
+    reason: Literal["schedule", "created", "refresh", "retry"] = "schedule"
 
 
 class RawPayload(Record):

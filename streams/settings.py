@@ -42,9 +42,11 @@ class ModelSettings(BaseModel, frozen=True):
 
 
 class HealingSettings(BaseModel, frozen=True):
-    """When a transformer keeps failing: how many failures trigger regeneration."""
+    """When a metric's transform keeps failing: it is retried after each gap in turn
+    (seconds; 0 = at the scheduler's next pass), and once the gaps are used up its
+    template's transformer is regenerated."""
 
-    failures_before_regeneration: int = Field(3, ge=1)
+    retry_gaps_s: tuple[float, ...] = (0.0, 3600.0, 21600.0)
 
 
 class ProviderUrls(BaseModel, frozen=True):

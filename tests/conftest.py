@@ -8,6 +8,7 @@ leaves that cluster's data alone.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -93,6 +94,7 @@ def settings(run_id: str, database_url: str, demo_api_url: str) -> Settings:
         stage_batch_window_s=0.2,
         retry_attempts=2,
         retry_timeout_s=5.0,
+        healing={"retry_gaps_s": (0.0, 0.5, 0.5)},
         provider_urls={
             "github": f"{demo_api_url}/github",
             "youtube": f"{demo_api_url}/youtube/v3",
@@ -117,6 +119,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "METRICLOOM_PROVIDER_URLS__YOUTUBE": settings.provider_urls.youtube,
             "METRICLOOM_PROVIDER_URLS__POSTHOG": settings.provider_urls.posthog,
             "METRICLOOM_PROVIDER_URLS__SHEETS": settings.provider_urls.sheets,
+            "METRICLOOM_HEALING__RETRY_GAPS_S": json.dumps(list(settings.healing.retry_gaps_s)),
         }
     )
     return env

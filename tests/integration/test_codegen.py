@@ -176,9 +176,10 @@ async def test_chart_transformer_repair_against_chart_config(
 async def test_repeated_failures_regenerate_the_transformer_through_kafka(
     worker: WorkerProcess, kafka: Kafka, db_conn: Any
 ) -> None:
-    """Break a template's transformer: after three failed polls the worker regenerates it
-    (offline generator), promotes version 3, re-polls the metric and writes its point;
-    history keeps versions 1 and 2, and a rollback command brings version 2 back as 4."""
+    """Break a template's transformer and poll once: the metric is retried after each gap
+    (0, 0.5, 0.5 s in the tests), then the worker regenerates the transformer (offline
+    generator), promotes version 3, re-polls the metric and writes its point; history keeps
+    versions 1 and 2, and a rollback command brings version 2 back as 4."""
     template_id = "github-repo-open-issues"
     create = CreateMetric(
         organization_id="heal-org",
@@ -195,17 +196,14 @@ async def test_repeated_failures_regenerate_the_transformer_through_kafka(
         "UPDATE metric_transformers SET code = %s, version = version + 1 WHERE template_id = %s",
         (broken, template_id),
     )
-    for failures in (1, 2, 3):
-        refresh = RefreshMetric(organization_id="heal-org", metric_id=metric_id)
-        await kafka.produce("commands", refresh.to_bytes())
-        await _wait_transformer(
-            db_conn,
-            template_id,
-            lambda r, n=failures: r["failure_count"] >= n or r["version"] >= 3,
-            worker,
-        )
+    refresh = RefreshMetric(organization_id="heal-org", metric_id=metric_id)
+    await kafka.produce("commands", refresh.to_bytes())
     row = await _wait_transformer(db_conn, template_id, lambda r: r["version"] == 3, worker)
     assert row["status"] == "active" and row["failure_count"] == 0 and "broken" not in row["code"]
+    _, retry = await kafka.wait_for(
+        "poll-due", lambda v: v["metric_id"] == metric_id and v["reason"] == "retry", timeout=5
+    )
+    assert retry["reason"] == "retry"
     await _wait_points(db_conn, metric_id, 2, worker)
     cur = await db_conn.execute(
         "SELECT version FROM metric_transformer_versions WHERE template_id = %s ORDER BY version",
