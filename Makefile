@@ -57,8 +57,12 @@ typecheck:
 pytest:
 	$(BIN)/pytest
 
+# All four benchmarks (about 15 minutes; each prints JSON). See the README for the figures.
 benchmark: host images venv services
 	$(BIN)/python -m benchmarks.sandbox
+	$(BIN)/python -m benchmarks.writer
+	$(BIN)/python -m benchmarks.chart_read
+	$(BIN)/python -m benchmarks.codegen
 
 logs:
 	$(COMPOSE) logs -f --tail=50
