@@ -315,10 +315,13 @@ class CodegenStage(Stage[CodegenRequest]):
             rollup = rollups.pick(dm.date_range_days)
             since = datetime.now(UTC) - timedelta(days=dm.date_range_days)
             series = await rollups.read_series(conn, dm.metric_id, since, rollup, dm.aggregation)
+            metric = await catalog.get_metric(conn, dm.metric_id)
+        template = get_template(metric.template_id) if metric else None
         preferences = {
             "chart_type": dm.chart_type,
             "date_range_days": dm.date_range_days,
             "aggregation": dm.aggregation,
+            "series_dimensions": list(template.chart_dimensions) if template else [],
             "title": dm.title,
             "granularity": rollup.name,
             "bucket_seconds": int(rollup.width.total_seconds()),

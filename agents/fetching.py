@@ -49,6 +49,8 @@ def request_for(
     if token is not None:
         headers["Authorization"] = f"Bearer {token.get_secret_value()}"
     body = endpoint.body
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     return httpx.Request(
         endpoint.method,
         base + path,

@@ -78,7 +78,15 @@ def lookup(payload: Any, path: str) -> Any:
 
 
 def expected_value(template: MetricTemplate, sample: Any) -> float | None:
-    raw = lookup(sample, template.hints.value_path)
+    """The value the template's hints point at in the sample (the last row's, for a
+    payload of rows), or None when the sample holds none."""
+    hints = template.hints
+    if hints.rows_path is not None:
+        rows = sample if hints.rows_path == "" else lookup(sample, hints.rows_path)
+        if not isinstance(rows, list) or len(rows) <= hints.skip_rows:
+            return None
+        sample = rows[-1]
+    raw = lookup(sample, hints.value_path)
     if isinstance(raw, bool) or raw is None:
         return None
     try:

@@ -124,12 +124,19 @@ class Endpoint(BaseModel):
 
 
 class ExtractionHints(BaseModel):
-    """What the offline generator needs to write a transformer without a model."""
+    """What the offline generator needs to write a transformer without a model.
+
+    Paths are dotted (``items.0.statistics.viewCount``; list indexes allowed). With
+    ``rows_path`` the payload holds one row per point (``""`` = the payload is the list):
+    the value, timestamp and dimension paths are then relative to each row."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     value_path: str
-    timestamp: Literal["fetched_at"] | str = "fetched_at"
+    rows_path: str | None = None
+    skip_rows: int = Field(0, ge=0)
+    timestamp: str = "fetched_at"
+    timestamp_format: Literal["iso", "unix", "date"] = "iso"
     dimension_paths: dict[str, str] = Field(default_factory=dict)
 
 
@@ -152,6 +159,7 @@ class MetricTemplate(BaseModel):
     default_poll_frequency: PollFrequency = PollFrequency.DAILY
     historical_data_limit_days: int | None = None
     default_chart_type: ChartType = "line"
+    chart_dimensions: list[str] = Field(default_factory=list)
     unit: str = ""
     hints: ExtractionHints
 

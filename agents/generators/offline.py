@@ -16,7 +16,13 @@ from schema.models import MetricTemplate
 _METRIC_TEMPLATE = '''\
 """MetricTransformer for {template_id} (offline generator, from the template's hints)."""
 
+from datetime import datetime, timezone
+
+ROWS_PATH = {rows_path!r}
+SKIP_ROWS = {skip_rows!r}
 VALUE_PATH = {value_path!r}
+TIMESTAMP = {timestamp!r}
+TIMESTAMP_FORMAT = {timestamp_format!r}
 DIMENSION_PATHS = {dimension_paths!r}
 
 
@@ -50,20 +56,44 @@ def _number(raw):
     return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
+def _timestamp(row, endpoint_config):
+    if TIMESTAMP == "fetched_at":
+        return endpoint_config["fetched_at"]
+    raw = _get(row, TIMESTAMP)
+    if raw is None:
+        return None
+    if TIMESTAMP_FORMAT == "unix":
+        seconds = _number(raw)
+        if seconds is None:
+            return None
+        return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat()
+    text = str(raw).strip()
+    if TIMESTAMP_FORMAT == "date" and len(text) == 10:
+        return text + "T00:00:00+00:00"
+    return text
+
+
+def _rows(api_response):
+    if ROWS_PATH is None:
+        return [api_response]
+    rows = api_response if ROWS_PATH == "" else _get(api_response, ROWS_PATH)
+    return rows[SKIP_ROWS:] if isinstance(rows, list) else []
+
+
 def transform(api_response, endpoint_config):
-    value = _number(_get(api_response, VALUE_PATH))
-    if value is None:
-        return []
-    dimensions = {{}}
-    for name, path in DIMENSION_PATHS.items():
-        raw = _get(api_response, path)
-        number = _number(raw)
-        dimensions[name] = number if number is not None else (raw if isinstance(raw, str) else None)
-    return [{{
-        "timestamp": endpoint_config["fetched_at"],
-        "value": value,
-        "dimensions": dimensions,
-    }}]
+    points = []
+    for row in _rows(api_response):
+        value = _number(_get(row, VALUE_PATH))
+        timestamp = _timestamp(row, endpoint_config)
+        if value is None or timestamp is None:
+            continue
+        dimensions = {{}}
+        for name, path in DIMENSION_PATHS.items():
+            raw = _get(row, path)
+            number = _number(raw)
+            dimensions[name] = number if number is not None else (raw if isinstance(raw, str) else None)
+        points.append({{"timestamp": timestamp, "value": value, "dimensions": dimensions}})
+    return points
 '''
 
 _CHART_TEMPLATE = '''\
@@ -81,21 +111,29 @@ def _label(timestamp, bucket_seconds):
 
 def transform(data_points, preferences):
     bucket_seconds = preferences.get("bucket_seconds", 86400)
-    rows = [
-        {{"date": _label(p["timestamp"], bucket_seconds), "value": round(p[AGGREGATE], 4)}}
-        for p in data_points
-        if p.get(AGGREGATE) is not None
+    series = [
+        name for name in preferences.get("series_dimensions", [])
+        if all(isinstance((p.get("dimensions") or {{}}).get(name), (int, float)) for p in data_points)
     ]
+    rows = []
+    for p in data_points:
+        if p.get(AGGREGATE) is None:
+            continue
+        row = {{"date": _label(p["timestamp"], bucket_seconds), "value": round(p[AGGREGATE], 4)}}
+        for name in series:
+            row[name] = round(float(p["dimensions"][name]), 4)
+        rows.append(row)
     if CHART_TYPE in ("kpi", "radial"):
         rows = rows[-1:]
+    keys = ["value"] + series
     return {{
         "chartType": CHART_TYPE,
         "title": TITLE,
         "description": "%s per %s" % (AGGREGATE, preferences.get("granularity", "bucket")),
         "xAxisKey": "date",
-        "dataKeys": ["value"],
+        "dataKeys": keys,
         "chartData": rows,
-        "colors": {{"value": COLORS[0]}},
+        "colors": {{key: COLORS[i % 12] for i, key in enumerate(keys)}},
     }}
 '''
 
@@ -133,10 +171,15 @@ def read_change_request(text: str, chart_type: str, aggregation: str) -> tuple[s
 
 def metric_code_for(template: MetricTemplate) -> str:
     """A template's MetricTransformer, written from its extraction hints."""
+    hints = template.hints
     return _METRIC_TEMPLATE.format(
         template_id=template.id,
-        value_path=template.hints.value_path,
-        dimension_paths=dict(template.hints.dimension_paths),
+        rows_path=hints.rows_path,
+        skip_rows=hints.skip_rows,
+        value_path=hints.value_path,
+        timestamp=hints.timestamp,
+        timestamp_format=hints.timestamp_format,
+        dimension_paths=dict(hints.dimension_paths),
     )
 
 
