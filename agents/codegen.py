@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from agents.fetching import FetchError, fetch_payload, request_for
+from agents.fetch_client import FetchError, RetryLaterError, fetch_payload, request_for
 from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal, generator_for
 from agents.generators.openai_compatible import ModelAnswerError
 from agents.pipeline import Incoming, Send, Stage, dead_letter
@@ -195,7 +195,7 @@ class CodegenStage(Stage[CodegenRequest]):
             return [dead_letter(self.name, message, "no metric to take a sample from")]
         try:
             sample, config = await self._sample(services, template, metric)
-        except FetchError as exc:
+        except (FetchError, RetryLaterError) as exc:
             async with services.db.transaction() as conn:
                 await catalog.record_metric_error(conn, metric.id, self.name, str(exc))
                 if current is not None:
@@ -249,7 +249,7 @@ class CodegenStage(Stage[CodegenRequest]):
         """A real, fresh sample from the metric's endpoint, with its endpoint config."""
         request = request_for(services.settings, template, template.polling, metric.params)
         fetched_at = datetime.now(UTC)
-        payload = await fetch_payload(services.http, request)
+        payload = await fetch_payload(services.http, request, services.settings.fetch)
         raw = RawPayload(
             metric_id=metric.id,
             organization_id=metric.organization_id,

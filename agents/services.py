@@ -31,7 +31,7 @@ class Services:
             db=Database(settings.database_url.get_secret_value(), max_size=settings.db_pool_size),
             sandbox=SandboxExecutor(settings.sandbox),
             http=httpx.AsyncClient(
-                timeout=httpx.Timeout(settings.fetch_timeout_s, connect=5.0),
+                timeout=httpx.Timeout(settings.fetch.timeout_s, connect=5.0),
                 follow_redirects=True,
                 headers={"User-Agent": "metricloom/0.1"},
             ),

@@ -53,7 +53,7 @@ ADMIN = "postgresql://metricloom:metricloom@127.0.0.1:5432/postgres"
 
 
 async def _sample(services: Services, template_id: str) -> tuple[Any, dict[str, Any]]:
-    from agents.fetching import fetch_payload, request_for
+    from agents.fetch_client import fetch_payload, request_for
 
     template = load_templates()[template_id]
     params = {p: "demo" for p in template.params}

@@ -11,22 +11,80 @@ answers 404 the way the real API does.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
 
 from aiohttp import web
 
 from demo_api import github, posthog, sheets, youtube
 
 MISSING = "missing"
+RATE_LIMIT = 5000
+
+
+class Behaviours:
+    """Provider misbehaviour on request, by repository name, so tests exercise every fetch
+    branch over real HTTP: ``flaky-N`` (the first N requests of a path answer 503),
+    ``ratelimited-N`` (429 with ``Retry-After: 0``, N times), ``ratelimited-long``
+    (``Retry-After: 3600``), ``ratelimited-date`` (``Retry-After`` as an HTTP date, two
+    hours ahead), ``exhausted`` (403 with ``X-RateLimit-Remaining: 0`` and a reset time),
+    ``computing`` (GitHub's 202 while statistics are computed) and ``huge`` (an 11 MB body).
+    """
+
+    def __init__(self) -> None:
+        self.hits: dict[str, int] = {}
+        self.served = 0
+
+    def rate_headers(self) -> dict[str, str]:
+        self.served += 1
+        reset = int(_now().timestamp()) // 3600 * 3600 + 3600
+        return {
+            "X-RateLimit-Limit": str(RATE_LIMIT),
+            "X-RateLimit-Remaining": str(max(0, RATE_LIMIT - self.served % RATE_LIMIT)),
+            "X-RateLimit-Reset": str(reset),
+            "X-RateLimit-Resource": "core",
+        }
+
+    def misbehave(self, name: str, path: str) -> web.Response | None:
+        count = self.hits[path] = self.hits.get(path, 0) + 1
+        kind, _, n = name.rpartition("-")
+        if kind == "flaky" and n.isdigit() and count <= int(n):
+            return _json({"message": "Service Unavailable"}, status=503)
+        if kind == "ratelimited" and n.isdigit() and count <= int(n):
+            return _rate_limited({"Retry-After": "0"})
+        if name == "ratelimited-long":
+            return _rate_limited({"Retry-After": "3600"})
+        if name == "ratelimited-date":
+            when = format_datetime(_now() + timedelta(hours=2), usegmt=True)
+            return _rate_limited({"Retry-After": when})
+        if name == "exhausted":
+            reset = str(int((_now() + timedelta(minutes=30)).timestamp()))
+            return _json(
+                {"message": "API rate limit exceeded"},
+                status=403,
+                headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
+            )
+        if name == "computing":
+            return _json({}, status=202)
+        return None
+
+
+def _rate_limited(headers: dict[str, str]) -> web.Response:
+    body = {
+        "message": "API rate limit exceeded",
+        "documentation_url": "https://docs.github.com/rest/rate-limit",
+    }
+    return _json(body, status=429, headers={"X-RateLimit-Remaining": "0", **headers})
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _json(data: object, status: int = 200) -> web.Response:
+def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(
-        data, status=status, dumps=lambda o: json.dumps(o, separators=(",", ":"))
+        data, status=status, headers=headers, dumps=lambda o: json.dumps(o, separators=(",", ":"))
     )
 
 
@@ -34,23 +92,34 @@ async def healthz(_: web.Request) -> web.Response:
     return _json({"ok": True})
 
 
-async def github_repo(request: web.Request) -> web.Response:
+def _behaviours(request: web.Request) -> Behaviours:
+    return request.app[BEHAVIOURS]
+
+
+async def _github(request: web.Request, build: Any) -> web.Response:
     owner, repo = request.match_info["owner"], request.match_info["repo"]
+    behaviours = _behaviours(request)
+    odd = behaviours.misbehave(repo, request.path)
+    if odd is not None:
+        return odd
     if MISSING in (owner, repo):
         return _json(github.NOT_FOUND, status=404)
-    return _json(github.repository(owner, repo, _now()))
+    data = build(owner, repo, _now())
+    if repo == "huge":
+        data = {**data, "description": "x" * (11 * 1024 * 1024)} if isinstance(data, dict) else data
+    return _json(data, headers=behaviours.rate_headers())
+
+
+async def github_repo(request: web.Request) -> web.Response:
+    return await _github(request, github.repository)
 
 
 async def github_code_frequency(request: web.Request) -> web.Response:
-    return _json(
-        github.code_frequency(request.match_info["owner"], request.match_info["repo"], _now())
-    )
+    return await _github(request, github.code_frequency)
 
 
 async def github_commit_activity(request: web.Request) -> web.Response:
-    return _json(
-        github.commit_activity(request.match_info["owner"], request.match_info["repo"], _now())
-    )
+    return await _github(request, github.commit_activity)
 
 
 def _google_error(status: int, message: str, reason: str) -> web.Response:
@@ -103,8 +172,12 @@ async def sheets_values(request: web.Request) -> web.Response:
     return _json(sheets.values(sheet_id, request.match_info["range"], _now()))
 
 
+BEHAVIOURS = web.AppKey("behaviours", Behaviours)
+
+
 def make_app() -> web.Application:
     app = web.Application()
+    app[BEHAVIOURS] = Behaviours()
     app.add_routes(
         [
             web.get("/healthz", healthz),

@@ -111,6 +111,23 @@ async def record_fetch_success(conn: Conn, metric_id: UUID, fetched_at: datetime
     )
 
 
+async def record_fetch_retry(
+    conn: Conn, metric_id: UUID, error: str, retry_at: datetime, max_retries: int
+) -> bool:
+    """The provider asked to come back at ``retry_at``: schedule a retry then, unless the
+    metric has been deferred ``max_retries`` times already. Returns whether it was."""
+    cur = await conn.execute(
+        "UPDATE metrics SET last_error = %(error)s, last_error_at = now(),"
+        " failure_count = failure_count + 1,"
+        " failure_state = CASE WHEN failure_count < %(max)s THEN 'retrying' ELSE 'ok' END,"
+        " next_retry_at = CASE WHEN failure_count < %(max)s THEN %(at)s ELSE NULL END"
+        " WHERE id = %(id)s RETURNING failure_state",
+        {"error": f"fetch: {error}"[:4000], "max": max_retries, "at": retry_at, "id": metric_id},
+    )
+    row = await cur.fetchone()
+    return bool(row and row["failure_state"] == "retrying")
+
+
 async def record_transform_outcome(
     conn: Conn, ok: list[UUID], failed: list[tuple[UUID, str]], gaps: tuple[float, ...]
 ) -> list[UUID]:

@@ -49,6 +49,20 @@ class HealingSettings(BaseModel, frozen=True):
     retry_gaps_s: tuple[float, ...] = (0.0, 3600.0, 21600.0)
 
 
+class FetchSettings(BaseModel, frozen=True):
+    """How the fetch stage treats providers (see agents/fetch_client.py)."""
+
+    timeout_s: float = Field(20.0, gt=0)
+    attempts: int = Field(3, ge=1)
+    retry_timeout_s: float = Field(30.0, gt=0)
+    backoff_initial_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(5.0, ge=0)
+    max_inline_wait_s: float = Field(5.0, ge=0)
+    accepted_retry_s: float = Field(60.0, ge=0)
+    max_retries_later: int = Field(5, ge=0)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+
+
 class ProviderUrls(BaseModel, frozen=True):
     """Base URL per provider. The defaults are the real APIs; the local cluster points
     them at the demo API so it runs with no internet and no credentials."""
@@ -85,7 +99,6 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(8, ge=1)
     scheduler_interval_s: float = Field(5.0, gt=0)
     scheduler_batch: int = Field(500, ge=1)
-    fetch_timeout_s: float = Field(20.0, gt=0)
     stage_batch_size: int = Field(100, ge=1)
     stage_batch_window_s: float = Field(0.5, gt=0)
     retry_attempts: int = Field(5, ge=1)
@@ -94,6 +107,7 @@ class Settings(BaseSettings):
     compress_after_days: int | None = Field(None, ge=1)
     web_port: int = 6066
     log_level: str = "INFO"
+    fetch: FetchSettings = FetchSettings()
     sandbox: SandboxLimits = SandboxLimits()
     model: ModelSettings = ModelSettings()
     healing: HealingSettings = HealingSettings()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agents.codegen import generate_metric
-from agents.fetching import fetch_payload, request_for
+from agents.fetch_client import fetch_payload, request_for
 from agents.generators.offline import OfflineGenerator, chart_code_for
 from agents.services import Services
 from agents.transforming import endpoint_config

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from agents.fetching import request_for
+from agents.fetch_client import request_for
 from streams.settings import ProviderTokens, ProviderUrls, Settings
 from templates import get_template
 

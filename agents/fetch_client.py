@@ -1,0 +1,165 @@
+"""Talking to the providers: the request for a metric, and one fetch with its policy.
+
+The policy, in one place (:func:`fetch_payload`):
+
+* network errors and 5xx answers are retried with jittered backoff, bounded in attempts
+  and time (stamina), then become a :class:`FetchError`;
+* ``429`` (and ``403`` with ``X-RateLimit-Remaining: 0``) honours the provider's word:
+  ``Retry-After`` in seconds (``0`` included) or as an HTTP date, else
+  ``X-RateLimit-Reset``. A short wait is waited here; a long one becomes
+  :class:`RetryLaterError` so the metric is re-polled at that time instead of holding a
+  worker;
+* GitHub's ``202 Accepted`` ("statistics are being computed") is :class:`RetryLaterError`
+  after a configured delay;
+* the body is read as a stream and refused past a size cap, before it is all in memory.
+
+Credentials are added here and only here; errors name the method and URL without query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import stamina
+
+from schema.exceptions import MetricloomError
+from schema.models import Endpoint, MetricTemplate
+from streams.settings import FetchSettings, Settings
+
+
+class FetchError(MetricloomError):
+    """The provider did not give a usable answer for one metric."""
+
+
+class RetryLaterError(MetricloomError):
+    """The provider asked to come back later (rate limit, statistics being computed)."""
+
+    def __init__(self, message: str, retry_at: datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+class _TransientError(Exception):
+    """A failure worth retrying at once (network error, 5xx)."""
+
+
+def request_for(
+    settings: Settings, template: MetricTemplate, endpoint: Endpoint, params: dict[str, str]
+) -> httpx.Request:
+    """The HTTP request for one metric's endpoint, credentials included."""
+    base = getattr(settings.provider_urls, template.provider).rstrip("/")
+    path = endpoint.path.format(**{k: quote(v, safe="") for k, v in params.items()})
+    query = {k: v.format(**params) for k, v in endpoint.query.items()}
+    headers = {"Accept": "application/json"}
+    if template.provider == "github":
+        headers["Accept"] = "application/vnd.github+json"
+        headers["X-GitHub-Api-Version"] = "2022-11-28"
+    token = getattr(settings.provider_tokens, template.provider)
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+    body = endpoint.body
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    return httpx.Request(
+        endpoint.method,
+        base + path,
+        params=query,
+        headers=headers,
+        content=json.dumps(body).encode() if body is not None else None,
+    )
+
+
+def retry_at_from(headers: httpx.Headers, now: datetime) -> datetime | None:
+    """When the provider says to come back, from Retry-After or X-RateLimit-Reset."""
+    value = headers.get("retry-after")
+    if value is not None:
+        value = value.strip()
+        if value.isdigit():
+            return now + timedelta(seconds=int(value))
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            return max(now, when if when.tzinfo else when.replace(tzinfo=UTC))
+    reset = headers.get("x-ratelimit-reset")
+    if reset is not None and reset.strip().isdigit():
+        return max(now, datetime.fromtimestamp(int(reset), tz=UTC))
+    return None
+
+
+async def fetch_payload(
+    http: httpx.AsyncClient, request: httpx.Request, policy: FetchSettings | None = None
+) -> Any:
+    """Send the request under the fetch policy; return the JSON body.
+
+    Raises FetchError (give up for this poll) or RetryLaterError (come back at a time)."""
+    policy = policy or FetchSettings()
+    where = f"{request.method} {request.url.copy_with(query=None)}"
+    waited = 0.0
+    while True:
+        try:
+            async for attempt in stamina.retry_context(
+                on=_TransientError,
+                attempts=policy.attempts,
+                timeout=policy.retry_timeout_s,
+                wait_initial=policy.backoff_initial_s,
+                wait_max=policy.backoff_max_s,
+            ):
+                with attempt:
+                    status, headers, body = await _send(http, request, where, policy)
+        except _TransientError as exc:
+            raise FetchError(f"{where}: {exc} (after {policy.attempts} attempts)") from exc
+        now = datetime.now(UTC)
+        limited = status == 429 or (status == 403 and headers.get("x-ratelimit-remaining") == "0")
+        if limited:
+            retry_at = retry_at_from(headers, now) or now + timedelta(seconds=60)
+            wait = (retry_at - now).total_seconds()
+            if waited + wait <= policy.max_inline_wait_s:
+                waited += wait
+                await asyncio.sleep(wait)
+                continue
+            raise RetryLaterError(f"{where}: rate limited until {retry_at.isoformat()}", retry_at)
+        if status == 202:
+            retry_at = now + timedelta(seconds=policy.accepted_retry_s)
+            raise RetryLaterError(
+                f"{where}: 202 Accepted, the provider is still computing", retry_at
+            )
+        if status >= 400:
+            raise FetchError(f"{where}: HTTP {status}")
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise FetchError(f"{where}: body is not JSON") from exc
+
+
+async def _send(
+    http: httpx.AsyncClient, request: httpx.Request, where: str, policy: FetchSettings
+) -> tuple[int, httpx.Headers, bytes]:
+    """One request: the status, the headers and the body read up to the cap."""
+    try:
+        response = await http.send(request, stream=True)
+    except httpx.TimeoutException as exc:
+        raise _TransientError("timed out") from exc
+    except httpx.TransportError as exc:
+        raise _TransientError(f"{type(exc).__name__}: {exc}") from exc
+    try:
+        if response.status_code >= 500:
+            raise _TransientError(f"HTTP {response.status_code}")
+        body = bytearray()
+        try:
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > policy.max_body_bytes:
+                    raise FetchError(f"{where}: body over the {policy.max_body_bytes}-byte cap")
+        except httpx.TransportError as exc:
+            raise _TransientError(f"body cut short: {exc}") from exc
+        return response.status_code, response.headers, bytes(body)
+    finally:
+        await response.aclose()

@@ -1,0 +1,121 @@
+"""Every fetch branch over real HTTP against the demo API: retries, rate limits in their
+three spellings, 202, size cap, and what the fetch stage records on the metric."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from agents.fetch_client import FetchError, RetryLaterError, fetch_payload, request_for
+from agents.fetching import FetchStage
+from agents.pipeline import Incoming
+from agents.services import Services
+from schema import catalog
+from schema.models import Metric, PollFrequency
+from streams.messages import PollDue
+from streams.settings import FetchSettings, Settings
+from templates import get_template
+
+pytestmark = pytest.mark.integration
+
+FAST = FetchSettings(attempts=3, backoff_initial_s=0.01, backoff_max_s=0.05, max_inline_wait_s=2)
+TEMPLATE = get_template("github-repo-stars")
+
+
+def _request(settings: Settings, repo: str) -> httpx.Request:
+    return request_for(settings, TEMPLATE, TEMPLATE.polling, {"OWNER": "octocat", "REPO": repo})
+
+
+async def test_server_errors_are_retried_then_succeed(
+    services: Services, settings: Settings
+) -> None:
+    """Two 503s, then an answer: the fetch succeeds within its attempts."""
+    repo = "flaky-2"
+    owner = f"o{uuid.uuid4().hex[:6]}"  # a fresh path: the demo API counts per path
+    request = request_for(settings, TEMPLATE, TEMPLATE.polling, {"OWNER": owner, "REPO": repo})
+    payload = await fetch_payload(services.http, request, FAST)
+    assert payload["full_name"] == f"{owner}/{repo}"
+
+
+async def test_persistent_server_errors_give_up_clearly(
+    services: Services, settings: Settings
+) -> None:
+    """Ten 503s: a FetchError after the attempts allowed, naming the status."""
+    request = request_for(
+        settings,
+        TEMPLATE,
+        TEMPLATE.polling,
+        {"OWNER": f"o{uuid.uuid4().hex[:6]}", "REPO": "flaky-10"},
+    )
+    with pytest.raises(FetchError, match=r"HTTP 503 \(after 3 attempts\)"):
+        await fetch_payload(services.http, request, FAST)
+
+
+async def test_retry_after_zero_is_waited_inline(services: Services, settings: Settings) -> None:
+    """429 with Retry-After: 0 is retried at once, and the answer comes through."""
+    request = request_for(
+        settings,
+        TEMPLATE,
+        TEMPLATE.polling,
+        {"OWNER": f"o{uuid.uuid4().hex[:6]}", "REPO": "ratelimited-1"},
+    )
+    assert (await fetch_payload(services.http, request, FAST))["stargazers_count"] > 0
+
+
+@pytest.mark.parametrize(
+    ("repo", "hours"), [("ratelimited-long", 1.0), ("ratelimited-date", 2.0), ("exhausted", 0.5)]
+)
+async def test_long_rate_limits_defer_the_poll(
+    services: Services, settings: Settings, repo: str, hours: float
+) -> None:
+    """Retry-After in seconds or as a date, or X-RateLimit-Reset: come back then."""
+    with pytest.raises(RetryLaterError) as info:
+        await fetch_payload(services.http, _request(settings, repo), FAST)
+    expected = datetime.now(UTC) + timedelta(hours=hours)
+    assert abs((info.value.retry_at - expected).total_seconds()) < 5
+    assert "rate limited until" in str(info.value)
+
+
+async def test_accepted_means_come_back_later(services: Services, settings: Settings) -> None:
+    """GitHub's 202 (statistics being computed) defers the poll by the configured delay."""
+    with pytest.raises(RetryLaterError, match="202 Accepted"):
+        await fetch_payload(services.http, _request(settings, "computing"), FAST)
+
+
+async def test_oversized_body_is_refused(services: Services, settings: Settings) -> None:
+    """An 11 MB answer is cut off at the 10 MB cap, with a clear error."""
+    with pytest.raises(FetchError, match="over the 10485760-byte cap"):
+        await fetch_payload(services.http, _request(settings, "huge"), FAST)
+
+
+async def test_rate_limited_metric_is_rescheduled_not_dead_lettered(
+    services: Services, db_conn: Any
+) -> None:
+    """Through the fetch stage: the metric gets the provider's retry time and its error;
+    nothing is dead-lettered, nothing is produced now."""
+    metric = Metric(
+        id=uuid.uuid4(),
+        organization_id="o",
+        template_id=TEMPLATE.id,
+        params={"OWNER": "octocat", "REPO": "ratelimited-long"},
+        poll_frequency=PollFrequency.DAILY,
+        next_poll_at=None,
+    )
+    await catalog.insert_metric(db_conn, metric)
+    tick = PollDue(metric_id=metric.id, due_at=datetime.now(UTC))
+    incoming = Incoming("poll-due", 0, 1, None, tick.to_bytes())
+    sends = await FetchStage().handle(services, [(incoming, tick)])
+    assert sends == []
+    cur = await db_conn.execute(
+        "SELECT failure_state, next_retry_at, last_error FROM metrics WHERE id = %s", (metric.id,)
+    )
+    row = await cur.fetchone()
+    assert row["failure_state"] == "retrying"
+    assert (
+        abs((row["next_retry_at"] - (datetime.now(UTC) + timedelta(hours=1))).total_seconds()) < 10
+    )
+    assert "rate limited" in row["last_error"]
