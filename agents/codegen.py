@@ -247,7 +247,15 @@ class CodegenStage(Stage[CodegenRequest]):
         self, services: Services, template: MetricTemplate, metric: Metric
     ) -> tuple[Any, dict[str, Any]]:
         """A real, fresh sample from the metric's endpoint, with its endpoint config."""
-        request = request_for(services.settings, template, template.polling, metric.params)
+        connection = None
+        if metric.connection_id is not None:
+            async with services.db.transaction() as conn:
+                connection = await catalog.get_connection(
+                    conn, metric.connection_id, metric.organization_id
+                )
+        request = request_for(
+            services.settings, template, template.polling, metric.params, connection
+        )
         fetched_at = datetime.now(UTC)
         payload = await fetch_payload(services.http, request, services.settings.fetch)
         raw = RawPayload(

@@ -115,16 +115,30 @@ async def _create_metric(conn: Conn, command: CreateMetric) -> list[Send]:
             f"template {template.id!r} takes no parameter(s) {', '.join(unknown)};"
             f" it takes {', '.join(template.params)}"
         )
+    if command.connection_id is not None:
+        connection = await catalog.get_connection(
+            conn, command.connection_id, command.organization_id
+        )
+        if connection is None:
+            raise CommandRejectedError(
+                f"organisation {command.organization_id!r} has no connection {command.connection_id}"
+            )
+        if connection.provider != template.provider:
+            raise CommandRejectedError(
+                f"connection {connection.id} is for {connection.provider};"
+                f" template {template.id!r} needs {template.provider}"
+            )
     frequency = command.poll_frequency or template.default_poll_frequency
     now = datetime.now(UTC)
-    interval = frequency.interval
+    metric_id = command.resolved_metric_id()
     metric = Metric(
-        id=command.resolved_metric_id(),
+        id=metric_id,
         organization_id=command.organization_id,
         template_id=template.id,
         params=command.params,
         poll_frequency=frequency,
-        next_poll_at=now + interval if interval else None,
+        next_poll_at=frequency.first_poll_after(metric_id, now),
+        connection_id=command.connection_id,
     )
     inserted = await catalog.insert_metric(conn, metric)
     if not inserted:

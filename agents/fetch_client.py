@@ -29,7 +29,7 @@ import httpx
 import stamina
 
 from schema.exceptions import MetricloomError
-from schema.models import Endpoint, MetricTemplate
+from schema.models import Connection, Endpoint, MetricTemplate
 from streams.settings import FetchSettings, Settings
 
 
@@ -50,9 +50,18 @@ class _TransientError(Exception):
 
 
 def request_for(
-    settings: Settings, template: MetricTemplate, endpoint: Endpoint, params: dict[str, str]
+    settings: Settings,
+    template: MetricTemplate,
+    endpoint: Endpoint,
+    params: dict[str, str],
+    connection: Connection | None = None,
 ) -> httpx.Request:
-    """The HTTP request for one metric's endpoint, credentials included."""
+    """The HTTP request for one metric's endpoint, credentials included.
+
+    Credentials come from the metric's connection: a direct token (``Authorization:
+    Bearer``), or the Nango proxy (the request goes to ``{nango}/proxy/{path}`` with the
+    connection id and provider config key, and Nango adds the provider's credentials).
+    Without a connection, the deployment's default token for the provider, if any."""
     base = getattr(settings.provider_urls, template.provider).rstrip("/")
     path = endpoint.path.format(**{k: quote(v, safe="") for k, v in params.items()})
     query = {k: v.format(**params) for k, v in endpoint.query.items()}
@@ -61,6 +70,19 @@ def request_for(
         headers["Accept"] = "application/vnd.github+json"
         headers["X-GitHub-Api-Version"] = "2022-11-28"
     token = getattr(settings.provider_tokens, template.provider)
+    if connection is not None and connection.provider != template.provider:
+        raise FetchError(
+            f"connection {connection.id} is for {connection.provider}, not {template.provider}"
+        )
+    if connection is not None and connection.auth == "token":
+        token = connection.token
+    if connection is not None and connection.auth == "nango":
+        if settings.nango.secret_key is None:
+            raise FetchError("a Nango connection needs METRICLOOM_NANGO__SECRET_KEY")
+        base = settings.nango.base_url.rstrip("/") + "/proxy"
+        headers["Connection-Id"] = connection.nango_connection_id or ""
+        headers["Provider-Config-Key"] = connection.nango_provider_config_key or ""
+        token = settings.nango.secret_key
     if token is not None:
         headers["Authorization"] = f"Bearer {token.get_secret_value()}"
     body = endpoint.body

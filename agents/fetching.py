@@ -49,9 +49,19 @@ class FetchStage(Stage[PollDue]):
         self, services: Services, message: Incoming, metric: Metric
     ) -> Send | None:
         template = get_template(metric.template_id)
-        request = request_for(services.settings, template, template.polling, metric.params)
         fetched_at = datetime.now(UTC)
         try:
+            connection = None
+            if metric.connection_id is not None:
+                async with services.db.transaction() as conn:
+                    connection = await catalog.get_connection(
+                        conn, metric.connection_id, metric.organization_id
+                    )
+                if connection is None:
+                    raise FetchError(f"connection {metric.connection_id} is gone")
+            request = request_for(
+                services.settings, template, template.polling, metric.params, connection
+            )
             payload = await fetch_payload(services.http, request, services.settings.fetch)
         except RetryLaterError as exc:
             async with services.db.transaction() as conn:

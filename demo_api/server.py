@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from demo_api import github, posthog, sheets, youtube
 
@@ -110,8 +110,57 @@ async def _github(request: web.Request, build: Any) -> web.Response:
     return _json(data, headers=behaviours.rate_headers())
 
 
+DEMO_TOKEN = "demo-token"  # noqa: S105 - the demo API's fake credential
+DEMO_NANGO_SECRET = "demo-nango-secret"  # noqa: S105 - fake, for the demo
+
+
 async def github_repo(request: web.Request) -> web.Response:
+    if request.match_info["repo"] == "private" and (
+        request.headers.get("Authorization") != f"Bearer {DEMO_TOKEN}"
+    ):
+        return _json(
+            {
+                "message": "Requires authentication",
+                "documentation_url": "https://docs.github.com/rest",
+            },
+            status=401,
+        )
     return await _github(request, github.repository)
+
+
+async def nango_proxy(request: web.Request) -> web.Response:
+    """Nango's proxy (``/proxy/{path}``): checks the secret key and the connection
+    headers, then forwards to the provider with the provider's credentials added."""
+    if request.headers.get("Authorization") != f"Bearer {DEMO_NANGO_SECRET}":
+        return _json(
+            {"error": {"code": "unknown_user_account", "message": "bad secret key"}}, status=401
+        )
+    key = request.headers.get("Provider-Config-Key", "")
+    if not request.headers.get("Connection-Id") or key not in {
+        "github",
+        "youtube",
+        "posthog",
+        "sheets",
+    }:
+        return _json(
+            {"error": {"code": "missing_connection", "message": "no such connection"}}, status=400
+        )
+    prefix = {
+        "github": "/github",
+        "youtube": "/youtube/v3",
+        "posthog": "/posthog",
+        "sheets": "/sheets/v4",
+    }[key]
+    target = request.url.with_path(prefix + "/" + request.match_info["tail"])
+    headers = {"Authorization": f"Bearer {DEMO_TOKEN}", "Content-Type": "application/json"}
+    async with (
+        ClientSession() as session,
+        session.request(
+            request.method, target, headers=headers, data=await request.read()
+        ) as upstream,
+    ):
+        body = await upstream.read()
+        return web.Response(body=body, status=upstream.status, content_type="application/json")
 
 
 async def github_code_frequency(request: web.Request) -> web.Response:
@@ -181,6 +230,7 @@ def make_app() -> web.Application:
     app.add_routes(
         [
             web.get("/healthz", healthz),
+            web.route("*", "/nango/proxy/{tail:.*}", nango_proxy),
             web.get("/github/repos/{owner}/{repo}", github_repo),
             web.get("/github/repos/{owner}/{repo}/stats/code_frequency", github_code_frequency),
             web.get("/github/repos/{owner}/{repo}/stats/commit_activity", github_commit_activity),

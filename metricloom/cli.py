@@ -46,10 +46,14 @@ topics_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, h
 demo_app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_enable=False, help="The offline demo."
 )
+connection_app = typer.Typer(
+    no_args_is_help=True, pretty_exceptions_enable=False, help="Provider credentials."
+)
 transformer_app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_enable=False, help="Transformer versions."
 )
 app.add_typer(metric_app, name="metric")
+app.add_typer(connection_app, name="connection")
 app.add_typer(dashboard_app, name="dashboard")
 app.add_typer(charts_app, name="charts")
 app.add_typer(topics_app, name="topics")
@@ -139,6 +143,7 @@ def metric_create(
     ] = None,
     frequency: Annotated[PollFrequency | None, typer.Option(help="Polling tier.")] = None,
     metric_id: Annotated[UUID | None, typer.Option(help="Choose the metric id.")] = None,
+    connection: Annotated[UUID | None, typer.Option(help="Connection id (credentials).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the worker.")] = 60.0,
 ) -> None:
     """Create a metric from a template; its first poll starts at once."""
@@ -154,8 +159,64 @@ def metric_create(
         params=params,
         poll_frequency=frequency,
         metric_id=metric_id,
+        connection_id=connection,
     )
     _run_command(get_settings(), command, timeout)
+
+
+@connection_app.command("add")
+def connection_add(
+    org: Org,
+    provider: Annotated[str, typer.Option(help="github, youtube, posthog or sheets.")],
+    token_stdin: Annotated[bool, typer.Option(help="Read a direct API token from stdin.")] = False,
+    nango_connection_id: Annotated[str | None, typer.Option(help="Nango connection id.")] = None,
+    nango_provider_config_key: Annotated[
+        str | None, typer.Option(help="Nango integration key.")
+    ] = None,
+) -> None:
+    """Store how an organisation reaches a provider; prints the connection id to give to
+    `metric create --connection`. Written to the database directly: credentials never
+    travel on Kafka (and a token is read from stdin, never from the command line)."""
+    from uuid import uuid4
+
+    from pydantic import SecretStr
+
+    from schema import catalog
+    from schema.db import Database
+    from schema.models import Connection
+
+    token = sys.stdin.readline().strip() if token_stdin else None
+    if token_stdin and not token:
+        _fail("--token-stdin given but stdin held no token")
+    auth = "token" if token else "nango" if nango_connection_id else "none"
+    try:
+        connection = Connection.model_validate(
+            {
+                "id": uuid4(),
+                "organization_id": org,
+                "provider": provider,
+                "auth": auth,
+                "token": SecretStr(token) if token else None,
+                "nango_connection_id": nango_connection_id,
+                "nango_provider_config_key": nango_provider_config_key,
+            }
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+
+    async def save() -> None:
+        db = Database(get_settings().database_url.get_secret_value(), max_size=1)
+        try:
+            async with db.transaction() as conn:
+                await catalog.insert_connection(conn, connection)
+        finally:
+            await db.close()
+
+    try:
+        asyncio.run(save())
+    except MetricloomError as exc:
+        _fail(str(exc), 2)
+    _print({"connection_id": str(connection.id), "provider": provider, "auth": auth})
 
 
 @metric_app.command("refresh")

@@ -17,6 +17,7 @@ from schema.db import Conn
 from schema.exceptions import NotFoundError
 from schema.models import (
     ChartTransformer,
+    Connection,
     DashboardMetric,
     Metric,
     MetricTransformer,
@@ -25,9 +26,10 @@ from schema.models import (
 # --- metrics -----------------------------------------------------------------------------
 
 INSERT_METRIC = """
-INSERT INTO metrics (id, organization_id, template_id, params, poll_frequency, next_poll_at)
+INSERT INTO metrics (id, organization_id, template_id, params, poll_frequency, next_poll_at,
+                     connection_id)
 VALUES (%(id)s, %(organization_id)s, %(template_id)s, %(params)s, %(poll_frequency)s,
-        %(next_poll_at)s)
+        %(next_poll_at)s, %(connection_id)s)
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -43,13 +45,14 @@ async def insert_metric(conn: Conn, metric: Metric) -> bool:
             "params": Jsonb(metric.params),
             "poll_frequency": metric.poll_frequency.value,
             "next_poll_at": metric.next_poll_at,
+            "connection_id": metric.connection_id,
         },
     )
     return cur.rowcount == 1
 
 
 METRIC_COLUMNS = """id, organization_id, template_id, params, poll_frequency, next_poll_at,
-    last_fetched_at, last_error, failure_count, status"""
+    connection_id, last_fetched_at, last_error, failure_count, status"""
 
 
 async def get_metric(
@@ -190,6 +193,40 @@ async def record_metric_error(conn: Conn, metric_id: UUID, stage: str, error: st
         " failure_count = failure_count + 1 WHERE id = %s",
         (f"{stage}: {error}"[:4000], metric_id),
     )
+
+
+# --- integration connections -------------------------------------------------------------
+
+
+async def insert_connection(conn: Conn, connection: Connection) -> None:
+    await conn.execute(
+        "INSERT INTO integration_connections (id, organization_id, provider, auth, token,"
+        " nango_connection_id, nango_provider_config_key) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            connection.id,
+            connection.organization_id,
+            connection.provider,
+            connection.auth,
+            connection.token.get_secret_value() if connection.token else None,
+            connection.nango_connection_id,
+            connection.nango_provider_config_key,
+        ),
+    )
+
+
+async def get_connection(
+    conn: Conn, connection_id: UUID, organization_id: str | None = None
+) -> Connection | None:
+    """A connection by id; with ``organization_id``, only if that organisation owns it."""
+    query = (
+        "SELECT id, organization_id, provider, auth, token, nango_connection_id,"
+        " nango_provider_config_key FROM integration_connections WHERE id = %(id)s"
+    )
+    if organization_id is not None:
+        query += " AND organization_id = %(org)s"
+    cur = await conn.execute(query, {"id": connection_id, "org": organization_id})
+    row = await cur.fetchone()
+    return Connection.model_validate(row) if row else None
 
 
 # --- metric transformers -----------------------------------------------------------------

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     field_validator,
     model_validator,
 )
@@ -52,6 +53,16 @@ class PollFrequency(StrEnum):
     @property
     def interval(self) -> timedelta | None:
         return _INTERVALS[self]
+
+    def first_poll_after(self, metric_id: UUID, now: datetime) -> datetime | None:
+        """The first scheduled poll of a new metric: a fixed, per-metric offset into the
+        period (from the id's hash), so metrics created together do not all fall due
+        together; from then on each keeps its own grid."""
+        interval = self.interval
+        if interval is None:
+            return None
+        fraction = (metric_id.int % 10_007) / 10_007
+        return now + interval * fraction
 
 
 _INTERVALS: dict[PollFrequency, timedelta | None] = {
@@ -173,10 +184,29 @@ class Metric(BaseModel):
     params: dict[str, str]
     poll_frequency: PollFrequency
     next_poll_at: datetime | None
+    connection_id: UUID | None = None
     last_fetched_at: datetime | None = None
     last_error: str | None = None
     failure_count: int = 0
     status: Literal["active", "paused", "failed"] = "active"
+
+
+class Connection(BaseModel):
+    """How an organisation reaches a provider: a direct token, the Nango proxy, or nothing
+    (public data). Read by the fetch stage only; ``token`` never leaves it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID
+    organization_id: str
+    provider: Literal["github", "youtube", "posthog", "sheets"]
+    auth: Literal["none", "token", "nango"]
+    token: SecretStr | None = None
+    nango_connection_id: str | None = None
+    nango_provider_config_key: str | None = None
+
+    def __repr__(self) -> str:  # never show the token, even by accident
+        return f"Connection({self.id}, {self.provider}, {self.auth})"
 
 
 class MetricTransformer(BaseModel):

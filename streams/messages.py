@@ -51,6 +51,7 @@ class CreateMetric(CommandBase):
     params: dict[str, str] = Field(default_factory=dict)
     poll_frequency: PollFrequency | None = None
     metric_id: UUID | None = None
+    connection_id: UUID | None = None
 
     def resolved_metric_id(self) -> UUID:
         return self.metric_id or uuid5(COMMAND_NAMESPACE, f"metric:{self.command_id}")

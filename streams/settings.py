@@ -73,6 +73,13 @@ class ProviderUrls(BaseModel, frozen=True):
     sheets: str = "https://sheets.googleapis.com/v4"
 
 
+class NangoSettings(BaseModel, frozen=True):
+    """The Nango proxy, for connections whose credentials Nango holds."""
+
+    base_url: str = "https://api.nango.dev"
+    secret_key: SecretStr | None = None
+
+
 class ProviderTokens(BaseModel, frozen=True):
     """Direct API tokens for the default connection of each provider (optional)."""
 
@@ -113,6 +120,7 @@ class Settings(BaseSettings):
     healing: HealingSettings = HealingSettings()
     provider_urls: ProviderUrls = ProviderUrls()
     provider_tokens: ProviderTokens = ProviderTokens()
+    nango: NangoSettings = NangoSettings()
 
     @property
     def app_id(self) -> str:

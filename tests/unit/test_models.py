@@ -66,3 +66,21 @@ def test_chart_config_rejects_unknown_chart_type_and_empty_title() -> None:
         ChartConfig.model_validate(_chart(chartType="donut"))
     with pytest.raises(ValidationError):
         ChartConfig.model_validate(_chart(title=""))
+
+
+def test_first_polls_spread_across_the_period() -> None:
+    """New metrics' first scheduled polls fall at stable, per-metric offsets that cover
+    the period, so a burst of creations does not become a burst of polls."""
+    import uuid
+
+    from schema.models import PollFrequency
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    ids = [uuid.UUID(int=n * 7919 + 12345) for n in range(1000)]
+    offsets = [(PollFrequency.HOURLY.first_poll_after(i, now) - now).total_seconds() for i in ids]  # type: ignore[operator]
+    assert all(0 <= o < 3600 for o in offsets)
+    assert len({int(o // 360) for o in offsets}) == 10  # every tenth of the hour is used
+    assert PollFrequency.HOURLY.first_poll_after(
+        ids[0], now
+    ) == PollFrequency.HOURLY.first_poll_after(ids[0], now)
+    assert PollFrequency.MANUAL.first_poll_after(ids[0], now) is None
