@@ -189,8 +189,8 @@ class CodegenStage(Stage[CodegenRequest]):
             metric = (
                 await catalog.get_metric(conn, request.metric_id) if request.metric_id else None
             )
-        if request.reason == "created" and current is not None:
-            return _poll([metric.id] if metric else [], "created")  # generated meanwhile
+        if request.reason == "created" and current is not None:  # generated meanwhile
+            return _first_polls(template, [metric.id] if metric else [])
         if metric is None:
             return [dead_letter(self.name, message, "no metric to take a sample from")]
         try:
@@ -221,11 +221,18 @@ class CodegenStage(Stage[CodegenRequest]):
             model_calls=outcome.model_calls,
             seconds=round(outcome.seconds, 3),
         )
+        historical_code = current.historical_code if current else None
+        if current is None and template.historical is not None:
+            try:
+                historical_code = await self._historical_code(services, template, metric, sample)
+            except (FetchError, RetryLaterError, GenerationFailedError) as exc:
+                return await self._give_up(services, message, template, metric, None, str(exc))
         candidate = MetricTransformer(
             template_id=template.id,
             polling_endpoint=template.polling,
             historical_endpoint=template.historical,
             code=outcome.code,
+            historical_code=historical_code,
             generator=outcome.generator,
             input_example=sample,
             output_example=outcome.output,
@@ -233,7 +240,7 @@ class CodegenStage(Stage[CodegenRequest]):
         async with services.db.transaction() as conn:
             if current is None:
                 await catalog.insert_metric_transformer(conn, candidate)
-                return _poll([metric.id], "created")
+                return _first_polls(template, [metric.id])
         if not await self._no_worse(services, template, current, candidate):
             why = "regenerated code does worse than the current version on its stored example"
             return await self._give_up(services, message, template, metric, current, why)
@@ -242,6 +249,20 @@ class CodegenStage(Stage[CodegenRequest]):
             metric_ids = await catalog.active_metrics_of_template(conn, template.id)
         log.info("codegen.healed", template_id=template.id, version=version)
         return _poll(metric_ids, "refresh")
+
+    async def _historical_code(
+        self, services: Services, template: MetricTemplate, metric: Metric, polling_sample: Any
+    ) -> str | None:
+        """A separate historical transformer when the historical endpoint answers in
+        another shape than the polling one (decided on the two real samples); None when
+        the polling transformer reads both."""
+        history = template.for_history()
+        sample, config = await self._sample(services, history, metric)
+        if shape(sample) == shape(polling_sample):
+            return None
+        outcome = await generate_metric(services, self.generator(services), history, sample, config)
+        log.info("codegen.historical", template_id=template.id, attempts=outcome.attempts)
+        return outcome.code
 
     async def _sample(
         self, services: Services, template: MetricTemplate, metric: Metric
@@ -391,6 +412,26 @@ def _aggregation_of(code: str, default: str) -> str:
             if value in {"sum", "avg", "min", "max", "last", "count"}:
                 return value
     return default
+
+
+def shape(value: Any, depth: int = 3) -> Any:
+    """The structure of a JSON value (types and keys, first list element), for deciding
+    whether two endpoints answer alike."""
+    if depth == 0:
+        return type(value).__name__
+    if isinstance(value, dict):
+        return {key: shape(item, depth - 1) for key, item in sorted(value.items())}
+    if isinstance(value, list):
+        return ["list", shape(value[0], depth - 1) if value else None]
+    return type(value).__name__
+
+
+def _first_polls(template: MetricTemplate, metric_ids: list[Any]) -> list[Send]:
+    """A new metric's first poll, and its backfill when the template has history."""
+    sends = _poll(metric_ids, "created")
+    if template.historical is not None:
+        sends += _poll(metric_ids, "backfill")
+    return sends
 
 
 def _poll(metric_ids: list[Any], reason: str) -> list[Send]:

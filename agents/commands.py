@@ -152,12 +152,14 @@ async def _create_metric(conn: Conn, command: CreateMetric) -> list[Send]:
         request = CodegenRequest(
             kind="metric", reason="created", template_id=template.id, metric_id=metric.id
         )
-        follow = Send("codegen-requests", template.id, request)
+        follow = [Send("codegen-requests", template.id, request)]
     else:
-        follow = Send(
-            "poll-due", str(metric.id), PollDue(metric_id=metric.id, due_at=now, reason="created")
-        )
-    return [_accepted(command, metric_id=metric.id), follow]
+        reasons = ["created", "backfill"] if template.historical else ["created"]
+        follow = [
+            Send("poll-due", str(metric.id), PollDue(metric_id=metric.id, due_at=now, reason=r))
+            for r in reasons
+        ]
+    return [_accepted(command, metric_id=metric.id), *follow]
 
 
 async def _create_dashboard_metric(conn: Conn, command: CreateDashboardMetric) -> list[Send]:

@@ -19,7 +19,7 @@ from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from schema import catalog
 from schema.models import Metric
-from streams.messages import PollDue, RawPayload
+from streams.messages import BackfillProgress, PollDue, RawPayload
 from templates import get_template
 
 log = structlog.get_logger(__name__)
@@ -40,15 +40,16 @@ class FetchStage(Stage[PollDue]):
                 why = "no such metric" if metric is None else f"metric is {metric.status}"
                 sends.append(dead_letter(self.name, message, why, tick.metric_id))
                 continue
-            sent = await self._fetch_one(services, message, metric)
-            if sent is not None:
-                sends.append(sent)
+            sends += await self._fetch_one(services, message, metric, tick.reason == "backfill")
         return sends
 
     async def _fetch_one(
-        self, services: Services, message: Incoming, metric: Metric
-    ) -> Send | None:
+        self, services: Services, message: Incoming, metric: Metric, backfill: bool
+    ) -> list[Send]:
         template = get_template(metric.template_id)
+        if backfill and template.historical is None:
+            return [dead_letter(self.name, message, f"{template.id} has no history", metric.id)]
+        endpoint = template.historical if backfill and template.historical else template.polling
         fetched_at = datetime.now(UTC)
         try:
             connection = None
@@ -59,11 +60,11 @@ class FetchStage(Stage[PollDue]):
                     )
                 if connection is None:
                     raise FetchError(f"connection {metric.connection_id} is gone")
-            request = request_for(
-                services.settings, template, template.polling, metric.params, connection
-            )
+            request = request_for(services.settings, template, endpoint, metric.params, connection)
             payload = await fetch_payload(services.http, request, services.settings.fetch)
         except RetryLaterError as exc:
+            if backfill:  # a deferred backfill is replayed from the dead-letter topic
+                return self._failed(message, metric, str(exc), backfill)
             async with services.db.transaction() as conn:
                 scheduled = await catalog.record_fetch_retry(
                     conn,
@@ -79,15 +80,13 @@ class FetchStage(Stage[PollDue]):
                 scheduled=scheduled,
             )
             if scheduled:
-                return None
-            return dead_letter(
-                self.name, message, f"{exc}; gave up after repeated deferrals", metric.id
-            )
+                return []
+            return self._failed(message, metric, f"{exc}; gave up after repeated deferrals", False)
         except FetchError as exc:
             log.warning("fetch.failed", metric_id=str(metric.id), error=str(exc))
             async with services.db.transaction() as conn:
                 await catalog.record_metric_error(conn, metric.id, self.name, str(exc))
-            return dead_letter(self.name, message, exc, metric.id)
+            return self._failed(message, metric, str(exc), backfill)
         async with services.db.transaction() as conn:
             await catalog.record_fetch_success(conn, metric.id, fetched_at)
         raw = RawPayload(
@@ -95,7 +94,26 @@ class FetchStage(Stage[PollDue]):
             organization_id=metric.organization_id,
             template_id=template.id,
             fetched_at=fetched_at,
-            endpoint=template.polling.path,
+            endpoint=endpoint.path,
             payload=payload,
+            historical=backfill,
         )
-        return Send("raw-payloads", str(metric.id), raw)
+        sends = [Send("raw-payloads", str(metric.id), raw)]
+        if backfill:
+            progress = BackfillProgress(
+                metric_id=metric.id, organization_id=metric.organization_id, state="fetched"
+            )
+            sends.append(Send("backfill-progress", str(metric.id), progress))
+        return sends
+
+    def _failed(self, message: Incoming, metric: Metric, error: str, backfill: bool) -> list[Send]:
+        sends = [dead_letter(self.name, message, error, metric.id)]
+        if backfill:
+            progress = BackfillProgress(
+                metric_id=metric.id,
+                organization_id=metric.organization_id,
+                state="failed",
+                error=error[:2000],
+            )
+            sends.append(Send("backfill-progress", str(metric.id), progress))
+        return sends

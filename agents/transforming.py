@@ -71,16 +71,20 @@ class TransformStage(Stage[RawPayload]):
     async def handle(
         self, services: Services, batch: list[tuple[Incoming, RawPayload]]
     ) -> list[Send]:
-        groups: dict[str, list[tuple[Incoming, RawPayload]]] = defaultdict(list)
-        for item in batch:
-            groups[item[1].template_id].append(item)
+        groups: dict[tuple[str, bool], list[tuple[Incoming, RawPayload]]] = defaultdict(list)
+        for item in batch:  # one container per transformer: history may have its own code
+            groups[(item[1].template_id, item[1].historical)].append(item)
         sends: list[Send] = []
-        for template_id, items in groups.items():
-            sends += await self._run_group(services, template_id, items)
+        for (template_id, historical), items in groups.items():
+            sends += await self._run_group(services, template_id, historical, items)
         return sends
 
     async def _run_group(
-        self, services: Services, template_id: str, items: list[tuple[Incoming, RawPayload]]
+        self,
+        services: Services,
+        template_id: str,
+        historical: bool,
+        items: list[tuple[Incoming, RawPayload]],
     ) -> list[Send]:
         async with services.db.transaction() as conn:
             transformer = await catalog.get_metric_transformer(conn, template_id)
@@ -93,7 +97,10 @@ class TransformStage(Stage[RawPayload]):
             error = f"template {template_id!r} has {state}"
             return await self._fail_all(services, items, error)
         inputs = [(raw.payload, endpoint_config(raw, params[raw.metric_id])) for _, raw in items]
-        results = await services.sandbox.run(transformer.code, "transform", inputs)
+        code = transformer.code
+        if historical and transformer.historical_code:
+            code = transformer.historical_code
+        results = await services.sandbox.run(code, "transform", inputs)
         return await self._collect(services, transformer, items, results)
 
     async def _collect(
@@ -117,7 +124,8 @@ class TransformStage(Stage[RawPayload]):
                 template_id=raw.template_id,
                 transformer_version=transformer.version,
                 fetched_at=raw.fetched_at,
-                replace=not get_template(raw.template_id).is_time_series,
+                replace=not raw.historical and not get_template(raw.template_id).is_time_series,
+                historical=raw.historical,
                 points=points,
             )
             sends.append(Send("points", str(raw.metric_id), batch))

@@ -9,11 +9,14 @@ the touched window right after the commit where they are continuous aggregates.
 
 from __future__ import annotations
 
+from datetime import datetime
+from uuid import UUID
+
 from agents.pipeline import Incoming, Send, Stage
 from agents.services import Services
-from schema import rollups
+from schema import catalog, rollups
 from schema.points import MetricPoints, write_points
-from streams.messages import MetricUpdated, PointsBatch
+from streams.messages import BackfillProgress, MetricUpdated, PointsBatch
 
 
 class WriteStage(Stage[PointsBatch]):
@@ -41,7 +44,30 @@ class WriteStage(Stage[PointsBatch]):
                     min(s.first_ts for s in touched if s.first_ts),
                     max(s.last_ts for s in touched if s.last_ts),
                 )
-        return [
+        history: dict[UUID, list[datetime]] = {}
+        for _, points in batch:
+            if points.historical:
+                history.setdefault(points.metric_id, []).extend(p.timestamp for p in points.points)
+        progress = [
+            Send(
+                "backfill-progress",
+                str(metric_id),
+                BackfillProgress(
+                    metric_id=metric_id,
+                    organization_id=organizations[metric_id],
+                    state="written",
+                    points=len(set(stamps)),
+                    first_ts=min(stamps, default=None),
+                    last_ts=max(stamps, default=None),
+                ),
+            )
+            for metric_id, stamps in history.items()
+        ]
+        if progress:
+            async with services.db.transaction() as conn:
+                for send in progress:
+                    await catalog.record_backfill(conn, send.record.model_dump(mode="json"))
+        return progress + [
             Send(
                 "metric-updated",
                 str(s.metric_id),

@@ -87,3 +87,12 @@ def commit_activity(owner: str, repo: str, now: datetime) -> list[dict[str, Any]
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def participation(owner: str, repo: str, now: datetime) -> dict[str, list[int]]:
+    """``GET /repos/{owner}/{repo}/stats/participation``: weekly commit counts, oldest
+    first, for everyone and for the owner."""
+    name = f"{owner}/{repo}"
+    weeks = week_starts(now, 52)
+    everyone = [sum(daily(f"{name}:commits:{d}", week, 6) for d in range(7)) for week in weeks]
+    return {"all": everyone, "owner": [count // 3 for count in everyone]}

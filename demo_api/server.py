@@ -171,6 +171,10 @@ async def github_commit_activity(request: web.Request) -> web.Response:
     return await _github(request, github.commit_activity)
 
 
+async def github_participation(request: web.Request) -> web.Response:
+    return await _github(request, github.participation)
+
+
 def _google_error(status: int, message: str, reason: str) -> web.Response:
     return _json(
         {
@@ -234,6 +238,7 @@ def make_app() -> web.Application:
             web.get("/github/repos/{owner}/{repo}", github_repo),
             web.get("/github/repos/{owner}/{repo}/stats/code_frequency", github_code_frequency),
             web.get("/github/repos/{owner}/{repo}/stats/commit_activity", github_commit_activity),
+            web.get("/github/repos/{owner}/{repo}/stats/participation", github_participation),
             web.get("/youtube/v3/videos", youtube_videos),
             web.get("/youtube/v3/channels", youtube_channels),
             web.post("/posthog/api/projects/{project}/query/", posthog_query),

@@ -186,6 +186,14 @@ async def claim_retries(conn: Conn, now: datetime, limit: int) -> list[UUID]:
     return [row["id"] for row in await cur.fetchall()]  # type: ignore[misc]
 
 
+async def record_backfill(conn: Conn, progress: dict[str, Any]) -> None:
+    """Keep the backfill's last progress on the metric (``metrics.backfill``)."""
+    await conn.execute(
+        "UPDATE metrics SET backfill = %s WHERE id = %s",
+        (Jsonb(progress), progress["metric_id"]),
+    )
+
+
 async def record_metric_error(conn: Conn, metric_id: UUID, stage: str, error: str) -> None:
     """Keep the metric's last error current (what a user sees on the metric)."""
     await conn.execute(

@@ -166,6 +166,7 @@ class MetricTemplate(BaseModel):
     params: list[str]
     polling: Endpoint
     historical: Endpoint | None = None
+    historical_hints: ExtractionHints | None = None
     is_time_series: bool = True
     default_poll_frequency: PollFrequency = PollFrequency.DAILY
     historical_data_limit_days: int | None = None
@@ -173,6 +174,14 @@ class MetricTemplate(BaseModel):
     chart_dimensions: list[str] = Field(default_factory=list)
     unit: str = ""
     hints: ExtractionHints
+
+    def for_history(self) -> MetricTemplate:
+        """This template as seen by its historical endpoint: that endpoint, and the
+        historical extraction hints when its answer has another shape."""
+        assert self.historical is not None
+        return self.model_copy(
+            update={"polling": self.historical, "hints": self.historical_hints or self.hints}
+        )
 
 
 class Metric(BaseModel):

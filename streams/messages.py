@@ -129,7 +129,7 @@ class PollDue(Record):
 
     metric_id: UUID
     due_at: AwareDatetime
-    reason: Literal["schedule", "created", "refresh", "retry"] = "schedule"
+    reason: Literal["schedule", "created", "refresh", "retry", "backfill"] = "schedule"
 
 
 class RawPayload(Record):
@@ -141,6 +141,7 @@ class RawPayload(Record):
     fetched_at: AwareDatetime
     endpoint: str
     payload: Any
+    historical: bool = False
 
 
 class PointsBatch(Record):
@@ -152,6 +153,7 @@ class PointsBatch(Record):
     transformer_version: int
     fetched_at: AwareDatetime
     replace: bool = False
+    historical: bool = False
     points: list[DataPoint]
 
 
@@ -190,6 +192,20 @@ class CodegenRequest(Record):
     organization_id: str | None = None
     user_prompt: str | None = None
     errors: list[str] = Field(default_factory=list)
+
+
+class BackfillProgress(Record):
+    """Progress of a metric's historical backfill (topic "backfill-progress", key: metric
+    id): ``fetched`` when the history is in hand, ``written`` with the points stored."""
+
+    metric_id: UUID
+    organization_id: str
+    state: Literal["fetched", "written", "failed"]
+    points: int = 0
+    first_ts: AwareDatetime | None = None
+    last_ts: AwareDatetime | None = None
+    error: str | None = None
+    at: AwareDatetime = Field(default_factory=utcnow)
 
 
 class Alert(Record):

@@ -42,6 +42,7 @@ TOPICS: dict[str, TopicSpec] = {
         },
     ),
     "codegen-requests": TopicSpec("template id or dashboard metric id", "CodegenRequest"),
+    "backfill-progress": TopicSpec("metric id", "BackfillProgress"),
     "alerts": TopicSpec("template id or dashboard metric id", "Alert"),
     "dead-letter": TopicSpec(
         "metric id or stage", "DeadLetter", config={"retention.ms": str(30 * 86400 * 1000)}

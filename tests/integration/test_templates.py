@@ -33,7 +33,6 @@ PARAMS = {
 }
 EXPECTED_POINTS = {
     "github-code-frequency": 52,
-    "github-commit-activity": 52,
     "posthog-events": 2,
     "sheets-column": 30,
 }
@@ -106,3 +105,28 @@ async def test_code_frequency_draws_a_multi_line_chart(services: Services) -> No
     assert config.data_keys == ["value", "deletions"]
     assert config.colors == {"value": "var(--chart-1)", "deletions": "var(--chart-2)"}
     assert config.chart_data[-1] == {"date": "2026-01-07", "value": 70.0, "deletions": -7.0}
+
+
+@pytest.mark.parametrize(
+    ("template_id", "separate", "points"),
+    [("github-commit-activity", True, 52), ("posthog-events", False, 90)],
+)
+async def test_historical_endpoints_get_their_own_transformer_only_when_shaped_differently(
+    services: Services, template_id: str, separate: bool, points: int
+) -> None:
+    """Commit activity's history (weekly rows) differs from its polling answer
+    (participation counts): it gets its own transformer. PostHog's history is the same
+    shape with a longer date_from: the polling transformer reads it."""
+    from agents.codegen import shape
+
+    template = load_templates()[template_id]
+    history = template.for_history()
+    polling_sample, _ = await _sample(services, template_id)
+    params = {p: PARAMS[p] for p in template.params}
+    history_sample = await fetch_payload(
+        services.http, request_for(services.settings, history, history.polling, params)
+    )
+    assert (shape(history_sample) != shape(polling_sample)) is separate
+    config = {"fetched_at": datetime.now(UTC).isoformat()}
+    outcome = await generate_metric(services, OfflineGenerator(), history, history_sample, config)
+    assert len(outcome.output) == points
