@@ -248,6 +248,9 @@ class CodegenStage(Stage[CodegenRequest]):
             version = await catalog.promote_metric_transformer(conn, candidate)
             metric_ids = await catalog.active_metrics_of_template(conn, template.id)
         log.info("codegen.healed", template_id=template.id, version=version)
+        # Poll now, and re-fetch the window the broken version missed where there is history.
+        if template.historical is not None:
+            return _poll(metric_ids, "refresh") + _poll(metric_ids, "backfill")
         return _poll(metric_ids, "refresh")
 
     async def _historical_code(

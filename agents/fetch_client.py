@@ -22,7 +22,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -47,6 +47,16 @@ class RetryLaterError(MetricloomError):
 
 class _TransientError(Exception):
     """A failure worth retrying at once (network error, 5xx)."""
+
+
+class Budget(Protocol):
+    """A provider rate budget shared across workers (see agents/fetching.py)."""
+
+    async def take(self) -> datetime | None:
+        """Reserve one request; None if allowed, else when the budget resets."""
+
+    async def record(self, headers: httpx.Headers) -> None:
+        """Update the budget from a response's rate-limit headers."""
 
 
 def request_for(
@@ -117,9 +127,13 @@ def retry_at_from(headers: httpx.Headers, now: datetime) -> datetime | None:
 
 
 async def fetch_payload(
-    http: httpx.AsyncClient, request: httpx.Request, policy: FetchSettings | None = None
+    http: httpx.AsyncClient,
+    request: httpx.Request,
+    policy: FetchSettings | None = None,
+    budget: Budget | None = None,
 ) -> Any:
-    """Send the request under the fetch policy; return the JSON body.
+    """Send the request under the fetch policy; return the JSON body. Every attempt is
+    taken from ``budget`` first: an exhausted budget defers the poll without a request.
 
     Raises FetchError (give up for this poll) or RetryLaterError (come back at a time)."""
     policy = policy or FetchSettings()
@@ -135,7 +149,7 @@ async def fetch_payload(
                 wait_max=policy.backoff_max_s,
             ):
                 with attempt:
-                    status, headers, body = await _send(http, request, where, policy)
+                    status, headers, body = await _send(http, request, where, policy, budget)
         except _TransientError as exc:
             raise FetchError(f"{where}: {exc} (after {policy.attempts} attempts)") from exc
         now = datetime.now(UTC)
@@ -162,9 +176,19 @@ async def fetch_payload(
 
 
 async def _send(
-    http: httpx.AsyncClient, request: httpx.Request, where: str, policy: FetchSettings
+    http: httpx.AsyncClient,
+    request: httpx.Request,
+    where: str,
+    policy: FetchSettings,
+    budget: Budget | None,
 ) -> tuple[int, httpx.Headers, bytes]:
     """One request: the status, the headers and the body read up to the cap."""
+    if budget is not None:
+        reset_at = await budget.take()
+        if reset_at is not None:
+            raise RetryLaterError(
+                f"{where}: rate budget spent until {reset_at.isoformat()}", reset_at
+            )
     try:
         response = await http.send(request, stream=True)
     except httpx.TimeoutException as exc:
@@ -172,6 +196,8 @@ async def _send(
     except httpx.TransportError as exc:
         raise _TransientError(f"{type(exc).__name__}: {exc}") from exc
     try:
+        if budget is not None:
+            await budget.record(response.headers)
         if response.status_code >= 500:
             raise _TransientError(f"HTTP {response.status_code}")
         body = bytearray()

@@ -10,14 +10,18 @@ at that time, a bounded number of times.
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import httpx
 import structlog
 
 from agents.fetch_client import FetchError, RetryLaterError, fetch_payload, request_for
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from schema import catalog
+from schema.db import Database
 from schema.models import Metric
 from streams.messages import BackfillProgress, PollDue, RawPayload
 from templates import get_template
@@ -25,23 +29,52 @@ from templates import get_template
 log = structlog.get_logger(__name__)
 
 
+@dataclass
+class SharedBudget:
+    """A provider rate budget kept in the database, so every worker spends the same one:
+    per connection, or per provider for the deployment's default credentials."""
+
+    db: Database
+    key: str
+
+    async def take(self) -> datetime | None:
+        async with self.db.transaction() as conn:
+            return await catalog.take_budget(conn, self.key, datetime.now(UTC))
+
+    async def record(self, headers: httpx.Headers) -> None:
+        remaining, reset = headers.get("x-ratelimit-remaining"), headers.get("x-ratelimit-reset")
+        if remaining is None or reset is None or not remaining.isdigit() or not reset.isdigit():
+            return
+        async with self.db.transaction() as conn:
+            await catalog.record_budget(
+                conn, self.key, int(remaining), datetime.fromtimestamp(int(reset), tz=UTC)
+            )
+
+
+def budget_key(metric: Metric, provider: str) -> str:
+    return f"connection:{metric.connection_id}" if metric.connection_id else f"default:{provider}"
+
+
 class FetchStage(Stage[PollDue]):
     name = "fetch"
+
+    def __init__(self) -> None:
+        self._limits: dict[str, asyncio.Semaphore] = {}
 
     def decode(self, value: bytes) -> PollDue:
         return PollDue.model_validate_json(value)
 
     async def handle(self, services: Services, batch: list[tuple[Incoming, PollDue]]) -> list[Send]:
-        sends: list[Send] = []
-        for message, tick in batch:
-            async with services.db.transaction() as conn:
-                metric = await catalog.get_metric(conn, tick.metric_id)
-            if metric is None or metric.status != "active":
-                why = "no such metric" if metric is None else f"metric is {metric.status}"
-                sends.append(dead_letter(self.name, message, why, tick.metric_id))
-                continue
-            sends += await self._fetch_one(services, message, metric, tick.reason == "backfill")
-        return sends
+        results = await asyncio.gather(*(self._one(services, m, t) for m, t in batch))
+        return [send for sends in results for send in sends]
+
+    async def _one(self, services: Services, message: Incoming, tick: PollDue) -> list[Send]:
+        async with services.db.transaction() as conn:
+            metric = await catalog.get_metric(conn, tick.metric_id)
+        if metric is None or metric.status != "active":
+            why = "no such metric" if metric is None else f"metric is {metric.status}"
+            return [dead_letter(self.name, message, why, tick.metric_id)]
+        return await self._fetch_one(services, message, metric, tick.reason == "backfill")
 
     async def _fetch_one(
         self, services: Services, message: Incoming, metric: Metric, backfill: bool
@@ -61,7 +94,13 @@ class FetchStage(Stage[PollDue]):
                 if connection is None:
                     raise FetchError(f"connection {metric.connection_id} is gone")
             request = request_for(services.settings, template, endpoint, metric.params, connection)
-            payload = await fetch_payload(services.http, request, services.settings.fetch)
+            budget = SharedBudget(services.db, budget_key(metric, template.provider))
+            async with self._limit(
+                budget.key, services.settings.fetch.max_concurrent_per_connection
+            ):
+                payload = await fetch_payload(
+                    services.http, request, services.settings.fetch, budget
+                )
         except RetryLaterError as exc:
             if backfill:  # a deferred backfill is replayed from the dead-letter topic
                 return self._failed(message, metric, str(exc), backfill)
@@ -105,6 +144,12 @@ class FetchStage(Stage[PollDue]):
             )
             sends.append(Send("backfill-progress", str(metric.id), progress))
         return sends
+
+    def _limit(self, key: str, size: int) -> asyncio.Semaphore:
+        """At most ``size`` requests in flight per connection in this worker."""
+        if key not in self._limits:
+            self._limits[key] = asyncio.Semaphore(size)
+        return self._limits[key]
 
     def _failed(self, message: Incoming, metric: Metric, error: str, backfill: bool) -> list[Send]:
         sends = [dead_letter(self.name, message, error, metric.id)]

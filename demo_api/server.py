@@ -32,19 +32,28 @@ class Behaviours:
     ``computing`` (GitHub's 202 while statistics are computed) and ``huge`` (an 11 MB body).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, rate_limit: int = RATE_LIMIT) -> None:
         self.hits: dict[str, int] = {}
+        self.rate_limit = rate_limit
+        self.windows: dict[tuple[str, int], int] = {}
         self.served = 0
+        self.over_limit = 0
 
-    def rate_headers(self) -> dict[str, str]:
+    def rate(self, credential: str) -> tuple[dict[str, str], bool]:
+        """GitHub's rate-limit headers for this credential's hourly window; True when the
+        request is beyond the limit (it then gets a 429, and is counted)."""
         self.served += 1
         reset = int(_now().timestamp()) // 3600 * 3600 + 3600
-        return {
-            "X-RateLimit-Limit": str(RATE_LIMIT),
-            "X-RateLimit-Remaining": str(max(0, RATE_LIMIT - self.served % RATE_LIMIT)),
+        used = self.windows[(credential, reset)] = self.windows.get((credential, reset), 0) + 1
+        over = used > self.rate_limit
+        self.over_limit += over
+        headers = {
+            "X-RateLimit-Limit": str(self.rate_limit),
+            "X-RateLimit-Remaining": str(max(0, self.rate_limit - used)),
             "X-RateLimit-Reset": str(reset),
             "X-RateLimit-Resource": "core",
         }
+        return headers, over
 
     def misbehave(self, name: str, path: str) -> web.Response | None:
         count = self.hits[path] = self.hits.get(path, 0) + 1
@@ -107,7 +116,10 @@ async def _github(request: web.Request, build: Any) -> web.Response:
     data = build(owner, repo, _now())
     if repo == "huge":
         data = {**data, "description": "x" * (11 * 1024 * 1024)} if isinstance(data, dict) else data
-    return _json(data, headers=behaviours.rate_headers())
+    headers, over = behaviours.rate(request.headers.get("Authorization", "anonymous"))
+    if over:
+        return _rate_limited({**headers, "Retry-After": "60"})
+    return _json(data, headers=headers)
 
 
 DEMO_TOKEN = "demo-token"  # noqa: S105 - the demo API's fake credential
@@ -228,12 +240,19 @@ async def sheets_values(request: web.Request) -> web.Response:
 BEHAVIOURS = web.AppKey("behaviours", Behaviours)
 
 
-def make_app() -> web.Application:
+async def stats(request: web.Request) -> web.Response:
+    """What the demo API saw: for load tests that count requests beyond a rate limit."""
+    behaviours = _behaviours(request)
+    return _json({"served": behaviours.served, "over_limit": behaviours.over_limit})
+
+
+def make_app(rate_limit: int = RATE_LIMIT) -> web.Application:
     app = web.Application()
-    app[BEHAVIOURS] = Behaviours()
+    app[BEHAVIOURS] = Behaviours(rate_limit)
     app.add_routes(
         [
             web.get("/healthz", healthz),
+            web.get("/demo/stats", stats),
             web.route("*", "/nango/proxy/{tail:.*}", nango_proxy),
             web.get("/github/repos/{owner}/{repo}", github_repo),
             web.get("/github/repos/{owner}/{repo}/stats/code_frequency", github_code_frequency),
@@ -248,5 +267,5 @@ def make_app() -> web.Application:
     return app
 
 
-def serve(host: str, port: int) -> None:
-    web.run_app(make_app(), host=host, port=port, print=None, access_log=None)
+def serve(host: str, port: int, rate_limit: int = RATE_LIMIT) -> None:
+    web.run_app(make_app(rate_limit), host=host, port=port, print=None, access_log=None)

@@ -321,11 +321,17 @@ def charts_tail(
 
 
 @app.command("demo-api")
-def demo_api(host: str = "127.0.0.1", port: int = 8080) -> None:
+def demo_api(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    rate_limit: Annotated[
+        int, typer.Option(help="GitHub requests per credential per hour.")
+    ] = 5000,
+) -> None:
     """Serve the demo API (GitHub, YouTube, PostHog, Sheets shapes) for offline runs."""
     from demo_api.server import serve
 
-    serve(host, port)
+    serve(host, port, rate_limit)
 
 
 DEMO_REPOS = [("metricloom", "metricloom"), ("octocat", "hello-world"), ("apache", "kafka")]

@@ -237,6 +237,38 @@ async def get_connection(
     return Connection.model_validate(row) if row else None
 
 
+# --- rate budgets ----------------------------------------------------------------------
+
+TAKE_BUDGET = """
+UPDATE rate_budgets
+SET remaining = remaining - 1, updated_at = now()
+WHERE key = %(key)s AND (remaining > 0 OR reset_at <= %(now)s)
+RETURNING remaining
+"""
+"""Take one request from a budget, atomically across workers. A budget whose window has
+passed lets requests through (the next answer's headers set the new numbers)."""
+
+
+async def take_budget(conn: Conn, key: str, now: datetime) -> datetime | None:
+    """Reserve one request; None if allowed, else the time the budget resets."""
+    cur = await conn.execute(TAKE_BUDGET, {"key": key, "now": now})
+    if await cur.fetchone() is not None:
+        return None
+    cur = await conn.execute("SELECT reset_at FROM rate_budgets WHERE key = %s", (key,))
+    row = await cur.fetchone()
+    return row["reset_at"] if row else None  # type: ignore[return-value]
+
+
+async def record_budget(conn: Conn, key: str, remaining: int, reset_at: datetime) -> None:
+    """What the provider said is left, and when it resets."""
+    await conn.execute(
+        "INSERT INTO rate_budgets (key, remaining, reset_at) VALUES (%s, %s, %s)"
+        " ON CONFLICT (key) DO UPDATE SET remaining = EXCLUDED.remaining,"
+        " reset_at = EXCLUDED.reset_at, updated_at = now()",
+        (key, remaining, reset_at),
+    )
+
+
 # --- metric transformers -----------------------------------------------------------------
 
 TRANSFORMER_COLUMNS = """template_id, polling_endpoint, historical_endpoint, code, historical_code,

@@ -61,6 +61,7 @@ class FetchSettings(BaseModel, frozen=True):
     accepted_retry_s: float = Field(60.0, ge=0)
     max_retries_later: int = Field(5, ge=0)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_concurrent_per_connection: int = Field(4, ge=1)
 
 
 class ProviderUrls(BaseModel, frozen=True):
