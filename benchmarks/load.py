@@ -1,0 +1,203 @@
+"""Load test: 10,000 metrics on the frequent tier, one worker, the demo API.
+
+A real worker (subprocess) on the real Kafka, TimescaleDB and Docker. The metrics are
+inserted due across ``--spread`` seconds; an independent consumer watches ``poll-due`` and
+``raw-payloads``. Reports ticks issued per second, tick lateness (when the tick reached
+Kafka minus when the metric was due) p50/p95, polls per second (payloads fetched), duplicate
+polls (the same metric and due time polled twice: must be 0), and requests beyond the
+provider's rate limit (the demo API's own count: must be 0).
+
+    python -m benchmarks.load [--metrics 10000] [--spread 60] [--rate-limit 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from aiokafka import AIOKafkaConsumer
+from psycopg.types.json import Jsonb
+from pydantic import SecretStr
+
+from agents.generators.offline import metric_code_for
+from schema.migrate import apply_migrations
+from streams.settings import Settings
+from streams.topics import ensure_topics, topic_name
+from templates import get_template
+from tests.conftest import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = "postgresql://metricloom:metricloom@127.0.0.1:5432/postgres"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def seed(db_url: str, count: int, start: datetime, spread_s: float) -> None:
+    template = get_template("github-repo-stars")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO metric_transformers (template_id, polling_endpoint, code, generator)"
+            " VALUES (%s, %s, %s, 'offline-v1')",
+            (template.id, Jsonb(template.polling.model_dump()), metric_code_for(template)),
+        )
+        with conn.cursor().copy(
+            "COPY metrics (id, organization_id, template_id, params, poll_frequency, next_poll_at)"
+            " FROM STDIN"
+        ) as copy:
+            for n in range(count):
+                due = start + timedelta(seconds=spread_s * n / count)
+                params = json.dumps({"OWNER": f"load{n % 97}", "REPO": f"repo-{n}"})
+                copy.write_row(
+                    (uuid.uuid4(), f"org-{n % 50}", template.id, params, "frequent", due)
+                )
+
+
+async def watch(settings: Settings, expected: int, deadline: float) -> dict[str, Any]:
+    consumer = AIOKafkaConsumer(
+        topic_name(settings, "poll-due"),
+        topic_name(settings, "raw-payloads"),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 << 20,
+    )
+    await consumer.start()
+    ticks: list[tuple[str, str, float]] = []
+    fetched: list[float] = []
+    try:
+        while len(fetched) < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for tp, messages in batches.items():
+                for message in messages:
+                    value = json.loads(message.value or b"{}")
+                    at = message.timestamp / 1000
+                    if tp.topic.endswith("poll-due"):
+                        ticks.append((value["metric_id"], value["due_at"], at))
+                    else:
+                        fetched.append(at)
+    finally:
+        await consumer.stop()
+    lateness = [at - datetime.fromisoformat(due).timestamp() for _, due, at in ticks]
+    duplicates = sum(n - 1 for n in Counter((m, d) for m, d, _ in ticks).values() if n > 1)
+    tick_times = [at for _, _, at in ticks]
+    return {
+        "ticks": len(ticks),
+        "ticks_per_second": round(len(ticks) / max(1e-9, max(tick_times) - min(tick_times)), 1)
+        if ticks
+        else 0,
+        "tick_lateness_p50_s": round(percentile(lateness, 0.5), 3) if lateness else None,
+        "tick_lateness_p95_s": round(percentile(lateness, 0.95), 3) if lateness else None,
+        "polls": len(fetched),
+        "polls_per_second": round(len(fetched) / max(1e-9, max(fetched) - min(fetched)), 1)
+        if fetched
+        else 0,
+        "duplicate_polls": duplicates,
+    }
+
+
+async def run(count: int, spread_s: float, rate_limit: int) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:8]
+    db = f"metricloom_load_{run_id}"
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{db}"')
+    db_url = ADMIN.rsplit("/", 1)[0] + f"/{db}"
+    apply_migrations(db_url)
+    demo_port = free_port()
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "metricloom.cli",
+            "demo-api",
+            "--port",
+            str(demo_port),
+            "--rate-limit",
+            str(rate_limit),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    settings = Settings(topic_prefix=f"load-{run_id}-", database_url=SecretStr(db_url))
+    worker = None
+    log = Path(f"/tmp/metricloom-load-{run_id}.log")
+    try:
+        wait_for_port(demo_port)
+        await ensure_topics(settings)
+        start = datetime.now(UTC) + timedelta(seconds=20)
+        seed(db_url, count, start, spread_s)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("METRICLOOM_")}
+        env.update(
+            {
+                "METRICLOOM_TOPIC_PREFIX": settings.topic_prefix,
+                "METRICLOOM_DATABASE_URL": db_url,
+                "METRICLOOM_PROVIDER_URLS__GITHUB": f"http://127.0.0.1:{demo_port}/github",
+                "METRICLOOM_SCHEDULER_INTERVAL_S": "1",
+                "METRICLOOM_SCHEDULER_BATCH": "1000",
+                "METRICLOOM_STAGE_BATCH_SIZE": "200",
+            }
+        )
+        with log.open("wb") as out:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "metricloom.cli", "worker"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        started = time.monotonic()
+        report = await watch(settings, count, started + 600)
+        stats = httpx.get(f"http://127.0.0.1:{demo_port}/demo/stats").json()
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute(
+                "SELECT count(*), count(DISTINCT metric_id) FROM metric_data_points"
+            ).fetchone()
+        return {
+            "benchmark": "load",
+            "metrics": count,
+            "tier": "frequent (15 min)",
+            "due_spread_seconds": spread_s,
+            **report,
+            "points_written": row[0] if row else 0,
+            "metrics_with_points": row[1] if row else 0,
+            "provider_requests": stats["served"],
+            "requests_beyond_rate_limit": stats["over_limit"],
+            "rate_limit_per_hour": rate_limit,
+        }
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=60)
+        demo.terminate()
+        demo.wait(timeout=10)
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--metrics", type=int, default=10_000)
+    parser.add_argument("--spread", type=float, default=60.0)
+    parser.add_argument("--rate-limit", type=int, default=20_000)
+    args = parser.parse_args()
+    json.dump(asyncio.run(run(args.metrics, args.spread, args.rate_limit)), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
