@@ -11,6 +11,7 @@ dead-lettered, and the other payloads of the batch go on.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -118,6 +119,10 @@ class TransformStage(Stage[RawPayload]):
             except TransformError as exc:
                 failures.append((message, raw, str(exc)))
                 continue
+            limit = get_template(raw.template_id).historical_data_limit_days
+            if raw.historical and limit is not None:  # history only as far back as declared
+                oldest = raw.fetched_at - timedelta(days=limit)
+                points = [p for p in points if p.timestamp >= oldest]
             batch = PointsBatch(
                 metric_id=raw.metric_id,
                 organization_id=raw.organization_id,

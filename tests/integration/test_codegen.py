@@ -248,3 +248,54 @@ async def _wait_transformer(
             return row
         await asyncio.sleep(0.5)
     raise AssertionError(f"transformer never got there: {row}\n{worker.output()[-3000:]}")
+
+
+async def test_failed_healing_marks_the_transformer_failed_and_alerts(
+    services: Services, model: ScriptedModel, generator: OpenAICompatibleGenerator, db_conn: Any
+) -> None:
+    """Through the codegen stage: a heal request whose proposals all fail leaves the
+    transformer 'failed' and publishes an alert naming the template."""
+    from agents.codegen import CodegenStage
+    from agents.pipeline import Incoming
+    from schema import catalog
+    from schema.models import Metric, MetricTransformer, PollFrequency
+    from streams.messages import Alert, CodegenRequest
+
+    template = get_template("github-repo-forks")
+    current = await catalog.get_metric_transformer(db_conn, template.id)
+    if current is None:
+        await catalog.insert_metric_transformer(
+            db_conn,
+            MetricTransformer(
+                template_id=template.id,
+                polling_endpoint=template.polling,
+                code="def transform(a, c):\n    raise ValueError('x')\n",
+                generator="test",
+            ),
+        )
+    metric = Metric(
+        id=uuid.uuid4(),
+        organization_id="o",
+        template_id=template.id,
+        params={"OWNER": "octocat", "REPO": "alerting"},
+        poll_frequency=PollFrequency.DAILY,
+        next_poll_at=None,
+    )
+    await catalog.insert_metric(db_conn, metric)
+    model.script("x = 1\n", "x = 2\n", "x = 3\n")
+    request = CodegenRequest(
+        kind="metric", reason="heal", template_id=template.id, metric_id=metric.id
+    )
+    sends = await CodegenStage(generator).handle(
+        services, [(Incoming("codegen-requests", 0, 1, None, request.to_bytes()), request)]
+    )
+    alerts = [s.record for s in sends if isinstance(s.record, Alert)]
+    assert len(alerts) == 1 and alerts[0].template_id == template.id
+    assert "no valid transformer" in alerts[0].message
+    cur = await db_conn.execute(
+        "SELECT status FROM metric_transformers WHERE template_id = %s", (template.id,)
+    )
+    assert (await cur.fetchone())["status"] == "failed"
+    await db_conn.execute(
+        "UPDATE metric_transformers SET status = 'active' WHERE template_id = %s", (template.id,)
+    )
