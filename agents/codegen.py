@@ -281,7 +281,9 @@ class CodegenStage(Stage[CodegenRequest]):
             services.settings, template, template.polling, metric.params, connection
         )
         fetched_at = datetime.now(UTC)
-        payload = await fetch_payload(services.http, request, services.settings.fetch)
+        payload = await fetch_payload(
+            services.http, request, services.settings.fetch, pagination=template.polling.pagination
+        )
         raw = RawPayload(
             metric_id=metric.id,
             organization_id=metric.organization_id,

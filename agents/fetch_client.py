@@ -29,7 +29,7 @@ import httpx
 import stamina
 
 from schema.exceptions import MetricloomError
-from schema.models import Connection, Endpoint, MetricTemplate
+from schema.models import Connection, Endpoint, MetricTemplate, Pagination
 from streams.settings import FetchSettings, Settings
 
 
@@ -131,11 +131,85 @@ async def fetch_payload(
     request: httpx.Request,
     policy: FetchSettings | None = None,
     budget: Budget | None = None,
+    pagination: Pagination | None = None,
 ) -> Any:
-    """Send the request under the fetch policy; return the JSON body. Every attempt is
-    taken from ``budget`` first: an exhausted budget defers the poll without a request.
+    """Send the request under the fetch policy and return the JSON body; with
+    ``pagination``, read every page and return one body holding all the items.
 
     Raises FetchError (give up for this poll) or RetryLaterError (come back at a time)."""
+    body, headers = await _fetch_one(http, request, policy, budget)
+    if pagination is None:
+        return body
+    where = f"{request.method} {request.url.copy_with(query=None)}"
+    items = list(_items(body, pagination, where))
+    page = body
+    for _ in range(pagination.max_pages - 1):
+        following = _next_request(request, page, headers, pagination, len(items))
+        if following is None:
+            return _with_items(body, pagination, items)
+        page, headers = await _fetch_one(http, following, policy, budget)
+        more = _items(page, pagination, where)
+        if not more:
+            return _with_items(body, pagination, items)
+        items.extend(more)
+    if _next_request(request, page, headers, pagination, len(items)) is None:
+        return _with_items(body, pagination, items)
+    raise FetchError(f"{where}: more than {pagination.max_pages} pages")
+
+
+def _items(body: Any, pagination: Pagination, where: str) -> list[Any]:
+    found = body if pagination.items_path == "" else _at(body, pagination.items_path)
+    if not isinstance(found, list):
+        raise FetchError(f"{where}: no list at {pagination.items_path or 'the top'} of a page")
+    return found
+
+
+def _at(body: Any, path: str) -> Any:
+    for part in path.split("."):
+        body = body.get(part) if isinstance(body, dict) else None
+    return body
+
+
+def _with_items(body: Any, pagination: Pagination, items: list[Any]) -> Any:
+    if pagination.items_path == "":
+        return items
+    merged = dict(body)
+    parts = pagination.items_path.split(".")
+    target = merged
+    for part in parts[:-1]:
+        target[part] = dict(target[part])
+        target = target[part]
+    target[parts[-1]] = items
+    return merged
+
+
+def _next_request(
+    request: httpx.Request, page: Any, headers: httpx.Headers, pagination: Pagination, read: int
+) -> httpx.Request | None:
+    """The request for the page after ``page``, or None when there is none."""
+    if pagination.kind == "link":
+        link = httpx.Response(200, headers=headers).links.get("next", {}).get("url")
+        return None if not link else httpx.Request(request.method, link, headers=request.headers)
+    url: httpx.URL
+    if pagination.kind == "page_token":
+        token = _at(page, pagination.token_path)
+        if not token:
+            return None
+        url = request.url.copy_merge_params({pagination.token_param: str(token)})
+    else:
+        if _at(page, pagination.has_more_path) is not True:
+            return None
+        url = request.url.copy_merge_params({pagination.offset_param: str(read)})
+    return httpx.Request(request.method, url, headers=request.headers, content=request.content)
+
+
+async def _fetch_one(
+    http: httpx.AsyncClient,
+    request: httpx.Request,
+    policy: FetchSettings | None,
+    budget: Budget | None,
+) -> tuple[Any, httpx.Headers]:
+    """One request under the policy: the JSON body and the headers."""
     policy = policy or FetchSettings()
     where = f"{request.method} {request.url.copy_with(query=None)}"
     waited = 0.0
@@ -170,7 +244,7 @@ async def fetch_payload(
         if status >= 400:
             raise FetchError(f"{where}: HTTP {status}")
         try:
-            return json.loads(body)
+            return json.loads(body), headers
         except ValueError as exc:
             raise FetchError(f"{where}: body is not JSON") from exc
 

@@ -99,7 +99,7 @@ class FetchStage(Stage[PollDue]):
                 budget.key, services.settings.fetch.max_concurrent_per_connection
             ):
                 payload = await fetch_payload(
-                    services.http, request, services.settings.fetch, budget
+                    services.http, request, services.settings.fetch, budget, endpoint.pagination
                 )
         except RetryLaterError as exc:
             if backfill:  # a deferred backfill is replayed from the dead-letter topic

@@ -140,6 +140,65 @@ async def github_repo(request: web.Request) -> web.Response:
     return await _github(request, github.repository)
 
 
+def _count_from(name: str, default: int) -> int:
+    tail = name.rpartition("-")[2]
+    return int(tail) if tail.isdigit() else default
+
+
+async def github_stargazers(request: web.Request) -> web.Response:
+    """``GET /repos/{owner}/{repo}/stargazers`` with ``Accept: …star+json``: paged by
+    ``per_page``/``page`` with a ``Link`` header, as GitHub does (``stars-N``: N stars)."""
+    total = _count_from(request.match_info["repo"], 30)
+    per_page = min(100, int(request.query.get("per_page", "30")))
+    page = int(request.query.get("page", "1"))
+    start = (page - 1) * per_page
+    first = datetime(2024, 1, 1, tzinfo=UTC)
+    rows = [
+        {
+            "starred_at": (first + timedelta(hours=7 * n)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "user": {"login": f"user{n}", "id": 1000 + n, "type": "User"},
+        }
+        for n in range(start, min(total, start + per_page))
+    ]
+    links = []
+    last = max(1, -(-total // per_page))
+    if page < last:
+        links.append(f'<{request.url.update_query(page=str(page + 1))}>; rel="next"')
+        links.append(f'<{request.url.update_query(page=str(last))}>; rel="last"')
+    headers = {"Link": ", ".join(links)} if links else {}
+    return _json(rows, headers=headers)
+
+
+async def youtube_playlist_items(request: web.Request) -> web.Response:
+    """``playlistItems.list``: ``maxResults`` per page, ``nextPageToken`` until the end
+    (``PL…-N``: N videos)."""
+    total = _count_from(request.query.get("playlistId", ""), 20)
+    size = min(50, int(request.query.get("maxResults", "5")))
+    start = int(request.query.get("pageToken", "0") or 0)
+    items = [
+        {
+            "kind": "youtube#playlistItem",
+            "id": f"item{n}",
+            "snippet": {
+                "position": n,
+                "title": f"Video {n}",
+                "publishedAt": (datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=n)).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                ),
+            },
+        }
+        for n in range(start, min(total, start + size))
+    ]
+    body: dict[str, Any] = {
+        "kind": "youtube#playlistItemListResponse",
+        "items": items,
+        "pageInfo": {"totalResults": total, "resultsPerPage": size},
+    }
+    if start + size < total:
+        body["nextPageToken"] = str(start + size)
+    return _json(body)
+
+
 async def nango_proxy(request: web.Request) -> web.Response:
     """Nango's proxy (``/proxy/{path}``): checks the secret key and the connection
     headers, then forwards to the provider with the provider's credentials added."""
@@ -227,7 +286,18 @@ async def posthog_query(request: web.Request) -> web.Response:
             },
             status=400,
         )
-    return _json(posthog.query(request.match_info["project"], body, _now()))
+    answer = posthog.query(request.match_info["project"], body, _now())
+    if "limit" in request.query:  # paged: hasMore and an offset, as the query API pages
+        limit, offset = int(request.query["limit"]), int(request.query.get("offset", "0"))
+        rows = answer["results"]
+        answer = {
+            **answer,
+            "results": rows[offset : offset + limit],
+            "limit": limit,
+            "offset": offset,
+            "hasMore": offset + limit < len(rows),
+        }
+    return _json(answer)
 
 
 async def sheets_values(request: web.Request) -> web.Response:
@@ -258,6 +328,8 @@ def make_app(rate_limit: int = RATE_LIMIT) -> web.Application:
             web.get("/github/repos/{owner}/{repo}/stats/code_frequency", github_code_frequency),
             web.get("/github/repos/{owner}/{repo}/stats/commit_activity", github_commit_activity),
             web.get("/github/repos/{owner}/{repo}/stats/participation", github_participation),
+            web.get("/github/repos/{owner}/{repo}/stargazers", github_stargazers),
+            web.get("/youtube/v3/playlistItems", youtube_playlist_items),
             web.get("/youtube/v3/videos", youtube_videos),
             web.get("/youtube/v3/channels", youtube_channels),
             web.post("/posthog/api/projects/{project}/query/", posthog_query),

@@ -123,6 +123,27 @@ class ChartConfig(BaseModel):
         return self
 
 
+class Pagination(BaseModel):
+    """How an endpoint pages, so the fetch stage reads every page into one payload.
+
+    ``link``: follow ``Link: <…>; rel="next"`` (GitHub). ``page_token``: send the body's
+    ``token_path`` value as the ``token_param`` query parameter (YouTube's
+    ``nextPageToken``). ``has_more``: while ``has_more_path`` is true, send the count read
+    so far as the ``offset_param`` query parameter. The items at ``items_path`` (``""``:
+    the body is the list) are concatenated; an empty page ends it; more than ``max_pages``
+    pages is an error, never a silent truncation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["link", "page_token", "has_more"]
+    items_path: str = ""
+    token_path: str = "nextPageToken"  # noqa: S105 - a JSON path, not a secret
+    token_param: str = "pageToken"  # noqa: S105 - a parameter name, not a secret
+    has_more_path: str = "hasMore"
+    offset_param: str = "offset"
+    max_pages: int = Field(20, ge=1, le=1000)
+
+
 class Endpoint(BaseModel):
     """An HTTP call a template makes; ``{PARAM}`` placeholders are filled per metric."""
 
@@ -132,6 +153,7 @@ class Endpoint(BaseModel):
     method: Literal["GET", "POST"] = "GET"
     query: dict[str, str] = Field(default_factory=dict)
     body: dict[str, Any] | None = None
+    pagination: Pagination | None = None
 
 
 class ExtractionHints(BaseModel):
