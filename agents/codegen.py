@@ -44,7 +44,14 @@ from schema.models import (
     MetricTemplate,
     MetricTransformer,
 )
-from streams.messages import Alert, CodegenRequest, MetricUpdated, PollDue, RawPayload
+from streams.messages import (
+    Alert,
+    BackfillProgress,
+    CodegenRequest,
+    MetricUpdated,
+    PollDue,
+    RawPayload,
+)
 from templates import get_template
 
 log = structlog.get_logger(__name__)
@@ -200,7 +207,10 @@ class CodegenStage(Stage[CodegenRequest]):
                 await catalog.record_metric_error(conn, metric.id, self.name, str(exc))
                 if current is not None:
                     await catalog.set_transformer_status(conn, template.id, "active", str(exc))
-            return [dead_letter(self.name, message, exc, metric.id)]
+            return [
+                dead_letter(self.name, message, exc, metric.id),
+                *_no_backfill(template, metric, str(exc)),
+            ]
         try:
             outcome = await generate_metric(
                 services,
@@ -437,6 +447,19 @@ def _first_polls(template: MetricTemplate, metric_ids: list[Any]) -> list[Send]:
     if template.historical is not None:
         sends += _poll(metric_ids, "backfill")
     return sends
+
+
+def _no_backfill(template: MetricTemplate, metric: Metric, error: str) -> list[Send]:
+    """Tell backfill followers that a new metric's history will not come (no transformer)."""
+    if template.historical is None:
+        return []
+    progress = BackfillProgress(
+        metric_id=metric.id,
+        organization_id=metric.organization_id,
+        state="failed",
+        error=f"no transformer: {error}"[:2000],
+    )
+    return [Send("backfill-progress", str(metric.id), progress)]
 
 
 def _poll(metric_ids: list[Any], reason: str) -> list[Send]:

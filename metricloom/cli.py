@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from uuid import UUID, uuid5
 
 import typer
+from rich.console import Console
 
 from schema.exceptions import MetricloomError
 from schema.models import ChartType, PollFrequency
@@ -144,9 +145,13 @@ def metric_create(
     frequency: Annotated[PollFrequency | None, typer.Option(help="Polling tier.")] = None,
     metric_id: Annotated[UUID | None, typer.Option(help="Choose the metric id.")] = None,
     connection: Annotated[UUID | None, typer.Option(help="Connection id (credentials).")] = None,
+    follow_backfill: Annotated[
+        bool, typer.Option(help="Show the backfill's progress until its points are stored.")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the worker.")] = 60.0,
 ) -> None:
-    """Create a metric from a template; its first poll starts at once."""
+    """Create a metric from a template; its first poll starts at once, and its history
+    is backfilled when the template has a historical endpoint."""
     params: dict[str, str] = {}
     for item in param or []:
         name, sep, value = item.partition("=")
@@ -161,7 +166,61 @@ def metric_create(
         metric_id=metric_id,
         connection_id=connection,
     )
-    _run_command(get_settings(), command, timeout)
+    settings = get_settings()
+    from templates import TemplateError, get_template
+
+    try:
+        has_history = get_template(template).historical is not None
+    except TemplateError:
+        has_history = False
+    if not (follow_backfill and has_history):
+        _run_command(settings, command, timeout)
+        return
+    asyncio.run(_create_and_follow(settings, command, timeout))
+
+
+async def _create_and_follow(settings: Settings, command: CreateMetric, wait_s: float) -> None:
+    """Send the command while already following backfill-progress, and draw the steps
+    (fetched, then written) as a progress bar on stderr."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from streams.client import CommandTimeoutError, follow, send_command
+
+    metric_id = str(command.resolved_metric_id())
+    progress = Progress(
+        TextColumn("backfill {task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+    events = follow(settings, "backfill-progress", from_beginning=True)
+    try:
+        result = await send_command(settings, command, wait_s)
+    except (CommandTimeoutError, MetricloomError) as exc:
+        _fail(str(exc), 2)
+    _print(result.model_dump(mode="json"))
+    if result.status != "accepted":
+        raise typer.Exit(1)
+    with progress:
+        task = progress.add_task("requested", total=2)
+        try:
+            async with asyncio.timeout(wait_s * 5):
+                async for _, value in events:
+                    if not isinstance(value, dict) or value.get("metric_id") != metric_id:
+                        continue
+                    if value["state"] == "fetched":
+                        progress.update(task, completed=1, description="fetched")
+                    elif value["state"] == "written":
+                        progress.update(
+                            task, completed=2, description=f"stored {value['points']} points"
+                        )
+                        _print(value)
+                        return
+                    else:
+                        _print(value)
+                        _fail(f"backfill failed: {value.get('error')}")
+        except TimeoutError:
+            _fail("no backfill progress in time (is a worker running?)", 2)
 
 
 @connection_app.command("add")
