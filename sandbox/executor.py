@@ -140,9 +140,16 @@ class _FrameParser:
 class SandboxExecutor:
     """Runs transformer code in throwaway containers; thread-safe, one instance per worker."""
 
-    def __init__(self, limits: SandboxLimits, client: docker.DockerClient | None = None) -> None:
+    def __init__(
+        self,
+        limits: SandboxLimits,
+        client: docker.DockerClient | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        """``labels`` are added to every container (to find a worker's containers)."""
         self.limits = limits
         self._client = client
+        self._labels = dict(labels or {})
         self._semaphore = asyncio.Semaphore(limits.max_concurrent)
 
     @property
@@ -258,7 +265,7 @@ class SandboxExecutor:
                 log_config=docker.types.LogConfig(type="none"),
                 auto_remove=True,
                 name=f"metricloom-sandbox-{uuid.uuid4().hex[:12]}",
-                labels={LABEL: "1", DEADLINE_LABEL: str(expires)},
+                labels={**self._labels, LABEL: "1", DEADLINE_LABEL: str(expires)},
             )
         except docker.errors.ImageNotFound as exc:
             raise SandboxUnavailableError(

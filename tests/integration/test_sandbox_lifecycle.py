@@ -67,32 +67,27 @@ def test_stale_sandbox_containers_are_swept() -> None:
 def test_container_is_removed_when_the_worker_dies_mid_batch() -> None:
     """SIGKILL the process running a batch: the container still goes away (auto_remove
     once stdin closes), so no sweep is needed for the common case."""
+    marker = f"dies-{os.getpid()}-{time.time_ns()}"
     script = (
         "from sandbox.executor import SandboxExecutor\n"
         "from streams.settings import SandboxLimits\n"
-        "e = SandboxExecutor(SandboxLimits(input_timeout_s=30, batch_timeout_s=60))\n"
+        "e = SandboxExecutor(SandboxLimits(input_timeout_s=30, batch_timeout_s=60),"
+        f" labels={{'test': '{marker}'}})\n"
         "e.run_batch('import time\\ndef transform(x, c):\\n    time.sleep(20)', 'transform', [(1, {})])\n"
     )
     client = docker.from_env()
-    before = {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
     try:
         deadline = time.monotonic() + 20
-        started: set[str] = set()
-        while not started and time.monotonic() < deadline:
-            now = {c.id for c in client.containers.list(filters={"label": LABEL})}
-            started = now - before
+        while not _ours(client, marker) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert started, "the batch's container never started"
+        assert _ours(client, marker), "the batch's container never started"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            remaining = {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
-            if not (started & remaining):
-                break
+        while _ours(client, marker) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not (started & remaining), "the dead worker's container is still there"
+        assert not _ours(client, marker), "the dead worker's container is still there"
     finally:
         if proc.poll() is None:
             proc.kill()
