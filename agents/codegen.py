@@ -27,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from agents.backfill import backfill_ticks
 from agents.fetch_client import FetchError, RetryLaterError, fetch_payload, request_for
 from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal, generator_for
 from agents.generators.openai_compatible import ModelAnswerError
@@ -260,7 +261,7 @@ class CodegenStage(Stage[CodegenRequest]):
         log.info("codegen.healed", template_id=template.id, version=version)
         # Poll now, and re-fetch the window the broken version missed where there is history.
         if template.historical is not None:
-            return _poll(metric_ids, "refresh") + _poll(metric_ids, "backfill")
+            return _poll(metric_ids, "refresh") + backfill_ticks(template, metric_ids)
         return _poll(metric_ids, "refresh")
 
     async def _historical_code(
@@ -270,7 +271,16 @@ class CodegenStage(Stage[CodegenRequest]):
         another shape than the polling one (decided on the two real samples); None when
         the polling transformer reads both."""
         history = template.for_history()
-        sample, config = await self._sample(services, history, metric)
+        window = next(
+            (t.record.window for t in backfill_ticks(template, [metric.id])[-1:]),  # type: ignore[attr-defined]
+            None,
+        )
+        params = dict(metric.params)
+        if window is not None:  # sample the most recent chunk's window
+            params.update(FROM=window[0].isoformat(), TO=window[1].isoformat())
+        sample, config = await self._sample(
+            services, history, metric.model_copy(update={"params": params})
+        )
         if shape(sample) == shape(polling_sample):
             return None
         outcome = await generate_metric(services, self.generator(services), history, sample, config)
@@ -443,10 +453,7 @@ def shape(value: Any, depth: int = 3) -> Any:
 
 def _first_polls(template: MetricTemplate, metric_ids: list[Any]) -> list[Send]:
     """A new metric's first poll, and its backfill when the template has history."""
-    sends = _poll(metric_ids, "created")
-    if template.historical is not None:
-        sends += _poll(metric_ids, "backfill")
-    return sends
+    return _poll(metric_ids, "created") + backfill_ticks(template, metric_ids)
 
 
 def _no_backfill(template: MetricTemplate, metric: Metric, error: str) -> list[Send]:

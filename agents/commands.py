@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agents.backfill import backfill_ticks
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from schema import catalog
@@ -154,10 +155,10 @@ async def _create_metric(conn: Conn, command: CreateMetric) -> list[Send]:
         )
         follow = [Send("codegen-requests", template.id, request)]
     else:
-        reasons = ["created", "backfill"] if template.historical else ["created"]
+        created = PollDue(metric_id=metric.id, due_at=now, reason="created")
         follow = [
-            Send("poll-due", str(metric.id), PollDue(metric_id=metric.id, due_at=now, reason=r))
-            for r in reasons
+            Send("poll-due", str(metric.id), created),
+            *backfill_ticks(template, [metric.id], now),
         ]
     return [_accepted(command, metric_id=metric.id), *follow]
 

@@ -73,8 +73,12 @@ def request_for(
     connection id and provider config key, and Nango adds the provider's credentials).
     Without a connection, the deployment's default token for the provider, if any."""
     base = getattr(settings.provider_urls, template.provider).rstrip("/")
-    path = endpoint.path.format(**{k: quote(v, safe="") for k, v in params.items()})
-    query = {k: v.format(**params) for k, v in endpoint.query.items()}
+    try:
+        path = endpoint.path.format(**{k: quote(v, safe="") for k, v in params.items()})
+        query = {k: v.format(**params) for k, v in endpoint.query.items()}
+        body = _fill(endpoint.body, params) if endpoint.body is not None else None
+    except KeyError as exc:
+        raise FetchError(f"{template.id}: the endpoint needs parameter {exc.args[0]}") from exc
     headers = {"Accept": "application/json"}
     if template.provider == "github":
         headers["Accept"] = "application/vnd.github+json"
@@ -95,7 +99,6 @@ def request_for(
         token = settings.nango.secret_key
     if token is not None:
         headers["Authorization"] = f"Bearer {token.get_secret_value()}"
-    body = endpoint.body
     if body is not None:
         headers["Content-Type"] = "application/json"
     return httpx.Request(
@@ -105,6 +108,17 @@ def request_for(
         headers=headers,
         content=json.dumps(body).encode() if body is not None else None,
     )
+
+
+def _fill(value: Any, params: dict[str, str]) -> Any:
+    """Substitute ``{PARAM}`` placeholders in every string of a JSON body."""
+    if isinstance(value, str):
+        return value.format(**params)
+    if isinstance(value, list):
+        return [_fill(item, params) for item in value]
+    if isinstance(value, dict):
+        return {key: _fill(item, params) for key, item in value.items()}
+    return value
 
 
 def retry_at_from(headers: httpx.Headers, now: datetime) -> datetime | None:

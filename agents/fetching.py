@@ -74,11 +74,15 @@ class FetchStage(Stage[PollDue]):
         if metric is None or metric.status != "active":
             why = "no such metric" if metric is None else f"metric is {metric.status}"
             return [dead_letter(self.name, message, why, tick.metric_id)]
-        return await self._fetch_one(services, message, metric, tick.reason == "backfill")
+        return await self._fetch_one(services, message, metric, tick)
 
     async def _fetch_one(
-        self, services: Services, message: Incoming, metric: Metric, backfill: bool
+        self, services: Services, message: Incoming, metric: Metric, tick: PollDue
     ) -> list[Send]:
+        backfill = tick.reason == "backfill"
+        params = dict(metric.params)
+        if tick.window is not None:
+            params.update(FROM=tick.window[0].isoformat(), TO=tick.window[1].isoformat())
         template = get_template(metric.template_id)
         if backfill and template.historical is None:
             return [dead_letter(self.name, message, f"{template.id} has no history", metric.id)]
@@ -93,7 +97,7 @@ class FetchStage(Stage[PollDue]):
                     )
                 if connection is None:
                     raise FetchError(f"connection {metric.connection_id} is gone")
-            request = request_for(services.settings, template, endpoint, metric.params, connection)
+            request = request_for(services.settings, template, endpoint, params, connection)
             budget = SharedBudget(services.db, budget_key(metric, template.provider))
             async with self._limit(
                 budget.key, services.settings.fetch.max_concurrent_per_connection
@@ -136,11 +140,17 @@ class FetchStage(Stage[PollDue]):
             endpoint=endpoint.path,
             payload=payload,
             historical=backfill,
+            chunk=tick.chunk,
+            chunks=tick.chunks,
         )
         sends = [Send("raw-payloads", str(metric.id), raw)]
         if backfill:
             progress = BackfillProgress(
-                metric_id=metric.id, organization_id=metric.organization_id, state="fetched"
+                metric_id=metric.id,
+                organization_id=metric.organization_id,
+                state="fetched",
+                chunk=tick.chunk,
+                chunks=tick.chunks,
             )
             sends.append(Send("backfill-progress", str(metric.id), progress))
         return sends

@@ -13,7 +13,9 @@ The error policy, in one place (:func:`process_batch`):
   each message of the batch goes to the dead-letter topic with the error, so nothing is
   lost (the original bytes are kept for replay) and no partition is stuck;
 * a failure that belongs to one message (a provider's 404, a transformer's exception) is
-  the stage's to report: it records it on the metric and returns a dead letter for it.
+  the stage's to report: it records it on the metric and returns a dead letter for it;
+* anything else is a bug: it is logged with its traceback and the batch is dead-lettered
+  (kept for replay once fixed), so one bad batch never stops the agent.
 """
 
 from __future__ import annotations
@@ -134,5 +136,8 @@ async def process_batch(
                 handled = await stage.handle(services, decoded)
     except TRANSIENT as exc:
         log.error("stage.unavailable", stage=stage.name, batch=len(decoded), error=str(exc))
+        return sends + [dead_letter(stage.name, message, exc) for message, _ in decoded]
+    except Exception as exc:  # a bug must not stop the agent: keep the batch for replay
+        log.exception("stage.bug", stage=stage.name, batch=len(decoded))
         return sends + [dead_letter(stage.name, message, exc) for message, _ in decoded]
     return sends + handled

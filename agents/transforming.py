@@ -131,6 +131,8 @@ class TransformStage(Stage[RawPayload]):
                 fetched_at=raw.fetched_at,
                 replace=not raw.historical and not get_template(raw.template_id).is_time_series,
                 historical=raw.historical,
+                chunk=raw.chunk,
+                chunks=raw.chunks,
                 points=points,
             )
             sends.append(Send("points", str(raw.metric_id), batch))

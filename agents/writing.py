@@ -44,10 +44,11 @@ class WriteStage(Stage[PointsBatch]):
                     min(s.first_ts for s in touched if s.first_ts),
                     max(s.last_ts for s in touched if s.last_ts),
                 )
-        history: dict[UUID, list[datetime]] = {}
+        history: dict[tuple[UUID, int | None, int | None], list[datetime]] = {}
         for _, points in batch:
             if points.historical:
-                history.setdefault(points.metric_id, []).extend(p.timestamp for p in points.points)
+                key = (points.metric_id, points.chunk, points.chunks)
+                history.setdefault(key, []).extend(p.timestamp for p in points.points)
         progress = [
             Send(
                 "backfill-progress",
@@ -56,12 +57,14 @@ class WriteStage(Stage[PointsBatch]):
                     metric_id=metric_id,
                     organization_id=organizations[metric_id],
                     state="written",
+                    chunk=chunk,
+                    chunks=chunks,
                     points=len(set(stamps)),
                     first_ts=min(stamps, default=None),
                     last_ts=max(stamps, default=None),
                 ),
             )
-            for metric_id, stamps in history.items()
+            for (metric_id, chunk, chunks), stamps in history.items()
         ]
         if progress:
             async with services.db.transaction() as conn:

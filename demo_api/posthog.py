@@ -17,6 +17,12 @@ def query(project_id: str, body: dict[str, Any], now: datetime) -> dict[str, Any
     if date_from.startswith("-") and date_from.endswith("d") and date_from[1:-1].isdigit():
         days = max(1, min(365, int(date_from[1:-1])))
     today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    date_to = str(body.get("date_to") or "")
+    if len(date_from) == 10 and len(date_to) == 10:  # an explicit window of ISO dates
+        first = datetime.fromisoformat(date_from).replace(tzinfo=UTC)
+        last = min(today, datetime.fromisoformat(date_to).replace(tzinfo=UTC))
+        days = max(0, (last - first).days + 1)
+        today = last
     rows = [
         [
             (today - timedelta(days=n)).strftime("%Y-%m-%d"),

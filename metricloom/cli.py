@@ -202,23 +202,28 @@ async def _create_and_follow(settings: Settings, command: CreateMetric, wait_s: 
     if result.status != "accepted":
         raise typer.Exit(1)
     with progress:
-        task = progress.add_task("requested", total=2)
+        task = progress.add_task("requested", total=None)
+        written: set[int | None] = set()
+        points = 0
         try:
             async with asyncio.timeout(wait_s * 5):
                 async for _, value in events:
                     if not isinstance(value, dict) or value.get("metric_id") != metric_id:
                         continue
-                    if value["state"] == "fetched":
-                        progress.update(task, completed=1, description="fetched")
-                    elif value["state"] == "written":
-                        progress.update(
-                            task, completed=2, description=f"stored {value['points']} points"
-                        )
-                        _print(value)
-                        return
-                    else:
+                    chunks = value.get("chunks") or 1
+                    if value["state"] == "failed":
                         _print(value)
                         _fail(f"backfill failed: {value.get('error')}")
+                    if value["state"] == "written" and value.get("chunk") not in written:
+                        written.add(value.get("chunk"))
+                        points += int(value["points"])
+                    description = f"{len(written)}/{chunks} chunks, {points} points stored"
+                    progress.update(
+                        task, total=chunks, completed=len(written), description=description
+                    )
+                    if len(written) >= chunks:
+                        _print({"metric_id": metric_id, "chunks": chunks, "points": points})
+                        return
         except TimeoutError:
             _fail("no backfill progress in time (is a worker running?)", 2)
 

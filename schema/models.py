@@ -192,6 +192,7 @@ class MetricTemplate(BaseModel):
     is_time_series: bool = True
     default_poll_frequency: PollFrequency = PollFrequency.DAILY
     historical_data_limit_days: int | None = None
+    historical_chunk_days: int | None = Field(None, ge=1)
     default_chart_type: ChartType = "line"
     chart_dimensions: list[str] = Field(default_factory=list)
     unit: str = ""

@@ -7,7 +7,7 @@ stage resolves them from its own settings.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4, uuid5
 
@@ -130,6 +130,9 @@ class PollDue(Record):
     metric_id: UUID
     due_at: AwareDatetime
     reason: Literal["schedule", "created", "refresh", "retry", "backfill"] = "schedule"
+    window: tuple[date, date] | None = None
+    chunk: int | None = None
+    chunks: int | None = None
 
 
 class RawPayload(Record):
@@ -142,6 +145,8 @@ class RawPayload(Record):
     endpoint: str
     payload: Any
     historical: bool = False
+    chunk: int | None = None
+    chunks: int | None = None
 
 
 class PointsBatch(Record):
@@ -154,6 +159,8 @@ class PointsBatch(Record):
     fetched_at: AwareDatetime
     replace: bool = False
     historical: bool = False
+    chunk: int | None = None
+    chunks: int | None = None
     points: list[DataPoint]
 
 
@@ -201,6 +208,8 @@ class BackfillProgress(Record):
     metric_id: UUID
     organization_id: str
     state: Literal["fetched", "written", "failed"]
+    chunk: int | None = None
+    chunks: int | None = None
     points: int = 0
     first_ts: AwareDatetime | None = None
     last_ts: AwareDatetime | None = None

@@ -56,3 +56,36 @@ async def test_new_metric_is_backfilled_from_its_historical_endpoint(
     assert (await cur.fetchone())["n"] >= 52
     cur = await db_conn.execute("SELECT backfill FROM metrics WHERE id = %s", (metric_id,))
     assert (await cur.fetchone())["backfill"]["state"] == "written"
+
+
+async def test_history_is_fetched_in_chunks(
+    worker: WorkerProcess, kafka: Kafka, db_conn: Any
+) -> None:
+    """PostHog events: 90 days backfilled in three 30-day windows, each its own message
+    and progress event; the polled days and the backfilled ones are one series."""
+    create = CreateMetric(
+        organization_id="backfill-org", template_id="posthog-events", params={"PROJECT_ID": "77"}
+    )
+    await kafka.produce("commands", create.to_bytes())
+    metric_id = str(create.resolved_metric_id())
+    chunks = set()
+    for chunk in (1, 2, 3):
+        _, written = await kafka.wait_for(
+            "backfill-progress",
+            lambda v, c=chunk: (
+                v["metric_id"] == metric_id and v["state"] == "written" and v["chunk"] == c
+            ),
+            90,
+        )
+        assert written["chunks"] == 3 and written["points"] == 30
+        chunks.add(written["first_ts"][:10])
+    assert len(chunks) == 3
+    for _ in range(60):
+        cur = await db_conn.execute(
+            "SELECT count(*) AS n FROM metric_data_points WHERE metric_id = %s", (metric_id,)
+        )
+        if (await cur.fetchone())["n"] == 90:
+            break
+        await asyncio.sleep(0.5)
+    else:
+        raise AssertionError(f"expected 90 daily points\n{worker.output()[-3000:]}")

@@ -5,7 +5,7 @@ the provider's answer holds."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -123,6 +123,8 @@ async def test_historical_endpoints_get_their_own_transformer_only_when_shaped_d
     history = template.for_history()
     polling_sample, _ = await _sample(services, template_id)
     params = {p: PARAMS[p] for p in template.params}
+    today = datetime.now(UTC).date()
+    params.update(FROM=(today - timedelta(days=points - 1)).isoformat(), TO=today.isoformat())
     history_sample = await fetch_payload(
         services.http, request_for(services.settings, history, history.polling, params)
     )

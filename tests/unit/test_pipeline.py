@@ -77,3 +77,35 @@ async def test_persistent_failure_dead_letters_every_message() -> None:
     assert stage.calls == 3
     assert [s.topic for s in sends] == ["dead-letter", "dead-letter"]
     assert all(s.record.error_type == "DatabaseUnavailableError" for s in sends)  # type: ignore[attr-defined]
+
+
+class Buggy(Recorder):
+    async def handle(self, services: Services, batch: list[tuple[Incoming, PollDue]]) -> list[Send]:
+        raise KeyError("a bug")
+
+
+async def test_a_bug_dead_letters_the_batch_instead_of_stopping_the_agent() -> None:
+    """An unexpected exception keeps the batch (dead letters) and returns normally."""
+    sends = await process_batch(Buggy(), _services(), [_tick(1), _tick(2)])
+    assert [s.topic for s in sends] == ["dead-letter", "dead-letter"]
+    assert sends[0].record.error_type == "KeyError"  # type: ignore[attr-defined]
+
+
+def test_backfill_windows_cover_the_history_limit_oldest_first() -> None:
+    """90 days in 30-day chunks: three windows, contiguous, ending today."""
+    import itertools
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from agents.backfill import backfill_ticks
+    from templates import get_template
+
+    now = datetime(2026, 3, 31, 12, tzinfo=UTC)
+    ticks = [s.record for s in backfill_ticks(get_template("posthog-events"), [uuid.uuid4()], now)]
+    windows = [t.window for t in ticks]  # type: ignore[attr-defined]
+    assert [(t.chunk, t.chunks) for t in ticks] == [(1, 3), (2, 3), (3, 3)]  # type: ignore[attr-defined]
+    assert windows[0][0] == now.date() - timedelta(days=89) and windows[-1][1] == now.date()
+    assert all(b[0] == a[1] + timedelta(days=1) for a, b in itertools.pairwise(windows))
+    single = backfill_ticks(get_template("github-commit-activity"), [uuid.uuid4()], now)
+    assert [s.record.window for s in single] == [None]  # type: ignore[attr-defined]
+    assert backfill_ticks(get_template("github-repo-stars"), [uuid.uuid4()], now) == []
