@@ -97,3 +97,16 @@ class ChartStage(Stage[MetricUpdated]):
             config=config,
         )
         return Send("chart-configs", str(dm.id), record)
+
+
+def redraw(dm: DashboardMetric) -> Send:
+    """A ``metric-updated`` nudge that makes this stage redraw the metric's charts now
+    (after a chart transformer changed, with no new points)."""
+    nudge = MetricUpdated(
+        metric_id=dm.metric_id,
+        organization_id=dm.organization_id,
+        points_written=0,
+        first_ts=None,
+        last_ts=None,
+    )
+    return Send("metric-updated", str(dm.metric_id), nudge)

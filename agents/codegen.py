@@ -28,7 +28,9 @@ from typing import Any
 import structlog
 
 from agents.backfill import backfill_ticks
+from agents.charting import redraw
 from agents.fetch_client import FetchError, RetryLaterError, fetch_payload, request_for
+from agents.fetching import connection_for
 from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal, generator_for
 from agents.generators.openai_compatible import ModelAnswerError
 from agents.pipeline import Incoming, Send, Stage, dead_letter
@@ -40,7 +42,6 @@ from schema.exceptions import MetricloomError
 from schema.models import (
     ChartConfig,
     ChartTransformer,
-    DashboardMetric,
     Metric,
     MetricTemplate,
     MetricTransformer,
@@ -49,7 +50,6 @@ from streams.messages import (
     Alert,
     BackfillProgress,
     CodegenRequest,
-    MetricUpdated,
     PollDue,
     RawPayload,
 )
@@ -291,12 +291,7 @@ class CodegenStage(Stage[CodegenRequest]):
         self, services: Services, template: MetricTemplate, metric: Metric
     ) -> tuple[Any, dict[str, Any]]:
         """A real, fresh sample from the metric's endpoint, with its endpoint config."""
-        connection = None
-        if metric.connection_id is not None:
-            async with services.db.transaction() as conn:
-                connection = await catalog.get_connection(
-                    conn, metric.connection_id, metric.organization_id
-                )
+        connection = await connection_for(services, metric)
         request = request_for(
             services.settings, template, template.polling, metric.params, connection
         )
@@ -365,7 +360,7 @@ class CodegenStage(Stage[CodegenRequest]):
                 return [dead_letter(self.name, message, "no such dashboard metric")]
             dm, current = found
             if request.reason == "created" and current is not None:
-                return [_redraw(dm)]
+                return [redraw(dm)]
             rollup = rollups.pick(dm.date_range_days)
             since = datetime.now(UTC) - timedelta(days=dm.date_range_days)
             series = await rollups.read_series(conn, dm.metric_id, since, rollup, dm.aggregation)
@@ -426,7 +421,7 @@ class CodegenStage(Stage[CodegenRequest]):
             reason=request.reason,
             model_calls=outcome.model_calls,
         )
-        return [_redraw(dm)]
+        return [redraw(dm)]
 
 
 def _aggregation_of(code: str, default: str) -> str:
@@ -475,14 +470,3 @@ def _poll(metric_ids: list[Any], reason: str) -> list[Send]:
         Send("poll-due", str(m), PollDue(metric_id=m, due_at=now, reason=reason))
         for m in metric_ids
     ]
-
-
-def _redraw(dm: DashboardMetric) -> Send:
-    nudge = MetricUpdated(
-        metric_id=dm.metric_id,
-        organization_id=dm.organization_id,
-        points_written=0,
-        first_ts=None,
-        last_ts=None,
-    )
-    return Send("metric-updated", str(dm.metric_id), nudge)

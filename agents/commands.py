@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agents.backfill import backfill_ticks
+from agents.charting import redraw
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from schema import catalog
@@ -28,7 +29,6 @@ from streams.messages import (
     CommandResult,
     CreateDashboardMetric,
     CreateMetric,
-    MetricUpdated,
     PollDue,
     RefreshMetric,
     RollbackTransformer,
@@ -243,16 +243,9 @@ async def _rollback(conn: Conn, command: RollbackTransformer) -> list[Send]:
         )
     await catalog.save_chart_transformer(conn, chart)
     dm = found[0]
-    nudge = MetricUpdated(
-        metric_id=dm.metric_id,
-        organization_id=dm.organization_id,
-        points_written=0,
-        first_ts=None,
-        last_ts=None,
-    )
     return [
         _accepted(command, metric_id=dm.metric_id, dashboard_metric_id=dm.id),
-        Send("metric-updated", str(dm.metric_id), nudge),
+        redraw(dm),
     ]
 
 

@@ -22,7 +22,7 @@ from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from schema import catalog
 from schema.db import Database
-from schema.models import Metric
+from schema.models import Connection, Metric
 from streams.messages import BackfillProgress, PollDue, RawPayload
 from templates import get_template
 
@@ -49,6 +49,19 @@ class SharedBudget:
             await catalog.record_budget(
                 conn, self.key, int(remaining), datetime.fromtimestamp(int(reset), tz=UTC)
             )
+
+
+async def connection_for(services: Services, metric: Metric) -> Connection | None:
+    """The metric's connection (its credentials), read only here, in the fetch path."""
+    if metric.connection_id is None:
+        return None
+    async with services.db.transaction() as conn:
+        connection = await catalog.get_connection(
+            conn, metric.connection_id, metric.organization_id
+        )
+    if connection is None:
+        raise FetchError(f"connection {metric.connection_id} is gone")
+    return connection
 
 
 def budget_key(metric: Metric, provider: str) -> str:
@@ -89,14 +102,7 @@ class FetchStage(Stage[PollDue]):
         endpoint = template.historical if backfill and template.historical else template.polling
         fetched_at = datetime.now(UTC)
         try:
-            connection = None
-            if metric.connection_id is not None:
-                async with services.db.transaction() as conn:
-                    connection = await catalog.get_connection(
-                        conn, metric.connection_id, metric.organization_id
-                    )
-                if connection is None:
-                    raise FetchError(f"connection {metric.connection_id} is gone")
+            connection = await connection_for(services, metric)
             request = request_for(services.settings, template, endpoint, params, connection)
             budget = SharedBudget(services.db, budget_key(metric, template.provider))
             async with self._limit(

@@ -325,27 +325,6 @@ async def insert_dashboard_metric(conn: Conn, dm: DashboardMetric) -> bool:
     return cur.rowcount == 1
 
 
-async def insert_chart_transformer(conn: Conn, ct: ChartTransformer) -> None:
-    await conn.execute(
-        "INSERT INTO chart_transformers (dashboard_metric_id, organization_id, code, chart_type,"
-        " date_range_days, aggregation, preferences, user_prompt, version, generator)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (dashboard_metric_id) DO NOTHING",
-        (
-            ct.dashboard_metric_id,
-            ct.organization_id,
-            ct.code,
-            ct.chart_type,
-            ct.date_range_days,
-            ct.aggregation,
-            Jsonb(ct.preferences),
-            ct.user_prompt,
-            ct.version,
-            ct.generator,
-        ),
-    )
-
-
 CHARTS_FOR_METRICS = """
 SELECT d.id, d.organization_id, d.dashboard_id, d.metric_id, d.title,
        c.chart_type, c.date_range_days, c.aggregation, c.code, c.version, c.generator,
