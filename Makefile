@@ -57,12 +57,13 @@ typecheck:
 pytest:
 	$(BIN)/pytest
 
-# All four benchmarks (about 15 minutes; each prints JSON). See the README for the figures.
+# All five benchmarks (about 20 minutes; each prints JSON). See the README for the figures.
 benchmark: host images venv services
 	$(BIN)/python -m benchmarks.sandbox
 	$(BIN)/python -m benchmarks.writer
 	$(BIN)/python -m benchmarks.chart_read
 	$(BIN)/python -m benchmarks.codegen
+	$(BIN)/python -m benchmarks.load
 
 logs:
 	$(COMPOSE) logs -f --tail=50

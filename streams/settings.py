@@ -113,7 +113,6 @@ class Settings(BaseSettings):
     retry_timeout_s: float = Field(30.0, gt=0)
     retention_days: int | None = Field(None, ge=1)
     compress_after_days: int | None = Field(None, ge=1)
-    web_port: int = 6066
     log_level: str = "INFO"
     fetch: FetchSettings = FetchSettings()
     sandbox: SandboxLimits = SandboxLimits()
