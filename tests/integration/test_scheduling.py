@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,8 +12,12 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from agents.generators.offline import metric_code_for
 from schema import catalog
-from schema.models import Metric, PollFrequency
+from schema.migrate import apply_migrations
+from schema.models import Metric, MetricTransformer, PollFrequency
+from templates import get_template
+from tests.conftest import ADMIN_URL
 from tests.integration.conftest import Kafka, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -33,12 +38,26 @@ async def _insert(
     return metric.id
 
 
-async def test_concurrent_claims_never_take_a_metric_twice(database_url: str) -> None:
+@pytest.fixture
+def quiet_db(run_id: str) -> Iterator[str]:
+    """A database of its own, migrated, that no running worker polls: the claim tests
+    must be the only claimers of their metrics."""
+    name = f"metricloom_test_{run_id}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    apply_migrations(url)
+    yield url
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_concurrent_claims_never_take_a_metric_twice(quiet_db: str) -> None:
     """Two workers claiming at once split the due metrics between them (SKIP LOCKED)."""
     org = f"org-{uuid.uuid4().hex[:6]}"
     now = datetime.now(UTC)
     async with await psycopg.AsyncConnection.connect(
-        database_url, autocommit=True, row_factory=dict_row
+        quiet_db, autocommit=True, row_factory=dict_row
     ) as setup:
         ids = {
             await _insert(setup, org, now - timedelta(minutes=1), PollFrequency.HOURLY)
@@ -46,9 +65,7 @@ async def test_concurrent_claims_never_take_a_metric_twice(database_url: str) ->
         }
 
     async def claim() -> list[uuid.UUID]:
-        async with await psycopg.AsyncConnection.connect(
-            database_url, row_factory=dict_row
-        ) as conn:
+        async with await psycopg.AsyncConnection.connect(quiet_db, row_factory=dict_row) as conn:
             async with conn.transaction():
                 claimed = await catalog.claim_due_metrics(conn, now, 25)
                 await asyncio.sleep(0.3)  # hold the locks while the other claims
@@ -59,13 +76,13 @@ async def test_concurrent_claims_never_take_a_metric_twice(database_url: str) ->
     assert set(first) | set(second) == ids
 
 
-async def test_next_poll_is_computed_from_the_due_time(database_url: str) -> None:
+async def test_next_poll_is_computed_from_the_due_time(quiet_db: str) -> None:
     """A claim late by 2.5 periods moves next_poll_at to the next point of the grid."""
     org = f"org-{uuid.uuid4().hex[:6]}"
     now = datetime.now(UTC).replace(microsecond=0)
     due = now - timedelta(minutes=37, seconds=30)  # 2.5 frequent periods ago
     async with await psycopg.AsyncConnection.connect(
-        database_url, autocommit=True, row_factory=dict_row
+        quiet_db, autocommit=True, row_factory=dict_row
     ) as conn:
         metric_id = await _insert(conn, org, due, PollFrequency.FREQUENT)
         async with conn.transaction():
@@ -84,6 +101,16 @@ async def test_due_metric_is_polled_by_the_running_worker(
     async with await psycopg.AsyncConnection.connect(
         database_url, autocommit=True, row_factory=dict_row
     ) as conn:
+        template = get_template("github-repo-stars")
+        await catalog.insert_metric_transformer(  # the template's code, if no test made it yet
+            conn,
+            MetricTransformer(
+                template_id=template.id,
+                polling_endpoint=template.polling,
+                code=metric_code_for(template),
+                generator="offline-v1",
+            ),
+        )
         metric_id = await _insert(
             conn, org, datetime.now(UTC) - timedelta(seconds=1), PollFrequency.DAILY
         )
