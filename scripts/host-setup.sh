@@ -27,6 +27,13 @@ if ! have debootstrap; then apt_install debootstrap; fi
 if ! have mvn || ! have java; then apt_install maven openjdk-17-jdk-headless; fi
 
 if ! docker info >/dev/null 2>&1; then
+  # A dockerd killed with its session leaves its pid file behind; a stale one stops the
+  # next start, so remove it when no such process runs.
+  for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+    if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null; then
+      $SUDO rm -f "$pidfile"
+    fi
+  done
   log "starting dockerd"
   $SUDO sh -c 'nohup dockerd >/var/log/metricloom-dockerd.log 2>&1 &'
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
