@@ -14,10 +14,9 @@ from psycopg.rows import dict_row
 
 from agents.generators.offline import metric_code_for
 from schema import catalog
-from schema.migrate import apply_migrations
 from schema.models import Metric, MetricTransformer, PollFrequency
 from templates import get_template
-from tests.conftest import ADMIN_URL
+from tests.conftest import migrated_database
 from tests.integration.conftest import Kafka, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -42,14 +41,8 @@ async def _insert(
 def quiet_db(run_id: str) -> Iterator[str]:
     """A database of its own, migrated, that no running worker polls: the claim tests
     must be the only claimers of their metrics."""
-    name = f"metricloom_test_{run_id}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    apply_migrations(url)
-    yield url
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with migrated_database(f"metricloom_test_{run_id}_{uuid.uuid4().hex[:6]}") as url:
+        yield url
 
 
 async def test_concurrent_claims_never_take_a_metric_twice(quiet_db: str) -> None:
