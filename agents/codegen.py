@@ -21,9 +21,10 @@ When it cannot be healed the transformer is marked ``failed`` and an alert is pu
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -77,6 +78,46 @@ class Outcome:
 # --- the generate-validate-retry loops --------------------------------------------------
 
 
+T = TypeVar("T")
+
+
+async def _repair_loop(
+    services: Services,
+    what: str,
+    propose: Callable[[list[str]], Awaitable[Proposal]],
+    validate: Callable[[str], Awaitable[T]],
+    feedback: list[str],
+) -> tuple[str, int, int, float, T]:
+    """The one generate-validate-retry loop: ask, validate, feed the rejection back, at
+    most ``model.max_attempts`` times. Returns (code, attempts, model calls, seconds, what
+    validation produced)."""
+    started = time.monotonic()
+    calls = 0
+    last: str | None = None
+    for attempt in range(1, services.settings.model.max_attempts + 1):
+        try:
+            proposal = await propose(list(feedback))
+        except ModelAnswerError as exc:
+            calls += 1
+            feedback.append(f'{exc}; answer with JSON {{"code": "<python module>"}} only')
+            continue
+        calls += proposal.model_calls
+        try:
+            validated = await validate(proposal.code)
+        except InvalidCodeError as exc:
+            log.info("codegen.rejected", target=what, attempt=attempt, error=str(exc)[:300])
+            feedback.append(str(exc))
+            if proposal.code == last:  # a deterministic generator will not change its mind
+                break
+            last = proposal.code
+            continue
+        return proposal.code, attempt, calls, time.monotonic() - started, validated
+    raise GenerationFailedError(
+        f"no valid {what} after {len(feedback)} rejection(s)"
+        f" and {calls} model call(s): {feedback[-1]}"
+    )
+
+
 async def generate_metric(
     services: Services,
     generator: Generator,
@@ -86,40 +127,18 @@ async def generate_metric(
     previous_code: str | None = None,
     errors: list[str] | None = None,
 ) -> Outcome:
-    """Ask for a MetricTransformer until one validates, at most ``model.max_attempts``."""
-    feedback = list(errors or [])
-    started = time.monotonic()
-    calls = 0
-    last: str | None = None
-    for attempt in range(1, services.settings.model.max_attempts + 1):
-        try:
-            proposal = await generator.metric_code(
-                MetricCodeTask(template, sample, config, previous_code, list(feedback))
-            )
-        except ModelAnswerError as exc:
-            calls += 1
-            feedback.append(f'{exc}; answer with JSON {{"code": "<python module>"}} only')
-            continue
-        calls += proposal.model_calls
-        try:
-            points = await validate_metric_code(services, template, proposal.code, sample, config)
-        except InvalidCodeError as exc:
-            log.info(
-                "codegen.rejected", template_id=template.id, attempt=attempt, error=str(exc)[:300]
-            )
-            feedback.append(str(exc))
-            if proposal.code == last:  # a deterministic generator will not change its mind
-                break
-            last = proposal.code
-            continue
-        output = [p.model_dump(mode="json") for p in points]
-        return Outcome(
-            proposal.code, generator.name, attempt, calls, time.monotonic() - started, output
-        )
-    raise GenerationFailedError(
-        f"no valid transformer for {template.id} after {len(feedback)} rejection(s)"
-        f" and {calls} model call(s): {feedback[-1]}"
+    """A validated MetricTransformer for ``template``, proven on ``sample``."""
+    code, attempts, calls, seconds, points = await _repair_loop(
+        services,
+        f"transformer for {template.id}",
+        lambda feedback: generator.metric_code(
+            MetricCodeTask(template, sample, config, previous_code, feedback)
+        ),
+        lambda code: validate_metric_code(services, template, code, sample, config),
+        list(errors or []),
     )
+    output = [p.model_dump(mode="json") for p in points]
+    return Outcome(code, generator.name, attempts, calls, seconds, output)
 
 
 async def generate_chart(
@@ -128,36 +147,18 @@ async def generate_chart(
     task: ChartCodeTask,
     preferences: dict[str, Any],
 ) -> tuple[Outcome, ChartConfig]:
-    feedback = list(task.feedback)
-    started = time.monotonic()
-    calls = 0
-    last: str | None = None
-    for attempt in range(1, services.settings.model.max_attempts + 1):
-        try:
-            proposal: Proposal = await generator.chart_code(replace(task, feedback=list(feedback)))
-        except ModelAnswerError as exc:
-            calls += 1
-            feedback.append(f'{exc}; answer with JSON {{"code": "<python module>"}} only')
-            continue
-        calls += proposal.model_calls
-        try:
-            config = await validate_chart_code(services, proposal.code, task.sample, preferences)
-        except InvalidCodeError as exc:
-            feedback.append(str(exc))
-            if proposal.code == last:
-                break
-            last = proposal.code
-            continue
-        outcome = Outcome(
-            proposal.code,
-            generator.name,
-            attempt,
-            calls,
-            time.monotonic() - started,
-            config.model_dump(by_alias=True),
-        )
-        return outcome, config
-    raise GenerationFailedError(f"no valid chart transformer: {feedback[-1]}")
+    """A validated ChartTransformer for ``task``, proven on its sample series."""
+    code, attempts, calls, seconds, config = await _repair_loop(
+        services,
+        "chart transformer",
+        lambda feedback: generator.chart_code(replace(task, feedback=feedback)),
+        lambda code: validate_chart_code(services, code, task.sample, preferences),
+        list(task.feedback),
+    )
+    outcome = Outcome(
+        code, generator.name, attempts, calls, seconds, config.model_dump(by_alias=True)
+    )
+    return outcome, config
 
 
 # --- the stage --------------------------------------------------------------------------
