@@ -39,17 +39,15 @@ from agents.generators.offline import OfflineGenerator, metric_code_for
 from agents.generators.openai_compatible import OpenAICompatibleGenerator
 from agents.services import Services
 from agents.transforming import endpoint_config
-from schema.migrate import apply_migrations
 from streams.client import send_command
 from streams.messages import CreateDashboardMetric, CreateMetric, RawPayload, RefreshMetric
 from streams.settings import ModelSettings, Settings
 from streams.topics import ensure_topics, topic_name
 from templates import load_templates
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import free_port, migrated_database, running_demo_api
 from tests.integration.model_server import ScriptedModel
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN = "postgresql://metricloom:metricloom@127.0.0.1:5432/postgres"
 
 
 async def _sample(services: Services, template_id: str) -> tuple[Any, dict[str, Any]]:
@@ -205,45 +203,32 @@ async def _wait_points(db_url: str, count: int) -> None:
 
 async def main_async(metrics: int, polls: int) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
-    db = f"metricloom_bench_codegen_{run}"
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{db}"')
-    db_url = ADMIN.rsplit("/", 1)[0] + f"/{db}"
-    apply_migrations(db_url)
-    demo_port = free_port()
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "metricloom.cli", "demo-api", "--port", str(demo_port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     model = ScriptedModel()
-    await model.start(free_port())
-    try:
-        wait_for_port(demo_port)
-        settings = Settings(
-            topic_prefix=f"bench-{run}-",
-            database_url=SecretStr(db_url),
-            provider_urls={
-                "github": f"http://127.0.0.1:{demo_port}/github",
-                "youtube": f"http://127.0.0.1:{demo_port}/youtube/v3",
-                "posthog": f"http://127.0.0.1:{demo_port}/posthog",
-                "sheets": f"http://127.0.0.1:{demo_port}/sheets/v4",
-            },
-            model=ModelSettings(),
-        )
-        await ensure_topics(settings)
-        return {
-            "benchmark": "codegen",
-            "generation": await generation_costs(settings, model),
-            "steady_state": await steady_state(settings, model, metrics, polls, db_url),
-        }
-    finally:
-        await model.stop()
-        demo.terminate()
-        demo.wait(timeout=10)
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    with (
+        migrated_database(f"metricloom_bench_codegen_{run}") as db_url,
+        running_demo_api() as demo,
+    ):
+        await model.start(free_port())
+        try:
+            settings = Settings(
+                topic_prefix=f"bench-{run}-",
+                database_url=SecretStr(db_url),
+                provider_urls={
+                    "github": f"{demo}/github",
+                    "youtube": f"{demo}/youtube/v3",
+                    "posthog": f"{demo}/posthog",
+                    "sheets": f"{demo}/sheets/v4",
+                },
+                model=ModelSettings(),
+            )
+            await ensure_topics(settings)
+            return {
+                "benchmark": "codegen",
+                "generation": await generation_costs(settings, model),
+                "steady_state": await steady_state(settings, model, metrics, polls, db_url),
+            }
+        finally:
+            await model.stop()
 
 
 def main() -> None:

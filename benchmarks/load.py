@@ -32,14 +32,12 @@ from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
 from agents.generators.offline import metric_code_for
-from schema.migrate import apply_migrations
 from streams.settings import Settings
 from streams.topics import ensure_topics, topic_name
 from templates import get_template
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import migrated_database, running_demo_api
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN = "postgresql://metricloom:metricloom@127.0.0.1:5432/postgres"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -112,32 +110,20 @@ async def watch(settings: Settings, expected: int, deadline: float) -> dict[str,
 
 async def run(count: int, spread_s: float, rate_limit: int) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
-    db = f"metricloom_load_{run_id}"
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{db}"')
-    db_url = ADMIN.rsplit("/", 1)[0] + f"/{db}"
-    apply_migrations(db_url)
-    demo_port = free_port()
-    demo = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "metricloom.cli",
-            "demo-api",
-            "--port",
-            str(demo_port),
-            "--rate-limit",
-            str(rate_limit),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with (
+        migrated_database(f"metricloom_load_{run_id}") as db_url,
+        running_demo_api(rate_limit) as demo,
+    ):
+        return await _load(run_id, db_url, demo, count, spread_s, rate_limit)
+
+
+async def _load(
+    run_id: str, db_url: str, demo: str, count: int, spread_s: float, rate_limit: int
+) -> dict[str, Any]:
     settings = Settings(topic_prefix=f"load-{run_id}-", database_url=SecretStr(db_url))
     worker = None
     log = Path(f"/tmp/metricloom-load-{run_id}.log")
     try:
-        wait_for_port(demo_port)
         await ensure_topics(settings)
         start = datetime.now(UTC) + timedelta(seconds=20)
         seed(db_url, count, start, spread_s)
@@ -146,7 +132,7 @@ async def run(count: int, spread_s: float, rate_limit: int) -> dict[str, Any]:
             {
                 "METRICLOOM_TOPIC_PREFIX": settings.topic_prefix,
                 "METRICLOOM_DATABASE_URL": db_url,
-                "METRICLOOM_PROVIDER_URLS__GITHUB": f"http://127.0.0.1:{demo_port}/github",
+                "METRICLOOM_PROVIDER_URLS__GITHUB": f"{demo}/github",
                 "METRICLOOM_SCHEDULER_INTERVAL_S": "1",
                 "METRICLOOM_SCHEDULER_BATCH": "1000",
                 "METRICLOOM_STAGE_BATCH_SIZE": "200",
@@ -174,7 +160,7 @@ async def run(count: int, spread_s: float, rate_limit: int) -> dict[str, Any]:
         report["seconds_from_first_due_to_all_points"] = round(
             (datetime.now(UTC) - start).total_seconds(), 1
         )
-        stats = httpx.get(f"http://127.0.0.1:{demo_port}/demo/stats").json()
+        stats = httpx.get(f"{demo}/demo/stats").json()
         return {
             "benchmark": "load",
             "metrics": count,
@@ -191,10 +177,6 @@ async def run(count: int, spread_s: float, rate_limit: int) -> dict[str, Any]:
         if worker is not None:
             worker.terminate()
             worker.wait(timeout=60)
-        demo.terminate()
-        demo.wait(timeout=10)
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def main() -> None:

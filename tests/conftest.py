@@ -78,9 +78,17 @@ def database_url(run_id: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def demo_api_url() -> Iterator[str]:
     """The demo API, served by the real CLI command in a subprocess."""
+    with running_demo_api() as url:
+        yield url
+
+
+@contextmanager
+def running_demo_api(rate_limit: int | None = None) -> Iterator[str]:
+    """``metricloom demo-api`` in a subprocess on a free port; yields its base URL."""
     port = free_port()
+    extra = ["--rate-limit", str(rate_limit)] if rate_limit is not None else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "metricloom.cli", "demo-api", "--port", str(port)],
+        [sys.executable, "-m", "metricloom.cli", "demo-api", "--port", str(port), *extra],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
