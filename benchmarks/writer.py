@@ -1,11 +1,15 @@
 """Writer benchmark: the writer's path against the two ways people write it by hand.
 
 On the real TimescaleDB (a scratch database, migrated like production), writes N points
-over 1,000 metrics in transactions of ``--batch`` points, three ways, each into an empty
+over 1,000 metrics in transactions of ``--batch`` points, each path into an empty
 hypertable:
 
-* ``writer``: ``schema.points.write_points`` (binary COPY into a staging table, one
-  upsert), rollup maintenance off, then again with the maintained rollups on;
+* ``writer``: ``schema.points.write_points`` as the worker runs it on this (Apache)
+  build: maintained rollups, kept current in each batch's transaction. The time spent in
+  ``rollups.maintain`` is measured on its own (``rollup_maintenance_seconds``), and
+  ``writer_points_only`` is the writer's rate without it;
+* ``writer_continuous_mode``: the same function as it runs next to continuous aggregates
+  (no rollup work, and no newest-point probe: every point takes the upsert);
 * ``executemany``: ``INSERT … ON CONFLICT DO UPDATE`` through ``cursor.executemany``;
 * ``bare_copy_upsert``: COPY into a temporary table then ``INSERT … SELECT … ON CONFLICT``,
   written inline here (the floor the writer's own overhead is measured against).
@@ -31,6 +35,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from schema import rollups
 from schema.migrate import apply_migrations
 from schema.models import DataPoint
 from schema.points import MetricPoints, write_points
@@ -69,9 +74,25 @@ def as_batches(rows: list[Row]) -> list[MetricPoints]:
     return [MetricPoints(m, points) for m, points in by_metric.items()]
 
 
-async def path_writer(conn: Conn, batches: list[MetricPoints], rollups_on: bool) -> None:
+async def path_writer(conn: Conn, batches: list[MetricPoints], mode: rollups.Mode) -> None:
     async with conn.transaction():
-        await write_points(conn, batches, "maintained" if rollups_on else "continuous")
+        await write_points(conn, batches, mode)
+
+
+class MaintainClock:
+    """Wraps ``rollups.maintain`` (which the writer calls through the module) to add up the
+    time spent in it; the behaviour is untouched."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._maintain = rollups.maintain
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> None:
+        start = time.perf_counter()
+        try:
+            await self._maintain(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
 
 
 async def path_executemany(conn: Conn, rows: list[Row]) -> None:
@@ -140,12 +161,19 @@ async def run(sizes: list[int], batch: int) -> dict[str, Any]:
             rows = make_rows(size)
             chunks = [rows[o : o + batch] for o in range(0, size, batch)]
             point_batches = [as_batches(chunk) for chunk in chunks]
+            clock = MaintainClock()
+            rollups.maintain = clock  # type: ignore[assignment]
+            try:
+                writer = await timed(
+                    conn, point_batches, size, lambda c, b: path_writer(c, b, "maintained")
+                )
+            finally:
+                rollups.maintain = clock._maintain  # type: ignore[method-assign]
             seconds = {
-                "writer": await timed(
-                    conn, point_batches, size, lambda c, b: path_writer(c, b, False)
-                ),
-                "writer_with_rollups": await timed(
-                    conn, point_batches, size, lambda c, b: path_writer(c, b, True)
+                "writer": writer,
+                "writer_points_only": writer - clock.seconds,
+                "writer_continuous_mode": await timed(
+                    conn, point_batches, size, lambda c, b: path_writer(c, b, "continuous")
                 ),
                 "bare_copy_upsert": await timed(conn, chunks, size, path_bare_copy),
                 "executemany": await timed(conn, chunks, size, path_executemany),
@@ -154,19 +182,21 @@ async def run(sizes: list[int], batch: int) -> dict[str, Any]:
             report["sizes"][str(size)] = {
                 "points_per_second": rate,
                 "seconds": {k: round(v, 2) for k, v in seconds.items()},
+                "rollup_maintenance_seconds": round(clock.seconds, 2),
                 "writer_vs_executemany": round(rate["writer"] / rate["executemany"], 2),
-                "writer_with_rollups_vs_executemany": round(
-                    rate["writer_with_rollups"] / rate["executemany"], 2
+                "writer_points_only_vs_executemany": round(
+                    rate["writer_points_only"] / rate["executemany"], 2
                 ),
-                "bare_copy_vs_writer": round(rate["bare_copy_upsert"] / rate["writer"], 2),
-                "rollup_maintenance_seconds": round(
-                    seconds["writer_with_rollups"] - seconds["writer"], 2
+                "bare_copy_vs_writer_points_only": round(
+                    rate["bare_copy_upsert"] / rate["writer_points_only"], 2
                 ),
                 "targets": {
-                    "writer_at_least_5x_executemany": rate["writer_with_rollups"]
+                    "writer_with_rollups_at_least_5x_executemany": rate["writer"]
                     >= 5 * rate["executemany"],
-                    "writer_within_1.3x_of_bare_copy": rate["bare_copy_upsert"]
-                    <= 1.3 * rate["writer"],
+                    "writer_points_only_at_least_5x_executemany": rate["writer_points_only"]
+                    >= 5 * rate["executemany"],
+                    "writer_points_only_within_1.3x_of_bare_copy": rate["bare_copy_upsert"]
+                    <= 1.3 * rate["writer_points_only"],
                 },
             }
     with psycopg.connect(ADMIN, autocommit=True) as admin:

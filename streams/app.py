@@ -9,7 +9,9 @@ so offsets move only once a batch's effects (rows, produced records) are durable
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -44,6 +46,8 @@ STAGES: list[tuple[str, Stage[Any]]] = [
 
 def create_app(settings: Settings, services: Services) -> faust.App:
     """Build the Faust app for these settings; nothing connects until it starts."""
+    datadir = Path(tempfile.gettempdir()) / "metricloom-faust"
+    datadir.mkdir(exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
@@ -52,6 +56,9 @@ def create_app(settings: Settings, services: Services) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         store="memory://",
+        # Faust makes a data directory even with in-memory tables; keep it out of the
+        # working directory (one per app id, so test workers do not collide).
+        datadir=str(datadir / settings.app_id),
         web_enabled=False,
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
