@@ -42,6 +42,8 @@ FROM metric_data_points
 WHERE metric_id = %(metric_id)s AND ts >= %(since)s
 GROUP BY bucket ORDER BY bucket
 """
+"""The raw scan computes the value aggregates only (not the per-key dimension statistics
+the rollup read also returns): the baseline is the cheapest way to draw the chart."""
 
 
 SERVER_LOOP = """
@@ -102,6 +104,18 @@ def build(metrics: int) -> float:
                     " FROM metric_data_points GROUP BY 1, 2"
                 ).format(
                     rel=psycopg.sql.Identifier(rollup.relation),
+                    width=psycopg.sql.Literal(rollup.width),
+                )
+            )
+            conn.execute(
+                psycopg.sql.SQL(
+                    "INSERT INTO {rel} (metric_id, bucket, key, count, sum, avg, min, max, last,"
+                    " last_ts)"
+                    " SELECT p.metric_id, time_bucket({width}, p.ts), d.key, count(*), sum(x.v),"
+                    " avg(x.v), min(x.v), max(x.v), last(x.v, p.ts), max(p.ts)"
+                    " FROM metric_data_points p " + rollups.NUMERIC_DIMENSIONS + " GROUP BY 1, 2, 3"
+                ).format(
+                    rel=psycopg.sql.Identifier(rollup.dimensions),
                     width=psycopg.sql.Literal(rollup.width),
                 )
             )

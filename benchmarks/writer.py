@@ -35,7 +35,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from schema import rollups
+from schema import rollup_maintenance, rollups
 from schema.migrate import apply_migrations
 from schema.models import DataPoint
 from schema.points import MetricPoints, write_points
@@ -80,12 +80,12 @@ async def path_writer(conn: Conn, batches: list[MetricPoints], mode: rollups.Mod
 
 
 class MaintainClock:
-    """Wraps ``rollups.maintain`` (which the writer calls through the module) to add up the
-    time spent in it; the behaviour is untouched."""
+    """Wraps ``rollup_maintenance.maintain`` (which the writer calls through the module) to
+    add up the time spent in it; the behaviour is untouched."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
-        self._maintain = rollups.maintain
+        self._maintain = rollup_maintenance.maintain
 
     async def __call__(self, *args: Any, **kwargs: Any) -> None:
         start = time.perf_counter()
@@ -124,10 +124,8 @@ async def path_bare_copy(conn: Conn, rows: list[Row]) -> None:
 
 
 async def reset(conn: Conn) -> None:
-    await conn.execute(
-        "TRUNCATE metric_data_points, metric_data_points_hourly, metric_data_points_daily,"
-        " metric_data_points_weekly"
-    )
+    relations = [r.relation for r in rollups.ROLLUPS] + [r.dimensions for r in rollups.ROLLUPS]
+    await conn.execute("TRUNCATE metric_data_points, " + ", ".join(relations))
     await conn.commit()
 
 
@@ -162,13 +160,13 @@ async def run(sizes: list[int], batch: int) -> dict[str, Any]:
             chunks = [rows[o : o + batch] for o in range(0, size, batch)]
             point_batches = [as_batches(chunk) for chunk in chunks]
             clock = MaintainClock()
-            rollups.maintain = clock  # type: ignore[assignment]
+            rollup_maintenance.maintain = clock  # type: ignore[assignment]
             try:
                 writer = await timed(
                     conn, point_batches, size, lambda c, b: path_writer(c, b, "maintained")
                 )
             finally:
-                rollups.maintain = clock._maintain  # type: ignore[method-assign]
+                rollup_maintenance.maintain = clock._maintain  # type: ignore[method-assign]
             seconds = {
                 "writer": writer,
                 "writer_points_only": writer - clock.seconds,

@@ -37,7 +37,7 @@ from uuid import UUID
 import orjson
 from psycopg import AsyncCursor, errors
 
-from schema import rollups
+from schema import rollup_maintenance
 from schema.db import Conn
 from schema.models import DataPoint
 from schema.rollups import Mode
@@ -172,7 +172,7 @@ async def write_points(
         await cur.execute(UPSERT_STALE)
         stale_changed = cur.rowcount > 0
     if mode == "maintained":
-        await rollups.maintain(conn, replaced, stale_changed)
+        await rollup_maintenance.maintain(conn, replaced, stale_changed)
     return [
         WriteSummary(m, len(stamps), min(stamps), max(stamps))
         if stamps

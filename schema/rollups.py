@@ -1,6 +1,14 @@
 """Hourly, daily and weekly rollups of ``metric_data_points``: the relations charts read.
 
-Two ways to the same relations (same names, same columns):
+Two families per granularity, with the same names and columns in both modes:
+
+* ``metric_data_points_<g>``: per metric and bucket, ``count, sum, avg, min, max, last``
+  of the value, ``last_ts`` and the bucket's last ``dimensions`` object
+  (``last_dimensions``: what a text dimension such as a region reads as);
+* ``metric_dimensions_<g>``: per metric, bucket and numeric dimension key, the same
+  ``count, sum, avg, min, max, last, last_ts`` of that dimension's values.
+
+Two ways to keep them:
 
 * **continuous** — with a community-license TimescaleDB, real-time continuous aggregates
   (``materialized_only = false``: rows past the watermark are computed on read). The
@@ -8,15 +16,7 @@ Two ways to the same relations (same names, same columns):
   in the past shows up too.
 * **maintained** — with the Apache-2 build (Debian's, these machines'), continuous
   aggregates are unavailable; the writer keeps tables of the same shape current inside
-  the batch's own transaction: points newer than everything stored for their metric
-  have their aggregates added to their buckets; any other change (an overlapping or
-  replayed batch, an older backfill chunk, a replaced snapshot) has the buckets it
-  touched recomputed from the hypertable. A bucket left empty (snapshot replaced) is
-  deleted.
-
-Columns: ``metric_id, bucket, count, sum, avg, min, max, last, last_ts, last_dimensions``.
-Dimensions are carried as the bucket's last value (``last(dimensions, ts)``): a continuous
-aggregate cannot unnest jsonb keys, and one definition must serve both modes.
+  each batch's transaction (``schema/rollup_maintenance.py``).
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ class Rollup:
     def relation(self) -> str:
         return f"metric_data_points_{self.name}"
 
+    @property
+    def dimensions(self) -> str:
+        return f"metric_dimensions_{self.name}"
+
 
 ROLLUPS = (
     Rollup("hourly", timedelta(hours=1), timedelta(days=30)),
@@ -55,9 +59,13 @@ ROLLUPS = (
     Rollup("weekly", timedelta(weeks=1), None),
 )
 
-_AGGREGATES = """count(*) AS count, sum(value) AS sum, avg(value) AS avg, min(value) AS min,
-       max(value) AS max, last(value, ts) AS last, max(ts) AS last_ts,
-       last(dimensions, ts) AS last_dimensions"""
+NUMERIC_DIMENSIONS = (
+    "CROSS JOIN LATERAL jsonb_each(p.dimensions) AS d(key, raw)"
+    " CROSS JOIN LATERAL (SELECT d.raw::double precision AS v) AS x"
+    " WHERE jsonb_typeof(d.raw) = 'number'"
+)
+"""Over points ``p``: one row per numeric dimension (``d.key``, value ``x.v``); text,
+boolean and null dimensions are not aggregated."""
 
 
 def pick(date_range_days: int) -> Rollup:
@@ -70,37 +78,84 @@ def pick(date_range_days: int) -> Rollup:
     return ROLLUPS[2]
 
 
-def create_statements(mode: Mode) -> list[sql.Composed]:
-    """DDL for the three rollups in the given mode; every statement is idempotent."""
+_CONTINUOUS = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {rel}
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT p.metric_id, time_bucket({width}, p.ts) AS bucket, count(*) AS count,
+       sum(p.value) AS sum, avg(p.value) AS avg, min(p.value) AS min, max(p.value) AS max,
+       last(p.value, p.ts) AS last, max(p.ts) AS last_ts,
+       last(p.dimensions, p.ts) AS last_dimensions
+FROM metric_data_points p GROUP BY p.metric_id, bucket WITH NO DATA
+"""
+_CONTINUOUS_DIMENSIONS = (
+    """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {rel}
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT p.metric_id, time_bucket({width}, p.ts) AS bucket, d.key, count(*) AS count,
+       sum(x.v) AS sum, avg(x.v) AS avg, min(x.v) AS min, max(x.v) AS max,
+       last(x.v, p.ts) AS last, max(p.ts) AS last_ts
+FROM metric_data_points p """
+    + NUMERIC_DIMENSIONS
+    + """
+GROUP BY p.metric_id, bucket, d.key WITH NO DATA
+"""
+)
+_TABLE = """
+CREATE TABLE IF NOT EXISTS {rel} (
+    metric_id uuid NOT NULL, bucket timestamptz NOT NULL, count bigint NOT NULL,
+    sum double precision, avg double precision, min double precision,
+    max double precision, last double precision, last_ts timestamptz,
+    last_dimensions jsonb, PRIMARY KEY (metric_id, bucket))
+"""
+_TABLE_DIMENSIONS = """
+CREATE TABLE IF NOT EXISTS {rel} (
+    metric_id uuid NOT NULL, bucket timestamptz NOT NULL, key text NOT NULL,
+    count bigint NOT NULL, sum double precision, avg double precision,
+    min double precision, max double precision, last double precision,
+    last_ts timestamptz, PRIMARY KEY (metric_id, bucket, key))
+"""
+_HYPERTABLE = "SELECT create_hypertable({rel}, by_range('bucket', {chunk}), if_not_exists => true)"
+
+
+def create_statements(
+    mode: Mode, families: tuple[str, ...] = ("values", "dimensions")
+) -> list[sql.Composed]:
+    """DDL for the rollups in the given mode; every statement is idempotent."""
     out: list[sql.Composed] = []
     for rollup in ROLLUPS:
-        name = sql.Identifier(rollup.relation)
-        if mode == "continuous":
-            out.append(
-                sql.SQL(
-                    "CREATE MATERIALIZED VIEW IF NOT EXISTS {name}"
-                    " WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS"
-                    " SELECT metric_id, time_bucket({width}, ts) AS bucket, " + _AGGREGATES + ""
-                    " FROM metric_data_points GROUP BY metric_id, bucket WITH NO DATA"
-                ).format(name=name, width=sql.Literal(rollup.width))
-            )
-        else:
-            out.append(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {name} ("
-                    " metric_id uuid NOT NULL, bucket timestamptz NOT NULL, count bigint NOT NULL,"
-                    " sum double precision, avg double precision, min double precision,"
-                    " max double precision, last double precision, last_ts timestamptz,"
-                    " last_dimensions jsonb, PRIMARY KEY (metric_id, bucket))"
-                ).format(name=name)
-            )
+        for family in families:
+            relation = rollup.relation if family == "values" else rollup.dimensions
+            if mode == "continuous":
+                template = _CONTINUOUS if family == "values" else _CONTINUOUS_DIMENSIONS
+                out.append(
+                    sql.SQL(template).format(
+                        rel=sql.Identifier(relation), width=sql.Literal(rollup.width)
+                    )
+                )
+                continue
+            template = _TABLE if family == "values" else _TABLE_DIMENSIONS
+            out.append(sql.SQL(template).format(rel=sql.Identifier(relation)))
             if rollup.chunk is not None:
                 out.append(
-                    sql.SQL(
-                        "SELECT create_hypertable({rel}, by_range('bucket', {chunk}),"
-                        " if_not_exists => true)"
-                    ).format(rel=sql.Literal(rollup.relation), chunk=sql.Literal(rollup.chunk))
+                    sql.SQL(_HYPERTABLE).format(
+                        rel=sql.Literal(relation), chunk=sql.Literal(rollup.chunk)
+                    )
                 )
+    return out
+
+
+def drop_statements(views: set[str], family: str) -> list[sql.Composed]:
+    """DDL dropping one family's relations (coarsest first); ``views`` names the
+    continuous aggregates in the database, the rest are tables."""
+    out = []
+    for rollup in reversed(ROLLUPS):
+        relation = rollup.relation if family == "values" else rollup.dimensions
+        kind = "MATERIALIZED VIEW" if relation in views else "TABLE"
+        out.append(
+            sql.SQL("DROP {kind} IF EXISTS {rel}").format(
+                kind=sql.SQL(kind), rel=sql.Identifier(relation)
+            )
+        )
     return out
 
 
@@ -114,150 +169,35 @@ async def detect_mode(conn: Conn) -> Mode:
     return "continuous" if row and row["n"] else "maintained"
 
 
-_MERGE = """
-count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
-avg = (r.sum + EXCLUDED.sum) / (r.count + EXCLUDED.count),
-min = least(r.min, EXCLUDED.min), max = greatest(r.max, EXCLUDED.max),
-last = CASE WHEN EXCLUDED.last_ts > r.last_ts THEN EXCLUDED.last ELSE r.last END,
-last_dimensions = CASE WHEN EXCLUDED.last_ts > r.last_ts
-                       THEN EXCLUDED.last_dimensions ELSE r.last_dimensions END,
-last_ts = greatest(r.last_ts, EXCLUDED.last_ts)"""
-_COLUMNS = "metric_id, bucket, count, sum, avg, min, max, last, last_ts, last_dimensions"
-
-
-def _add_fresh_statement() -> sql.Composed:
-    """Add the fresh points' aggregates to every granularity in one statement: the hourly
-    delta is aggregated once from the staged batch, the coarser ones from it."""
-    hourly, *coarser = ROLLUPS
-    delta = sql.SQL(
-        "WITH delta AS ("
-        " SELECT metric_id, time_bucket({width}, ts) AS bucket, count(*) AS count,"
-        " sum(value) AS sum, min(value) AS min, max(value) AS max, last(value, ts) AS last,"
-        " max(ts) AS last_ts, last(dimensions, ts)::jsonb AS last_dimensions"
-        " FROM staged_points WHERE fresh GROUP BY 1, 2)"
-    ).format(width=sql.Literal(hourly.width))
-    merge = " ON CONFLICT (metric_id, bucket) DO UPDATE SET " + _MERGE
-    inserts = [
-        sql.SQL(
-            "INSERT INTO {rel} AS r (" + _COLUMNS + ")"
-            " SELECT metric_id, bucket, count, sum, sum / count, min, max, last, last_ts,"
-            " last_dimensions FROM delta" + merge
-        ).format(rel=sql.Identifier(hourly.relation))
-    ] + [
-        sql.SQL(
-            "INSERT INTO {rel} AS r (" + _COLUMNS + ")"
-            " SELECT metric_id, time_bucket({width}, bucket), sum(count), sum(sum),"
-            " sum(sum) / sum(count), min(min), max(max), last(last, last_ts), max(last_ts),"
-            " last(last_dimensions, last_ts) FROM delta GROUP BY 1, 2" + merge
-        ).format(rel=sql.Identifier(rollup.relation), width=sql.Literal(rollup.width))
-        for rollup in coarser
-    ]
-    *ctes, final = inserts
-    named = [
-        sql.SQL(", {name} AS ({insert})").format(name=sql.Identifier(f"add_{r.name}"), insert=i)
-        for r, i in zip(ROLLUPS, ctes, strict=False)
-    ]
-    return sql.Composed([delta, *named, sql.SQL(" "), final])
-
-
-ADD_FRESH = _add_fresh_statement()
-"""Fresh points did not exist before, so adding their count, sum, min and max to their
-buckets is exact, and ``last`` moves only to a later timestamp."""
-
-_FROM_POINTS = """count(p.ts) AS count, sum(p.value) AS sum, avg(p.value) AS avg,
-           min(p.value) AS min, max(p.value) AS max, last(p.value, p.ts) AS last,
-           max(p.ts) AS last_ts, last(p.dimensions, p.ts) AS last_dimensions"""
-_FROM_ROLLUP = """coalesce(sum(p.count), 0) AS count, sum(p.sum) AS sum,
-           sum(p.sum) / nullif(sum(p.count), 0) AS avg, min(p.min) AS min, max(p.max) AS max,
-           last(p.last, p.last_ts) AS last, max(p.last_ts) AS last_ts,
-           last(p.last_dimensions, p.last_ts) AS last_dimensions"""
-
-
-def _recompute_statement(rollup: Rollup, source: Rollup | None) -> sql.Composed:
-    """Recompute the buckets of ``rollup`` that stale points or a replaced series touched:
-    from the points for the finest one, from the next finer rollup (already current in
-    this transaction) for the others, so a week costs seven daily rows instead of 672
-    points."""
-    if source is None:
-        origin, time_column, aggregates = sql.Identifier("metric_data_points"), "ts", _FROM_POINTS
-    else:
-        origin, time_column, aggregates = sql.Identifier(source.relation), "bucket", _FROM_ROLLUP
-    return sql.SQL(
-        """
-WITH touched AS (
-    SELECT DISTINCT metric_id, time_bucket({width}, ts) AS bucket
-    FROM staged_points WHERE NOT fresh
-    UNION
-    SELECT metric_id, bucket FROM {rel} WHERE metric_id = ANY(%(replaced)s)
-), fresh AS (
-    SELECT t.metric_id, t.bucket, """
-        + aggregates
-        + """
-    FROM touched t
-    LEFT JOIN {origin} p
-           ON p.metric_id = t.metric_id AND p.{time} >= t.bucket AND p.{time} < t.bucket + {width}
-    GROUP BY t.metric_id, t.bucket
-), emptied AS (
-    DELETE FROM {rel} r USING fresh f
-    WHERE r.metric_id = f.metric_id AND r.bucket = f.bucket AND f.count = 0
-)
-INSERT INTO {rel} AS r ("""
-        + _COLUMNS
-        + """)
-SELECT """
-        + _COLUMNS
-        + """
-FROM fresh WHERE count > 0
-ON CONFLICT (metric_id, bucket) DO UPDATE
-SET count = EXCLUDED.count, sum = EXCLUDED.sum, avg = EXCLUDED.avg, min = EXCLUDED.min,
-    max = EXCLUDED.max, last = EXCLUDED.last, last_ts = EXCLUDED.last_ts,
-    last_dimensions = EXCLUDED.last_dimensions
-"""
-    ).format(
-        rel=sql.Identifier(rollup.relation),
-        width=sql.Literal(rollup.width),
-        origin=origin,
-        time=sql.Identifier(time_column),
-    )
-
-
-RECOMPUTE = [
-    _recompute_statement(rollup, ROLLUPS[i - 1] if i else None) for i, rollup in enumerate(ROLLUPS)
-]
-"""Finest first: a recomputed bucket is always its points' true aggregate, whatever order
-batches arrive in."""
-
-
-async def maintain(conn: Conn, replaced: list[UUID], stale_changed: bool) -> None:
-    """Bring the maintained rollups up to date with the staged batch (same transaction):
-    add the fresh points, then recompute the buckets of stale points and of replaced
-    series, unless the stale points were all identical to the stored ones (a replayed
-    batch) and nothing was replaced."""
-    await conn.execute(ADD_FRESH)
-    if stale_changed or replaced:
-        for statement in RECOMPUTE:
-            await conn.execute(statement, {"replaced": replaced})
-
-
 async def refresh(conn: Conn, first: datetime, last: datetime) -> None:
     """Refresh the continuous aggregates over [first, last]; needs an autocommit
     connection (TimescaleDB refuses to refresh inside a transaction)."""
     for rollup in ROLLUPS:
-        await conn.execute(
-            sql.SQL("CALL refresh_continuous_aggregate({rel}, {start}, {end})").format(
-                rel=sql.Literal(rollup.relation),
-                start=sql.Literal(first - rollup.width),
-                end=sql.Literal(last + rollup.width),
+        for relation in (rollup.relation, rollup.dimensions):
+            await conn.execute(
+                sql.SQL("CALL refresh_continuous_aggregate({rel}, {start}, {end})").format(
+                    rel=sql.Literal(relation),
+                    start=sql.Literal(first - rollup.width),
+                    end=sql.Literal(last + rollup.width),
+                )
             )
-        )
 
+
+_READ = """
+SELECT r.bucket, r.count, r.sum, r.avg, r.min, r.max, r.last, r.last_dimensions, d.stats
+FROM {rel} r
+LEFT JOIN (
+    SELECT bucket, jsonb_object_agg(key, jsonb_build_object(
+               'count', count, 'sum', sum, 'avg', avg, 'min', min, 'max', max, 'last', last
+           )) AS stats
+    FROM {dims} WHERE metric_id = %(metric_id)s AND bucket >= %(since)s GROUP BY bucket
+) d USING (bucket)
+WHERE r.metric_id = %(metric_id)s AND r.bucket >= %(since)s ORDER BY r.bucket
+"""
 
 READ = {
-    rollup.name: sql.SQL(
-        "SELECT bucket, count, sum, avg, min, max, last, last_dimensions FROM {rel}"
-        " WHERE metric_id = %(metric_id)s AND bucket >= %(since)s ORDER BY bucket"
-    )
-    .format(rel=sql.Identifier(rollup.relation))
+    rollup.name: sql.SQL(_READ)
+    .format(rel=sql.Identifier(rollup.relation), dims=sql.Identifier(rollup.dimensions))
     .as_string()
     for rollup in ROLLUPS
 }
@@ -268,20 +208,29 @@ a sixth of the read (``benchmarks/chart_read.py``)."""
 async def read_series(
     conn: Conn, metric_id: UUID, since: datetime, rollup: Rollup, aggregation: str
 ) -> list[dict[str, Any]]:
-    """One row per bucket since ``since``: ``value`` is the chart's aggregation, and the
-    other aggregates ride along for the chart transformer."""
+    """One row per bucket since ``since``. ``value`` is the chart's aggregation of the
+    value, and ``dimensions`` holds each numeric dimension under the same aggregation
+    (a summed chart sums its second series too) and each other dimension's last value;
+    the other aggregates ride along for the chart transformer, the dimensions' in
+    ``dimension_stats``."""
     cur = await conn.execute(READ[rollup.name], {"metric_id": metric_id, "since": since})
-    return [
-        {
-            "timestamp": row["bucket"],
-            "value": row[aggregation],
-            "count": row["count"],
-            "sum": row["sum"],
-            "avg": row["avg"],
-            "min": row["min"],
-            "max": row["max"],
-            "last": row["last"],
-            "dimensions": row["last_dimensions"] or {},
-        }
-        for row in await cur.fetchall()
-    ]
+    series = []
+    for row in await cur.fetchall():
+        stats: dict[str, dict[str, Any]] = row["stats"] or {}  # type: ignore[assignment]
+        dimensions = dict(row["last_dimensions"] or {})  # type: ignore[call-overload]
+        dimensions.update({key: values[aggregation] for key, values in stats.items()})
+        series.append(
+            {
+                "timestamp": row["bucket"],
+                "value": row[aggregation],
+                "count": row["count"],
+                "sum": row["sum"],
+                "avg": row["avg"],
+                "min": row["min"],
+                "max": row["max"],
+                "last": row["last"],
+                "dimensions": dimensions,
+                "dimension_stats": stats,
+            }
+        )
+    return series

@@ -35,8 +35,11 @@ returning a chart config: {"chartType": one of line, bar, area, pie, radar, radi
 list of strings; "chartData": list of rows, each row having xAxisKey and every data key;
 "colors": {dataKey: "var(--chart-N)"} with N from 1 to 12}.
 data_points are rows {"timestamp", "value", "count", "sum", "avg", "min", "max", "last",
-"dimensions"} ordered by time, one per bucket. Build multi-series charts from dimensions when
-the data has them. Use only the standard library; no I/O.
+"dimensions", "dimension_stats"} ordered by time, one per bucket. "value" and each numeric
+dimension are already aggregated the way the chart asks (sum, average, ...); text dimensions
+hold the bucket's last value; "dimension_stats" has count/sum/avg/min/max/last per numeric
+dimension. Build multi-series charts from dimensions when the data has them. Use only the
+standard library; no I/O.
 """
 
 

@@ -4,10 +4,9 @@ See schema/rollups.py for why both exist and what they hold."""
 
 from typing import Any
 
-from psycopg import sql
 from yoyo import step
 
-from schema.rollups import ROLLUPS, Mode, create_statements
+from schema.rollups import Mode, create_statements, drop_statements
 
 __depends__ = {"0002_points"}
 # Continuous aggregates cannot be created inside a transaction block; every statement is
@@ -20,21 +19,15 @@ def apply(conn: Any) -> None:
     cur.execute("SELECT current_setting('timescaledb.license', true)")
     license_name = cur.fetchone()[0]
     mode: Mode = "continuous" if license_name == "timescale" else "maintained"
-    for statement in create_statements(mode):
+    for statement in create_statements(mode, families=("values",)):
         cur.execute(statement)
 
 
 def rollback(conn: Any) -> None:
     cur = conn.cursor()
     cur.execute("SELECT view_name FROM timescaledb_information.continuous_aggregates")
-    views = {row[0] for row in cur.fetchall()}
-    for rollup in reversed(ROLLUPS):
-        kind = "MATERIALIZED VIEW" if rollup.relation in views else "TABLE"
-        cur.execute(
-            sql.SQL("DROP {kind} IF EXISTS {rel}").format(
-                kind=sql.SQL(kind), rel=sql.Identifier(rollup.relation)
-            )
-        )
+    for statement in drop_statements({row[0] for row in cur.fetchall()}, "values"):
+        cur.execute(statement)
 
 
 steps = [step(apply, rollback)]

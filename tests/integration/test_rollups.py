@@ -22,7 +22,7 @@ from yoyo import get_backend, read_migrations
 from schema import rollups
 from schema.models import DataPoint
 from schema.points import MetricPoints, write_points
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, migrated_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -112,25 +112,40 @@ async def _insert_plain(
 async def _rollup_rows(
     conn: psycopg.AsyncConnection[Any], relation: str, metric_id: uuid.UUID
 ) -> list[dict[str, Any]]:
+    if relation.startswith("metric_dimensions"):
+        columns, order = "bucket, key, count, sum, avg, min, max, last, last_ts", "bucket, key"
+    else:
+        columns, order = (
+            "bucket, count, sum, avg, min, max, last, last_ts, last_dimensions",
+            "bucket",
+        )
     cur = await conn.execute(
-        psycopg.sql.SQL(
-            "SELECT bucket, count, sum, avg, min, max, last, last_ts, last_dimensions FROM {}"
-            " WHERE metric_id = %s ORDER BY bucket"
-        ).format(psycopg.sql.Identifier(relation)),
+        psycopg.sql.SQL("SELECT {} FROM {} WHERE metric_id = %s ORDER BY {}").format(
+            psycopg.sql.SQL(columns), psycopg.sql.Identifier(relation), psycopg.sql.SQL(order)
+        ),
         (metric_id,),
     )
     return list(await cur.fetchall())
 
 
 def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
-    assert len(a) == len(b) and a, (len(a), len(b))
+    assert len(a) == len(b), (len(a), len(b))
     for left, right in zip(a, b, strict=True):
-        assert left["bucket"] == right["bucket"]
-        assert left["count"] == right["count"]
-        assert left["last_ts"] == right["last_ts"]
-        assert left["last_dimensions"] == right["last_dimensions"]
-        for column in ("sum", "avg", "min", "max", "last"):
-            assert math.isclose(left[column], right[column], rel_tol=1e-9), (column, left, right)
+        assert left.keys() == right.keys()
+        for column, value in left.items():
+            if isinstance(value, float):
+                assert math.isclose(value, right[column], rel_tol=1e-9), (column, left, right)
+            else:
+                assert value == right[column], (column, left, right)
+
+
+async def _both_families(
+    conn: psycopg.AsyncConnection[Any], rollup: rollups.Rollup, metric_id: uuid.UUID
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    return (
+        await _rollup_rows(conn, rollup.relation, metric_id),
+        await _rollup_rows(conn, rollup.dimensions, metric_id),
+    )
 
 
 async def test_continuous_aggregates_are_created_where_the_license_allows(
@@ -145,6 +160,9 @@ async def test_continuous_aggregates_are_created_where_the_license_allows(
         ("metric_data_points_daily", False),
         ("metric_data_points_hourly", False),
         ("metric_data_points_weekly", False),
+        ("metric_dimensions_daily", False),
+        ("metric_dimensions_hourly", False),
+        ("metric_dimensions_weekly", False),
     ]
     assert await rollups.detect_mode(community) == "continuous"
     assert await rollups.detect_mode(db_conn) == "maintained"
@@ -163,11 +181,16 @@ async def test_continuous_and_maintained_rollups_agree(
     await _insert_plain(community, metric_id, points)
     await rollups.refresh(community, points[0].timestamp, points[-1].timestamp)
     for rollup in rollups.ROLLUPS:
-        maintained = await _rollup_rows(db_conn, rollup.relation, metric_id)
-        continuous = await _rollup_rows(community, rollup.relation, metric_id)
-        _same(maintained, continuous)
+        maintained = await _both_families(db_conn, rollup, metric_id)
+        continuous = await _both_families(community, rollup, metric_id)
+        for left, right in zip(maintained, continuous, strict=True):
+            assert left
+            _same(left, right)
     daily = await _rollup_rows(db_conn, "metric_data_points_daily", metric_id)
     assert [r["count"] for r in daily] == [96] * 14
+    daily_forks = await _rollup_rows(db_conn, "metric_dimensions_daily", metric_id)
+    assert {r["key"] for r in daily_forks} == {"forks"}  # "region" is text: not aggregated
+    assert daily_forks[0]["max"] == 9.0 and daily_forks[0]["sum"] == sum(i // 10 for i in range(96))
 
 
 async def test_backfilled_point_shows_up_in_both(
@@ -224,28 +247,45 @@ async def test_chart_reads_pick_the_coarsest_rollup_that_fits(db_conn: Any) -> N
     series = await rollups.read_series(db_conn, metric_id, START, rollups.pick(30), "max")
     assert len(series) == 14
     assert all(row["value"] == row["max"] and row["count"] == 96 for row in series)
+    # numeric dimensions follow the chart's aggregation, text ones keep their last value
+    first_day = [p for p in sample(metric_id) if p.timestamp < START + timedelta(days=1)]
+    assert series[0]["dimensions"] == {"forks": 9.0, "region": first_day[-1].dimensions["region"]}
+    assert series[0]["dimension_stats"]["forks"] == {
+        "count": 96, "sum": float(sum(i // 10 for i in range(96))), "avg": sum(i // 10 for i in range(96)) / 96,
+        "min": 0.0, "max": 9.0, "last": 9.0,
+    }  # fmt: skip
+    summed = await rollups.read_series(db_conn, metric_id, START, rollups.pick(30), "sum")
+    assert summed[0]["dimensions"]["forks"] == float(sum(i // 10 for i in range(96)))
 
 
 async def _truth(
     conn: psycopg.AsyncConnection[Any], rollup: rollups.Rollup, metric_id: uuid.UUID
-) -> list[dict[str, Any]]:
-    """The rollup rows recomputed from the points, as a continuous aggregate would."""
-    cur = await conn.execute(
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Both rollup families recomputed from the points, as continuous aggregates would."""
+    values = await conn.execute(
         "SELECT time_bucket(%s, ts) AS bucket, count(*) AS count, sum(value) AS sum,"
         " avg(value) AS avg, min(value) AS min, max(value) AS max, last(value, ts) AS last,"
         " max(ts) AS last_ts, last(dimensions, ts) AS last_dimensions"
         " FROM metric_data_points WHERE metric_id = %s GROUP BY 1 ORDER BY 1",
         (rollup.width, metric_id),
     )
-    return list(await cur.fetchall())
+    dimensions = await conn.execute(
+        "SELECT time_bucket(%s, p.ts) AS bucket, d.key, count(*) AS count, sum(x.v) AS sum,"
+        " avg(x.v) AS avg, min(x.v) AS min, max(x.v) AS max, last(x.v, p.ts) AS last,"
+        " max(p.ts) AS last_ts FROM metric_data_points p "
+        + rollups.NUMERIC_DIMENSIONS
+        + " AND p.metric_id = %s GROUP BY 1, 2 ORDER BY 1, 2",
+        (rollup.width, metric_id),
+    )
+    return list(await values.fetchall()), list(await dimensions.fetchall())
 
 
 async def _assert_rollups_true(conn: psycopg.AsyncConnection[Any], metric_id: uuid.UUID) -> None:
     for rollup in rollups.ROLLUPS:
-        _same(
-            await _rollup_rows(conn, rollup.relation, metric_id),
-            await _truth(conn, rollup, metric_id),
-        )
+        stored = await _both_families(conn, rollup, metric_id)
+        truth = await _truth(conn, rollup, metric_id)
+        for left, right in zip(stored, truth, strict=True):
+            _same(left, right)
 
 
 async def test_rollups_equal_the_points_after_any_mix_of_writes(db_conn: Any) -> None:
@@ -361,3 +401,32 @@ async def test_writers_of_one_metric_take_turns(db_conn: Any, database_url: str)
 async def _rewrite(conn: Any, metric_id: uuid.UUID, ts: datetime) -> None:
     async with conn.transaction():
         await write_points(conn, [MetricPoints(metric_id, [DataPoint(timestamp=ts, value=10.0)])])
+
+
+async def test_dimension_rollups_migration_rolls_up_existing_points(run_id: str) -> None:
+    """Migration 0005 on a database that already holds points (rolled back, then applied
+    again): its dimension rollups equal the ones the writer kept."""
+    metric_id = uuid.uuid4()
+    with migrated_database(f"metricloom_test_{run_id}_dims") as url:
+        async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as conn:
+            async with conn.transaction():
+                await write_points(conn, [MetricPoints(metric_id, sample(metric_id))])
+            kept = [await _rollup_rows(conn, r.dimensions, metric_id) for r in rollups.ROLLUPS]
+        backend = get_backend(url.replace("postgresql://", "postgresql+psycopg://"))
+        try:
+            migrations = read_migrations(str(ROOT / "schema" / "migrations"))
+            with backend.lock():
+                backend.rollback_migrations(
+                    backend.to_rollback(
+                        migrations.filter(lambda m: m.id == "0005_dimension_rollups")
+                    )
+                )
+                assert [m.id for m in backend.to_apply(migrations)] == ["0005_dimension_rollups"]
+                backend.apply_migrations(backend.to_apply(migrations))
+        finally:
+            backend.connection.close()
+        async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as conn:
+            for rollup, before in zip(rollups.ROLLUPS, kept, strict=True):
+                after = await _rollup_rows(conn, rollup.dimensions, metric_id)
+                assert before
+                _same(after, before)
