@@ -45,19 +45,14 @@ from schema.rollups import Mode
 CREATE_STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS staged_points ("
     " metric_id uuid, ts timestamptz, value double precision, dimensions text, fresh boolean"
-    ") ON COMMIT DELETE ROWS",
-    "CREATE TEMP TABLE IF NOT EXISTS staged_dimensions ("
-    " metric_id uuid, ts timestamptz, key text, value double precision) ON COMMIT DELETE ROWS",
+    ") ON COMMIT DELETE ROWS"
 )
-"""``staged_points``: the batch, unique per (metric, ts); ``fresh``: newer than every point
-stored for the metric before this batch. ``staged_dimensions``: the numeric dimensions of
-the fresh points, a row per key (what the dimension rollups add; picked out here, where
-the dimensions are Python dicts already, rather than by parsing the JSON again in SQL)."""
+"""The batch, unique per (metric, ts); ``fresh``: newer than every point stored for the
+metric before this batch."""
 
 COPY_STAGED = (
     "COPY staged_points (metric_id, ts, value, dimensions, fresh) FROM STDIN (FORMAT BINARY)"
 )
-COPY_DIMENSIONS = "COPY staged_dimensions (metric_id, ts, key, value) FROM STDIN (FORMAT BINARY)"
 NO_DIMENSIONS = "{}"
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
@@ -145,40 +140,27 @@ async def write_points(
     replaced = [b.metric_id for b in batches if b.replace]
     dumps = orjson.dumps
     async with conn.cursor() as cur:
-        for statement in CREATE_STAGING:
-            await cur.execute(statement)
+        await cur.execute(CREATE_STAGING)
         stored_until: dict[UUID, datetime] = {}  # absent: nothing known, every point stale
         if mode == "maintained":
             await cur.execute(LOCK_METRICS, (sorted({_lock_key(m) for m in per_metric}),))
             stored_until = await _stored_until(cur, list(per_metric))
             stored_until.update(dict.fromkeys(replaced, LATEST))
-        fresh_dimensions: list[tuple[UUID, datetime, str, float]] = []
         async with cur.copy(COPY_STAGED) as copy:
             copy.set_types(["uuid", "timestamptz", "float8", "text", "bool"])
             for metric_id, stamps in per_metric.items():
                 until = stored_until.get(metric_id, LATEST)
                 for ts, point in stamps.items():
-                    dims, fresh = point.dimensions, ts > until
+                    dims = point.dimensions
                     await copy.write_row(
                         (
                             metric_id,
                             ts,
                             point.value,
                             dumps(dims).decode() if dims else NO_DIMENSIONS,
-                            fresh,
+                            ts > until,
                         )
                     )
-                    if fresh and dims:  # JSON numbers only (a bool is an int in Python)
-                        fresh_dimensions.extend(
-                            (metric_id, ts, key, float(value))
-                            for key, value in dims.items()
-                            if isinstance(value, int | float) and not isinstance(value, bool)
-                        )
-        if fresh_dimensions:
-            async with cur.copy(COPY_DIMENSIONS) as copy:
-                copy.set_types(["uuid", "timestamptz", "text", "float8"])
-                for row in fresh_dimensions:
-                    await copy.write_row(row)
         if replaced:
             await cur.execute(DELETE_REPLACED, (replaced,))
         if mode == "maintained":
@@ -187,7 +169,6 @@ async def write_points(
                     await cur.execute(INSERT_FRESH)
             except errors.UniqueViolation:  # written behind the writer's back: upsert all
                 await cur.execute("UPDATE staged_points SET fresh = false WHERE fresh")
-                await cur.execute("DELETE FROM staged_dimensions")
         await cur.execute(UPSERT_STALE)
         stale_changed = cur.rowcount > 0
     if mode == "maintained":

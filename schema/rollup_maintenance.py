@@ -41,7 +41,8 @@ _DIMENSION_COLUMNS = "metric_id, bucket, key, count, sum, avg, min, max, last, l
 
 # -- adding fresh points ------------------------------------------------------------------
 
-_DELTAS = """
+_DELTAS = (
+    """
 WITH delta AS (
     SELECT metric_id, time_bucket({width}, ts) AS bucket, count(*) AS count,
            sum(value) AS sum, min(value) AS min, max(value) AS max,
@@ -49,11 +50,17 @@ WITH delta AS (
            last(dimensions, ts)::jsonb AS last_dimensions
     FROM staged_points WHERE fresh GROUP BY 1, 2
 ), dimension_delta AS (
-    SELECT metric_id, time_bucket({width}, ts) AS bucket, key, count(*) AS count,
-           sum(value) AS sum, min(value) AS min, max(value) AS max,
-           last(value, ts) AS last, max(ts) AS last_ts
-    FROM staged_dimensions GROUP BY 1, 2, 3
+    SELECT p.metric_id, time_bucket({width}, p.ts) AS bucket, d.key, count(*) AS count,
+           sum(x.v) AS sum, min(x.v) AS min, max(x.v) AS max, last(x.v, p.ts) AS last,
+           max(p.ts) AS last_ts
+    FROM (SELECT metric_id, ts, dimensions::jsonb AS dimensions FROM staged_points
+          WHERE fresh AND dimensions <> '{{}}') p
+    """
+    + NUMERIC_DIMENSIONS
+    + """
+    GROUP BY 1, 2, 3
 )"""
+)
 _ADD_FINEST = """
 INSERT INTO {rel} AS r ({columns})
 SELECT {keys}, count, sum, sum / count, min, max, last, last_ts{extra} FROM {source}
