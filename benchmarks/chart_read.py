@@ -180,6 +180,16 @@ async def measure(target: uuid.UUID, runs: int) -> dict[str, Any]:
             cur = await conn.execute(RAW, {"metric_id": target, "since": since})
             rows["raw"] = rollups.series_from_rows(await cur.fetchall(), "avg")
             timings["raw"].append(time.perf_counter() - start)
+        back_to_back: dict[str, list[float]] = {"rollup": [], "raw": []}
+        for _ in range(runs):  # each read right after the previous one of its kind
+            start = time.perf_counter()
+            await rollups.read_series(conn, target, since, rollup, "avg")
+            back_to_back["rollup"].append(time.perf_counter() - start)
+        for _ in range(runs):
+            start = time.perf_counter()
+            cur = await conn.execute(RAW, {"metric_id": target, "since": since})
+            rollups.series_from_rows(await cur.fetchall(), "avg")
+            back_to_back["raw"].append(time.perf_counter() - start)
         await conn.execute(SERVER_LOOP)
         server = {}
         for label, statement in (("rollup", rollups.READ[rollup.name]), ("raw", RAW)):
@@ -203,6 +213,12 @@ async def measure(target: uuid.UUID, runs: int) -> dict[str, Any]:
         "raw_time_bucket_p50_ms": round(p50["raw"] * 1000, 3),
         "raw_time_bucket_p95_ms": round(percentile(timings["raw"], 0.95) * 1000, 3),
         "rollup_speedup": round(p50["raw"] / p50["rollup"], 1),
+        "back_to_back_p50_ms": {
+            label: round(statistics.median(v) * 1000, 3) for label, v in back_to_back.items()
+        },
+        "back_to_back_speedup": round(
+            statistics.median(back_to_back["raw"]) / statistics.median(back_to_back["rollup"]), 1
+        ),
         "in_database_mean_ms": {label: round(ms, 3) for label, ms in server.items()},
         "in_database_speedup": round(server["raw"] / server["rollup"], 1),
         "target_20x_end_to_end": p50["raw"] >= 20 * p50["rollup"],
