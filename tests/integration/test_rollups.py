@@ -191,6 +191,18 @@ async def test_continuous_and_maintained_rollups_agree(
     daily_forks = await _rollup_rows(db_conn, "metric_dimensions_daily", metric_id)
     assert {r["key"] for r in daily_forks} == {"forks"}  # "region" is text: not aggregated
     assert daily_forks[0]["max"] == 9.0 and daily_forks[0]["sum"] == sum(i // 10 for i in range(96))
+    # the chart read is the same statement on both: tables here, continuous aggregates there
+    for rollup in rollups.ROLLUPS:
+        maintained_series = await rollups.read_series(db_conn, metric_id, START, rollup, "sum")
+        continuous_series = await rollups.read_series(community, metric_id, START, rollup, "sum")
+        assert len(maintained_series) == len(continuous_series) > 0
+        for left, right in zip(maintained_series, continuous_series, strict=True):
+            assert left["timestamp"] == right["timestamp"]
+            assert math.isclose(left["value"], right["value"], rel_tol=1e-9)
+            assert left["dimensions"].keys() == right["dimensions"].keys() == {"forks", "region"}
+            assert math.isclose(
+                left["dimensions"]["forks"], right["dimensions"]["forks"], rel_tol=1e-9
+            )
 
 
 async def test_backfilled_point_shows_up_in_both(
