@@ -37,8 +37,19 @@ def _finite(value: float) -> float:
     return value
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters (PostgreSQL text and jsonb cannot)")
+    return value
+
+
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
-DimensionValue = FiniteFloat | int | str | bool | None
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+"""Integers a jsonb document and the writer's JSON encoder (orjson) both hold."""
+StorableText = Annotated[str, AfterValidator(_no_nul)]
+DimensionValue = FiniteFloat | Int64 | StorableText | bool | None
+"""Checked here, in the transform stage, so that one bad point is an error on its metric
+rather than a write batch the database refuses."""
 
 
 class PollFrequency(StrEnum):
@@ -81,7 +92,7 @@ class DataPoint(BaseModel):
 
     timestamp: AwareDatetime
     value: FiniteFloat
-    dimensions: dict[str, DimensionValue] = Field(default_factory=dict)
+    dimensions: dict[StorableText, DimensionValue] = Field(default_factory=dict)
 
     @field_validator("timestamp")
     @classmethod

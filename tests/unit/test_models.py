@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -23,6 +24,22 @@ def test_datapoint_rejects_far_future_and_naive_timestamps() -> None:
         DataPoint(timestamp=datetime.now(UTC) + timedelta(days=30), value=1)
     with pytest.raises(ValidationError):
         DataPoint(timestamp=datetime(2025, 1, 1), value=1)
+
+
+def test_datapoint_rejects_dimensions_the_database_cannot_store() -> None:
+    """NUL characters (in values or names) and numbers no float holds fail here, on the
+    point's metric, instead of failing the writer's whole batch later; an integer beyond
+    64 bits is kept as a float; booleans stay booleans."""
+    now = datetime.now(UTC)
+    for bad in ({"huge": 10**400}, {"text": "a\x00b"}, {"a\x00b": 1}):
+        with pytest.raises(ValidationError):
+            DataPoint(timestamp=now, value=1, dimensions=bad)
+    point = DataPoint(
+        timestamp=now, value=1, dimensions={"n": 2**63 - 1, "big": 2**64, "flag": True, "r": "x"}
+    )
+    assert point.dimensions == {"n": 2**63 - 1, "big": float(2**64), "flag": True, "r": "x"}
+    assert type(point.dimensions["big"]) is float and type(point.dimensions["flag"]) is bool
+    orjson.dumps(point.dimensions)  # what the writer sends
 
 
 def test_datapoint_normalises_to_utc() -> None:
