@@ -148,33 +148,40 @@ async def write_points(
             await cur.execute(LOCK_METRICS, (sorted({_lock_key(m) for m in per_metric}),))
             stored_until = await _stored_until(cur, list(per_metric))
             stored_until.update(dict.fromkeys(replaced, LATEST))
+        fresh = 0
         async with cur.copy(COPY_STAGED) as copy:
             copy.set_types(["uuid", "timestamptz", "float8", "text", "bool"])
             for metric_id, stamps in per_metric.items():
                 until = stored_until.get(metric_id, LATEST)
                 for ts, point in stamps.items():
                     dims = point.dimensions
+                    is_fresh = ts > until
+                    fresh += is_fresh
                     await copy.write_row(
                         (
                             metric_id,
                             ts,
                             point.value,
                             dumps(dims).decode() if dims else NO_DIMENSIONS,
-                            ts > until,
+                            is_fresh,
                         )
                     )
+        stale = sum(map(len, per_metric.values())) - fresh
         if replaced:
             await cur.execute(DELETE_REPLACED, (replaced,))
-        if mode == "maintained":
+        if fresh:  # statements with nothing to do are skipped: small batches are common
             try:
                 async with conn.transaction():  # a savepoint
                     await cur.execute(INSERT_FRESH)
             except errors.UniqueViolation:  # written behind the writer's back: upsert all
                 await cur.execute("UPDATE staged_points SET fresh = false WHERE fresh")
-        await cur.execute(UPSERT_STALE)
-        stale_changed = cur.rowcount > 0
+                fresh, stale = 0, stale + fresh
+        stale_changed = False
+        if stale:
+            await cur.execute(UPSERT_STALE)
+            stale_changed = cur.rowcount > 0
     if mode == "maintained":
-        await rollup_maintenance.maintain(conn, replaced, stale_changed)
+        await rollup_maintenance.maintain(conn, replaced, fresh > 0, stale_changed)
     return [
         WriteSummary(m, len(stamps), min(stamps), max(stamps))
         if stamps

@@ -227,12 +227,13 @@ RECOMPUTE = [
 batches arrive in."""
 
 
-async def maintain(conn: Conn, replaced: list[UUID], stale_changed: bool) -> None:
+async def maintain(conn: Conn, replaced: list[UUID], fresh: bool, stale_changed: bool) -> None:
     """Bring the maintained rollups up to date with the staged batch (same transaction):
     add the fresh points, then recompute the buckets of stale points and of replaced
     series, unless the stale points were all identical to the stored ones (a replayed
     batch) and nothing was replaced."""
-    await conn.execute(ADD_FRESH)
+    if fresh:
+        await conn.execute(ADD_FRESH)
     if stale_changed or replaced:
         for statement in RECOMPUTE:
             await conn.execute(statement, {"replaced": replaced})
