@@ -43,6 +43,7 @@ from schema.exceptions import MetricloomError
 from schema.models import (
     ChartConfig,
     ChartTransformer,
+    Connection,
     Metric,
     MetricTemplate,
     MetricTransformer,
@@ -52,7 +53,6 @@ from streams.messages import (
     BackfillProgress,
     CodegenRequest,
     PollDue,
-    RawPayload,
 )
 from templates import get_template
 
@@ -162,6 +162,22 @@ async def generate_chart(
 
 
 # --- the stage --------------------------------------------------------------------------
+
+
+async def fetch_sample(
+    services: Services,
+    template: MetricTemplate,
+    params: dict[str, str],
+    connection: Connection | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """A real, fresh payload from the template's polling endpoint, and the endpoint config
+    a transformer is told about: what generation validates the code against."""
+    request = request_for(services.settings, template, template.polling, params, connection)
+    fetched_at = datetime.now(UTC)
+    payload = await fetch_payload(
+        services.http, request, services.settings.fetch, pagination=template.polling.pagination
+    )
+    return payload, endpoint_config(template.id, template.polling.path, params, fetched_at)
 
 
 class CodegenStage(Stage[CodegenRequest]):
@@ -291,24 +307,9 @@ class CodegenStage(Stage[CodegenRequest]):
     async def _sample(
         self, services: Services, template: MetricTemplate, metric: Metric
     ) -> tuple[Any, dict[str, Any]]:
-        """A real, fresh sample from the metric's endpoint, with its endpoint config."""
+        """A real, fresh sample from the metric's endpoint, with its own credentials."""
         connection = await connection_for(services, metric)
-        request = request_for(
-            services.settings, template, template.polling, metric.params, connection
-        )
-        fetched_at = datetime.now(UTC)
-        payload = await fetch_payload(
-            services.http, request, services.settings.fetch, pagination=template.polling.pagination
-        )
-        raw = RawPayload(
-            metric_id=metric.id,
-            organization_id=metric.organization_id,
-            template_id=template.id,
-            fetched_at=fetched_at,
-            endpoint=template.polling.path,
-            payload=payload,
-        )
-        return payload, endpoint_config(raw, metric.params)
+        return await fetch_sample(services, template, metric.params, connection)
 
     async def _no_worse(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -182,15 +182,27 @@ async def _create_dashboard_metric(conn: Conn, command: CreateDashboardMetric) -
         aggregation=command.aggregation,
     )
     await catalog.insert_dashboard_metric(conn, dm)
+    return _chart_requested(command, dm, "created")
+
+
+def _chart_requested(
+    command: Command,
+    dm: DashboardMetric,
+    reason: Literal["created", "change"],
+    user_prompt: str | None = None,
+) -> list[Send]:
+    """Accept the command and ask the codegen agent for the dashboard metric's chart
+    transformer (keyed by dashboard metric, so requests for one chart are serialised)."""
     request = CodegenRequest(
         kind="chart",
-        reason="created",
+        reason=reason,
         dashboard_metric_id=dm.id,
-        metric_id=metric.id,
+        metric_id=dm.metric_id,
         organization_id=dm.organization_id,
+        user_prompt=user_prompt,
     )
     return [
-        _accepted(command, metric_id=metric.id, dashboard_metric_id=dm.id),
+        _accepted(command, metric_id=dm.metric_id, dashboard_metric_id=dm.id),
         Send("codegen-requests", str(dm.id), request),
     ]
 
@@ -203,18 +215,7 @@ async def _change_chart(conn: Conn, command: ChangeChart) -> list[Send]:
             f" {command.dashboard_metric_id}"
         )
     dm, _ = found
-    request = CodegenRequest(
-        kind="chart",
-        reason="change",
-        dashboard_metric_id=dm.id,
-        metric_id=dm.metric_id,
-        organization_id=dm.organization_id,
-        user_prompt=command.request,
-    )
-    return [
-        _accepted(command, metric_id=dm.metric_id, dashboard_metric_id=dm.id),
-        Send("codegen-requests", str(dm.id), request),
-    ]
+    return _chart_requested(command, dm, "change", command.request)
 
 
 async def _rollback(conn: Conn, command: RollbackTransformer) -> list[Send]:

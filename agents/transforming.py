@@ -11,7 +11,7 @@ dead-lettered, and the other payloads of the batch go on.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -37,13 +37,15 @@ class TransformError(ValueError):
     """A transformer's output for one payload is unusable."""
 
 
-def endpoint_config(raw: RawPayload, params: dict[str, str]) -> dict[str, Any]:
+def endpoint_config(
+    template_id: str, endpoint: str, params: dict[str, str], fetched_at: datetime
+) -> dict[str, Any]:
     """What a MetricTransformer is told about the call besides the body: no secrets."""
     return {
-        "template_id": raw.template_id,
-        "endpoint": raw.endpoint,
+        "template_id": template_id,
+        "endpoint": endpoint,
         "params": params,
-        "fetched_at": raw.fetched_at.isoformat(),
+        "fetched_at": fetched_at.isoformat(),
     }
 
 
@@ -97,7 +99,15 @@ class TransformStage(Stage[RawPayload]):
             state = "no transformer yet" if transformer is None else "a failed transformer"
             error = f"template {template_id!r} has {state}"
             return await self._fail_all(services, items, error)
-        inputs = [(raw.payload, endpoint_config(raw, params[raw.metric_id])) for _, raw in items]
+        inputs = [
+            (
+                raw.payload,
+                endpoint_config(
+                    raw.template_id, raw.endpoint, params[raw.metric_id], raw.fetched_at
+                ),
+            )
+            for _, raw in items
+        ]
         code = transformer.code
         if historical and transformer.historical_code:
             code = transformer.historical_code

@@ -21,12 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,39 +31,24 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 
-from agents.codegen import generate_metric
+from agents.codegen import fetch_sample, generate_metric
 from agents.generators.offline import OfflineGenerator, metric_code_for
 from agents.generators.openai_compatible import OpenAICompatibleGenerator
 from agents.services import Services
-from agents.transforming import endpoint_config
 from streams.client import send_command
-from streams.messages import CreateDashboardMetric, CreateMetric, RawPayload, RefreshMetric
+from streams.messages import CreateDashboardMetric, CreateMetric, RefreshMetric
 from streams.settings import ModelSettings, Settings
 from streams.topics import ensure_topics, topic_name
 from templates import load_templates
-from tests.conftest import free_port, migrated_database, running_demo_api
+from tests.conftest import WorkerProcess, free_port, migrated_database, running_demo_api
 from tests.integration.model_server import ScriptedModel
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 async def _sample(services: Services, template_id: str) -> tuple[Any, dict[str, Any]]:
-    from agents.fetch_client import fetch_payload, request_for
-
     template = load_templates()[template_id]
-    params = {p: "demo" for p in template.params}
-    payload = await fetch_payload(
-        services.http, request_for(services.settings, template, template.polling, params)
-    )
-    raw = RawPayload(
-        metric_id=uuid.uuid4(),
-        organization_id="bench",
-        template_id=template_id,
-        fetched_at=datetime.now(UTC),
-        endpoint=template.polling.path,
-        payload=payload,
-    )
-    return payload, endpoint_config(raw, params)
+    return await fetch_sample(services, template, {p: "demo" for p in template.params})
 
 
 async def generation_costs(settings: Settings, model: ScriptedModel) -> dict[str, Any]:
@@ -106,27 +88,17 @@ async def steady_state(
 ) -> dict[str, Any]:
     template = load_templates()["github-repo-stars"]
     model.script(*([metric_code_for(template)] + [_chart_code()] * metrics))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METRICLOOM_")}
-    env.update(
+    worker = WorkerProcess(
+        settings,
+        Path("/tmp/metricloom-bench-codegen-worker.log"),
         {
-            "METRICLOOM_TOPIC_PREFIX": settings.topic_prefix,
-            "METRICLOOM_DATABASE_URL": db_url,
-            "METRICLOOM_PROVIDER_URLS__GITHUB": settings.provider_urls.github,
             "METRICLOOM_MODEL__API_KEY": "bench-key",
             "METRICLOOM_MODEL__BASE_URL": model.url,
             "METRICLOOM_LOG_LEVEL": "INFO",
-        }
-    )
-    log = open("/tmp/metricloom-bench-codegen-worker.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "metricloom.cli", "worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        },
     )
     try:
-        await _wait_ready(Path("/tmp/metricloom-bench-codegen-worker.log"))
+        await asyncio.to_thread(worker.wait_ready, 120.0)  # the model server runs on this loop
         ids = []
         for n in range(metrics):
             create = CreateMetric(
@@ -171,23 +143,13 @@ async def steady_state(
             "polls_per_second_end_to_end": round(polls / elapsed, 1),
         }
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
-        log.close()
+        worker.stop(timeout=60)
 
 
 def _chart_code() -> str:
     from agents.generators.offline import chart_code_for
 
     return chart_code_for("line", "last", "Stars")
-
-
-async def _wait_ready(log: Path) -> None:
-    for _ in range(600):
-        if "[^Worker]: Ready" in log.read_text(errors="replace"):
-            return
-        await asyncio.sleep(0.2)
-    raise TimeoutError("worker not ready")
 
 
 async def _wait_points(db_url: str, count: int) -> None:

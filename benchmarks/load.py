@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import time
 import uuid
@@ -35,7 +33,7 @@ from agents.generators.offline import metric_code_for
 from streams.settings import Settings
 from streams.topics import ensure_topics, topic_name
 from templates import get_template
-from tests.conftest import migrated_database, running_demo_api
+from tests.conftest import WorkerProcess, migrated_database, running_demo_api
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,32 +118,26 @@ async def run(count: int, spread_s: float, rate_limit: int) -> dict[str, Any]:
 async def _load(
     run_id: str, db_url: str, demo: str, count: int, spread_s: float, rate_limit: int
 ) -> dict[str, Any]:
-    settings = Settings(topic_prefix=f"load-{run_id}-", database_url=SecretStr(db_url))
+    settings = Settings(
+        topic_prefix=f"load-{run_id}-",
+        database_url=SecretStr(db_url),
+        provider_urls={"github": f"{demo}/github"},
+    )
     worker = None
     log = Path(f"/tmp/metricloom-load-{run_id}.log")
     try:
         await ensure_topics(settings)
         start = datetime.now(UTC) + timedelta(seconds=20)
         seed(db_url, count, start, spread_s)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("METRICLOOM_")}
-        env.update(
+        worker = WorkerProcess(
+            settings,
+            log,
             {
-                "METRICLOOM_TOPIC_PREFIX": settings.topic_prefix,
-                "METRICLOOM_DATABASE_URL": db_url,
-                "METRICLOOM_PROVIDER_URLS__GITHUB": f"{demo}/github",
                 "METRICLOOM_SCHEDULER_INTERVAL_S": "1",
                 "METRICLOOM_SCHEDULER_BATCH": "1000",
                 "METRICLOOM_STAGE_BATCH_SIZE": "200",
-            }
+            },
         )
-        with log.open("wb") as out:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "metricloom.cli", "worker"],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
         started = time.monotonic()
         report = await watch(settings, count, started + 600)
         row = None
@@ -175,8 +167,7 @@ async def _load(
         }
     finally:
         if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=60)
+            worker.stop(timeout=60)
 
 
 def main() -> None:

@@ -55,15 +55,29 @@ METRIC_COLUMNS = """id, organization_id, template_id, params, poll_frequency, ne
     connection_id, last_fetched_at, last_error, failure_count, status"""
 
 
+async def _row_by_id(
+    conn: Conn,
+    query: str,
+    row_id: UUID,
+    organization_id: str | None,
+    owner: str = "organization_id",
+) -> dict[str, object] | None:
+    """The row ``query`` (ending in ``WHERE … = %(id)s``) finds for ``row_id``; with an
+    ``organization_id``, only if that organisation owns it: the one place tenant lookups
+    add their filter."""
+    if organization_id is not None:
+        query += f" AND {owner} = %(org)s"
+    cur = await conn.execute(query, {"id": row_id, "org": organization_id})
+    return await cur.fetchone()
+
+
 async def get_metric(
     conn: Conn, metric_id: UUID, organization_id: str | None = None
 ) -> Metric | None:
     """A metric by id; with ``organization_id``, only if that organisation owns it."""
-    query = f"SELECT {METRIC_COLUMNS} FROM metrics WHERE id = %(id)s"
-    if organization_id is not None:
-        query += " AND organization_id = %(org)s"
-    cur = await conn.execute(query, {"id": metric_id, "org": organization_id})
-    row = await cur.fetchone()
+    row = await _row_by_id(
+        conn, f"SELECT {METRIC_COLUMNS} FROM metrics WHERE id = %(id)s", metric_id, organization_id
+    )
     return Metric.model_validate(row) if row else None
 
 
@@ -226,14 +240,13 @@ async def get_connection(
     conn: Conn, connection_id: UUID, organization_id: str | None = None
 ) -> Connection | None:
     """A connection by id; with ``organization_id``, only if that organisation owns it."""
-    query = (
+    row = await _row_by_id(
+        conn,
         "SELECT id, organization_id, provider, auth, token, nango_connection_id,"
-        " nango_provider_config_key FROM integration_connections WHERE id = %(id)s"
+        " nango_provider_config_key FROM integration_connections WHERE id = %(id)s",
+        connection_id,
+        organization_id,
     )
-    if organization_id is not None:
-        query += " AND organization_id = %(org)s"
-    cur = await conn.execute(query, {"id": connection_id, "org": organization_id})
-    row = await cur.fetchone()
     return Connection.model_validate(row) if row else None
 
 
@@ -445,17 +458,17 @@ async def get_chart(
     conn: Conn, dashboard_metric_id: UUID, organization_id: str | None = None
 ) -> tuple[DashboardMetric, ChartTransformer | None] | None:
     """A dashboard metric (of that organisation, when given) and its chart transformer."""
-    query = (
+    row = await _row_by_id(
+        conn,
         "SELECT d.id, d.organization_id, d.dashboard_id, d.metric_id, d.title,"
         " c.chart_type, c.date_range_days, c.aggregation, c.code, c.version, c.generator,"
         " c.preferences, c.user_prompt, d.preferences AS requested"
         " FROM dashboard_metrics d LEFT JOIN chart_transformers c"
-        " ON c.dashboard_metric_id = d.id WHERE d.id = %(id)s"
+        " ON c.dashboard_metric_id = d.id WHERE d.id = %(id)s",
+        dashboard_metric_id,
+        organization_id,
+        owner="d.organization_id",
     )
-    if organization_id is not None:
-        query += " AND d.organization_id = %(org)s"
-    cur = await conn.execute(query, {"id": dashboard_metric_id, "org": organization_id})
-    row = await cur.fetchone()
     if row is None:
         return None
     requested = dict(row["requested"] or {})  # type: ignore[call-overload]

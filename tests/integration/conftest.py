@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,50 +12,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.settings import Settings
 from streams.topics import ensure_topics, topic_name
-from tests.conftest import ROOT, settings_env
+from tests.conftest import WorkerProcess
 
 pytestmark = pytest.mark.integration
-
-
-class WorkerProcess:
-    """``metricloom worker`` in a subprocess, its output in a log file."""
-
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "metricloom.cli", "worker"],
-            cwd=ROOT,
-            env=settings_env(settings),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "[^Worker]: Ready" in self.output():
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"worker exited with {self.proc.returncode}:\n{self.output()[-4000:]}"
-                )
-            time.sleep(0.2)
-        raise TimeoutError(f"worker not ready after {timeout} s:\n{self.output()[-4000:]}")
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="session")

@@ -4,20 +4,17 @@ the provider's answer holds."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from agents.codegen import generate_metric
+from agents.codegen import fetch_sample, generate_metric
 from agents.fetch_client import fetch_payload, request_for
 from agents.generators.offline import OfflineGenerator, chart_code_for
 from agents.services import Services
-from agents.transforming import endpoint_config
 from agents.validation import validate_chart_code
 from schema.models import DataPoint
-from streams.messages import RawPayload
 from templates import load_templates
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -40,19 +37,7 @@ EXPECTED_POINTS = {
 
 async def _sample(services: Services, template_id: str) -> tuple[Any, dict[str, Any]]:
     template = load_templates()[template_id]
-    params = {p: PARAMS[p] for p in template.params}
-    payload = await fetch_payload(
-        services.http, request_for(services.settings, template, template.polling, params)
-    )
-    raw = RawPayload(
-        metric_id=uuid.uuid4(),
-        organization_id="o",
-        template_id=template_id,
-        fetched_at=datetime.now(UTC),
-        endpoint=template.polling.path,
-        payload=payload,
-    )
-    return payload, endpoint_config(raw, params)
+    return await fetch_sample(services, template, {p: PARAMS[p] for p in template.params})
 
 
 @pytest.mark.parametrize("template_id", sorted(load_templates()))
