@@ -259,7 +259,17 @@ WHERE key = %(key)s AND (remaining > 0 OR reset_at <= %(now)s)
 RETURNING remaining
 """
 """Take one request from a budget, atomically across workers. A budget whose window has
-passed lets requests through (the next answer's headers set the new numbers)."""
+passed, or that is not known yet, lets requests through (the next answer's headers set the
+numbers)."""
+
+SPENT_UNTIL = """
+SELECT reset_at FROM rate_budgets
+WHERE key = %(key)s AND remaining <= 0 AND reset_at > %(now)s
+"""
+"""After a missed take, and in a statement of its own (it must see the takes other workers
+committed meanwhile): is the budget really spent? The row may also be one another worker
+inserted, full, after the take missed it; asking only for its ``reset_at`` once deferred a
+poll to the top of the hour with the budget full."""
 
 
 async def take_budget(conn: Conn, key: str, now: datetime) -> datetime | None:
@@ -267,7 +277,7 @@ async def take_budget(conn: Conn, key: str, now: datetime) -> datetime | None:
     cur = await conn.execute(TAKE_BUDGET, {"key": key, "now": now})
     if await cur.fetchone() is not None:
         return None
-    cur = await conn.execute("SELECT reset_at FROM rate_budgets WHERE key = %s", (key,))
+    cur = await conn.execute(SPENT_UNTIL, {"key": key, "now": now})
     row = await cur.fetchone()
     return row["reset_at"] if row else None  # type: ignore[return-value]
 

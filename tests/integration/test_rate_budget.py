@@ -101,3 +101,22 @@ async def test_concurrent_workers_never_overspend(database_url: str) -> None:
 
     results = await asyncio.gather(*(take() for _ in range(20)))
     assert sum(results) == 5
+
+
+async def test_a_budget_recorded_between_take_and_check_is_not_spent(database_url: str) -> None:
+    """The interleaving that once deferred a poll by up to an hour: a take misses (no budget
+    row yet), another worker then records a full budget, and the check that follows must
+    not read that row as spent."""
+    key = f"late:{uuid.uuid4()}"
+    now = datetime.now(UTC)
+    async with await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        missed = await conn.execute(catalog.TAKE_BUDGET, {"key": key, "now": now})
+        assert await missed.fetchone() is None
+        await catalog.record_budget(conn, key, 4999, now + timedelta(minutes=30))
+        check = await conn.execute(catalog.SPENT_UNTIL, {"key": key, "now": now})
+        assert await check.fetchone() is None
+        await catalog.record_budget(conn, key, 0, now + timedelta(minutes=30))
+        check = await conn.execute(catalog.SPENT_UNTIL, {"key": key, "now": now})
+        assert (await check.fetchone())["reset_at"] == now + timedelta(minutes=30)  # type: ignore[index]
