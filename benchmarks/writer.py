@@ -160,13 +160,13 @@ async def run(sizes: list[int], batch: int) -> dict[str, Any]:
             chunks = [rows[o : o + batch] for o in range(0, size, batch)]
             point_batches = [as_batches(chunk) for chunk in chunks]
             clock = MaintainClock()
-            rollup_maintenance.maintain = clock  # type: ignore[assignment]
+            rollup_maintenance.maintain = clock
             try:
                 writer = await timed(
                     conn, point_batches, size, lambda c, b: path_writer(c, b, "maintained")
                 )
             finally:
-                rollup_maintenance.maintain = clock._maintain  # type: ignore[method-assign]
+                rollup_maintenance.maintain = clock._maintain
             seconds = {
                 "writer": writer,
                 "writer_points_only": writer - clock.seconds,

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from streams.messages import CreateMetric
-from tests.integration.conftest import Kafka, WorkerProcess
+from tests.conftest import WorkerProcess
+from tests.integration.conftest import Kafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -70,13 +71,11 @@ async def test_history_is_fetched_in_chunks(
     metric_id = str(create.resolved_metric_id())
     chunks = set()
     for chunk in (1, 2, 3):
-        _, written = await kafka.wait_for(
-            "backfill-progress",
-            lambda v, c=chunk: (
-                v["metric_id"] == metric_id and v["state"] == "written" and v["chunk"] == c
-            ),
-            90,
-        )
+
+        def chunk_written(v: dict[str, Any], c: int = chunk) -> bool:
+            return bool(v["metric_id"] == metric_id and v["state"] == "written" and v["chunk"] == c)
+
+        _, written = await kafka.wait_for("backfill-progress", chunk_written, 90)
         assert written["chunks"] == 3 and written["points"] == 30
         chunks.add(written["first_ts"][:10])
     assert len(chunks) == 3

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from streams.messages import CreateMetric
-from tests.integration.conftest import Kafka, WorkerProcess
+from tests.conftest import WorkerProcess
+from tests.integration.conftest import Kafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

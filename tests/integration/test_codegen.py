@@ -22,8 +22,8 @@ from demo_api.github import repository
 from streams.messages import CreateMetric, RefreshMetric, RollbackTransformer
 from streams.settings import ModelSettings
 from templates import get_template
-from tests.conftest import free_port
-from tests.integration.conftest import Kafka, WorkerProcess
+from tests.conftest import WorkerProcess, free_port
+from tests.integration.conftest import Kafka
 from tests.integration.model_server import ScriptedModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -13,7 +13,8 @@ import pytest
 
 from schema.models import ChartConfig
 from streams.messages import CreateDashboardMetric, CreateMetric
-from tests.integration.conftest import Kafka, WorkerProcess
+from tests.conftest import WorkerProcess
+from tests.integration.conftest import Kafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

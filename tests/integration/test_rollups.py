@@ -196,12 +196,12 @@ async def test_continuous_and_maintained_rollups_agree(
         maintained_series = await rollups.read_series(db_conn, metric_id, START, rollup, "sum")
         continuous_series = await rollups.read_series(community, metric_id, START, rollup, "sum")
         assert len(maintained_series) == len(continuous_series) > 0
-        for left, right in zip(maintained_series, continuous_series, strict=True):
-            assert left["timestamp"] == right["timestamp"]
-            assert math.isclose(left["value"], right["value"], rel_tol=1e-9)
-            assert left["dimensions"].keys() == right["dimensions"].keys() == {"forks", "region"}
+        for entry, other in zip(maintained_series, continuous_series, strict=True):
+            assert entry["timestamp"] == other["timestamp"]
+            assert math.isclose(entry["value"], other["value"], rel_tol=1e-9)
+            assert entry["dimensions"].keys() == other["dimensions"].keys() == {"forks", "region"}
             assert math.isclose(
-                left["dimensions"]["forks"], right["dimensions"]["forks"], rel_tol=1e-9
+                entry["dimensions"]["forks"], other["dimensions"]["forks"], rel_tol=1e-9
             )
 
 

@@ -16,8 +16,8 @@ from agents.generators.offline import metric_code_for
 from schema import catalog
 from schema.models import Metric, MetricTransformer, PollFrequency
 from templates import get_template
-from tests.conftest import migrated_database
-from tests.integration.conftest import Kafka, WorkerProcess
+from tests.conftest import WorkerProcess, migrated_database
+from tests.integration.conftest import Kafka
 
 pytestmark = pytest.mark.integration
 

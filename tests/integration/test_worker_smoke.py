@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from streams.settings import Settings
-from tests.integration.conftest import WorkerProcess
+from tests.conftest import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

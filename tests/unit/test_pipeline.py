@@ -45,7 +45,7 @@ def _services() -> Services:
 def _tick(n: int) -> Incoming:
     value = PollDue(
         metric_id=f"00000000-0000-0000-0000-{n:012d}", due_at="2025-01-01T00:00:00Z"
-    ).to_bytes()  # type: ignore[arg-type]
+    ).to_bytes()
     return Incoming("poll-due", 0, n, None, value)
 
 
