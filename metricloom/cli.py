@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid5
 
@@ -354,32 +355,31 @@ def transformer_rollback(
 @charts_app.command("tail")
 def charts_tail(
     from_beginning: Annotated[bool, typer.Option(help="Start from the oldest record.")] = False,
+    since: Annotated[
+        datetime | None,
+        typer.Option(help="Start from the first config published at or after this time (UTC)."),
+    ] = None,
     count: Annotated[int, typer.Option(help="Stop after this many (0: never).")] = 0,
     timeout: Annotated[float, typer.Option(help="Stop after this many seconds (0: never).")] = 0,
 ) -> None:
     """Print chart configs as they are published, one JSON object per line."""
     from streams.client import follow
 
-    async def run() -> int:
-        seen = 0
-        async for key, value in follow(get_settings(), "chart-configs", from_beginning):
+    seen = 0
+
+    async def run() -> None:
+        nonlocal seen
+        async for key, value in follow(get_settings(), "chart-configs", from_beginning, since):
             _print({"key": key, "value": value})
             seen += 1
             if count and seen >= count:
-                break
-        return seen
-
-    async def bounded() -> int:
-        if timeout:
-            try:
-                async with asyncio.timeout(timeout):
-                    return await run()
-            except TimeoutError:
-                return 0
-        return await run()
+                return
 
     try:
-        asyncio.run(bounded())
+        asyncio.run(asyncio.wait_for(run(), timeout or None))
+    except TimeoutError:
+        if count:  # asked for a number of configs and did not get them: say so
+            _fail(f"{seen} of {count} chart configs within {timeout} s", 1)
     except MetricloomError as exc:
         _fail(str(exc), 2)
 
@@ -406,7 +406,8 @@ def demo_seed(
     org: Annotated[str, typer.Option("--org")] = "demo",
     timeout: Annotated[float, typer.Option()] = 120.0,
 ) -> None:
-    """Register the demo metrics and their dashboard charts (idempotent)."""
+    """Register the demo metrics and their dashboard charts (idempotent), and poll each
+    once now, so a fresh chart config follows even when they were registered before."""
     settings = get_settings()
     charts: list[ChartType] = ["line", "area", "kpi"]
     for (owner, repo), chart in zip(DEMO_REPOS, charts, strict=True):
@@ -427,6 +428,9 @@ def demo_seed(
             date_range_days=30,
         )
         _run_command(settings, place, timeout)
+        _run_command(
+            settings, RefreshMetric(organization_id=org, metric_id=place.metric_id), timeout
+        )
 
 
 if __name__ == "__main__":

@@ -21,12 +21,15 @@ Two ways to keep them:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
+import orjson
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from schema.db import Conn
 
@@ -188,16 +191,17 @@ STATISTICS = ("count", "sum", "avg", "min", "max", "last")
 aggregation is one of them."""
 
 _READ = """
-SELECT r.bucket, r.count, r.sum, r.avg, r.min, r.max, r.last, r.last_dimensions, d.key,
-       d.count AS d_count, d.sum AS d_sum, d.avg AS d_avg, d.min AS d_min, d.max AS d_max,
-       d.last AS d_last
+SELECT r.bucket, r.count, r.sum, r.avg, r.min, r.max, r.last, r.last_dimensions::text, d.key,
+       d.count, d.sum, d.avg, d.min, d.max, d.last
 FROM {rel} r
 LEFT JOIN {dims} d
        ON d.metric_id = %(metric_id)s AND d.bucket = r.bucket AND d.bucket >= %(since)s
 WHERE r.metric_id = %(metric_id)s AND r.bucket >= %(since)s ORDER BY r.bucket, d.key
 """
 """A row per bucket and numeric dimension key (one, with a NULL key, for a bucket without
-any): cheaper than building the per-key objects in SQL, which tripled the read."""
+any): cheaper than building the per-key objects in SQL, which tripled the read. Columns
+by position, in :func:`series_from_rows`' order; ``last_dimensions`` as text, parsed by
+orjson (psycopg's jsonb loader, ``json.loads`` per row, was a fifth of the read)."""
 
 READ = {
     rollup.name: sql.SQL(_READ)
@@ -217,33 +221,30 @@ async def read_series(
     (a summed chart sums its second series too) and each other dimension's last value;
     the other aggregates ride along for the chart transformer, the dimensions' in
     ``dimension_stats``."""
-    cur = await conn.execute(READ[rollup.name], {"metric_id": metric_id, "since": since})
-    return series_from_rows(await cur.fetchall(), aggregation)
+    async with conn.cursor(row_factory=tuple_row) as cur:  # tuples: a third cheaper to build
+        await cur.execute(READ[rollup.name], {"metric_id": metric_id, "since": since})
+        return series_from_rows(await cur.fetchall(), aggregation)
 
 
-def series_from_rows(rows: list[dict[str, Any]], aggregation: str) -> list[dict[str, Any]]:
+def series_from_rows(rows: Sequence[tuple[Any, ...]], aggregation: str) -> list[dict[str, Any]]:
     """Fold :data:`READ`'s rows (a row per bucket and dimension key) into one entry per
     bucket."""
+    at = 1 + STATISTICS.index(aggregation)  # the value's statistics are columns 1-6
     series: list[dict[str, Any]] = []
     for row in rows:
-        if not series or series[-1]["timestamp"] != row["bucket"]:
+        if not series or series[-1]["timestamp"] != row[0]:
             series.append(
                 {
-                    "timestamp": row["bucket"],
-                    "value": row[aggregation],
-                    "count": row["count"],
-                    "sum": row["sum"],
-                    "avg": row["avg"],
-                    "min": row["min"],
-                    "max": row["max"],
-                    "last": row["last"],
-                    "dimensions": dict(row["last_dimensions"] or {}),
+                    "timestamp": row[0],
+                    "value": row[at],
+                    **dict(zip(STATISTICS, row[1:7], strict=True)),
+                    "dimensions": orjson.loads(row[7]) if row[7] is not None else {},
                     "dimension_stats": {},
                 }
             )
-        key = row["key"]
+        key = row[8]
         if key is not None:
-            stats = {name: row[f"d_{name}"] for name in STATISTICS}
+            stats = dict(zip(STATISTICS, row[9:15], strict=True))
             series[-1]["dimension_stats"][key] = stats
             series[-1]["dimensions"][key] = stats[aggregation]
     return series

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -14,7 +15,7 @@ from aiokafka.errors import KafkaError
 from schema.exceptions import MetricloomError
 from streams.messages import CommandBase, CommandResult
 from streams.settings import Settings
-from streams.topics import topic_name
+from streams.topics import partitions, topic_name
 
 
 class KafkaUnavailableError(MetricloomError):
@@ -73,22 +74,49 @@ async def send_command(
 
 
 async def follow(
-    settings: Settings, base_topic: str, from_beginning: bool = False
+    settings: Settings,
+    base_topic: str,
+    from_beginning: bool = False,
+    since: datetime | None = None,
 ) -> AsyncIterator[tuple[str | None, Any]]:
-    """Yield (key, decoded JSON value) from a topic, forever."""
+    """Yield (key, decoded JSON value) from a topic, forever: from its oldest record, from
+    the first record stamped at or after ``since``, or (default) from now on."""
+    topic = topic_name(settings, base_topic)
     consumer = AIOKafkaConsumer(
-        topic_name(settings, base_topic),
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
     )
     try:
         await consumer.start()
+        consumer.assign([TopicPartition(topic, p) for p in await partitions(settings, base_topic)])
+        if since is not None:
+            await _seek_to_time(consumer, since)
     except KafkaError as exc:
+        await consumer.stop()
         raise KafkaUnavailableError(f"Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+    except BaseException:
+        await consumer.stop()
+        raise
     try:
         async for message in consumer:
             key = message.key.decode() if message.key else None
             yield key, json.loads(message.value) if message.value else None
     finally:
         await consumer.stop()
+
+
+async def _seek_to_time(consumer: AIOKafkaConsumer, since: datetime) -> None:
+    """Position each partition at its first record stamped at or after ``since`` (a naive
+    time is UTC), or at its end when it has none."""
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    stamp = int(since.timestamp() * 1000)
+    partitions = consumer.assignment()
+    found = await consumer.offsets_for_times(dict.fromkeys(partitions, stamp))
+    for tp in partitions:
+        at = found.get(tp)
+        if at is None:
+            await consumer.seek_to_end(tp)
+        else:
+            consumer.seek(tp, at.offset)

@@ -10,8 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import UnknownTopicOrPartitionError
 
+from schema.exceptions import MetricloomError
 from streams.settings import Settings
+
+
+class MissingTopicError(MetricloomError):
+    """The topic has not been created (topics are created by a worker when it starts)."""
 
 
 @dataclass(frozen=True)
@@ -77,3 +83,18 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def partitions(settings: Settings, base: str) -> list[int]:
+    """The partition ids of a topic; a topic that does not exist is an error (a consumer
+    of it would otherwise wait forever)."""
+    name = topic_name(settings, base)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([name])
+    finally:
+        await admin.close()
+    if described["error_code"] == UnknownTopicOrPartitionError.errno:
+        raise MissingTopicError(f"topic {name} does not exist (has a worker run?)")
+    return sorted(p["partition"] for p in described["partitions"])

@@ -1,0 +1,43 @@
+"""The users' Kafka client follows a topic from a point in time (what ``make up`` uses to
+show only the chart configs its own seed produced), on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from streams.client import follow
+from streams.settings import Settings
+from streams.topics import MissingTopicError
+from tests.integration.conftest import Kafka
+
+pytestmark = pytest.mark.integration
+
+
+async def test_following_since_a_time_skips_what_was_published_before(
+    settings: Settings, kafka: Kafka
+) -> None:
+    before, after = uuid.uuid4().hex, uuid.uuid4().hex
+    await kafka.produce("chart-configs", json.dumps({"marker": before}).encode(), b"k")
+    await asyncio.sleep(0.05)  # Kafka stamps records in milliseconds
+    since = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    await kafka.produce("chart-configs", json.dumps({"marker": after}).encode(), b"k")
+    seen: list[object] = []
+    async with asyncio.timeout(30):
+        async for _, value in follow(settings, "chart-configs", since=since):
+            seen.append(value.get("marker") if isinstance(value, dict) else None)
+            if seen[-1] == after:
+                break
+    assert before not in seen  # other records (a worker's charts) may come in between
+
+
+async def test_following_a_topic_that_does_not_exist_is_a_clear_error(settings: Settings) -> None:
+    nowhere = settings.model_copy(update={"topic_prefix": f"absent-{uuid.uuid4().hex[:8]}-"})
+    with pytest.raises(MissingTopicError, match="does not exist"):
+        async for _ in follow(nowhere, "chart-configs"):
+            pass
