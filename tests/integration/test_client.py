@@ -12,15 +12,17 @@ import pytest
 
 from streams.client import follow
 from streams.settings import Settings
-from streams.topics import MissingTopicError
+from streams.topics import MissingTopicError, ensure_topics
 from tests.integration.conftest import Kafka
 
 pytestmark = pytest.mark.integration
 
 
-async def test_following_since_a_time_skips_what_was_published_before(
-    settings: Settings, kafka: Kafka
-) -> None:
+async def test_following_since_a_time_skips_what_was_published_before(settings: Settings) -> None:
+    # topics of its own: the session's chart-configs are read from the beginning elsewhere
+    settings = settings.model_copy(update={"topic_prefix": f"follow-{uuid.uuid4().hex[:8]}-"})
+    await ensure_topics(settings)
+    kafka = Kafka(settings)
     before, after = uuid.uuid4().hex, uuid.uuid4().hex
     await kafka.produce("chart-configs", json.dumps({"marker": before}).encode(), b"k")
     await asyncio.sleep(0.05)  # Kafka stamps records in milliseconds
