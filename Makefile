@@ -59,7 +59,7 @@ typecheck:
 pytest:
 	$(BIN)/pytest
 
-# All five benchmarks (about 30 minutes; each prints JSON). See the README for the figures.
+# All five benchmarks (about 35 minutes; each prints JSON). See the README for the figures.
 benchmark: host images venv services
 	$(BIN)/python -m benchmarks.sandbox
 	$(BIN)/python -m benchmarks.writer
