@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from schema import catalog
+from schema.models import Metric, PollFrequency
 from streams.settings import Settings
 from streams.topics import ensure_topics, topic_name
 from tests.conftest import WorkerProcess
@@ -86,3 +90,28 @@ async def db_conn(database_url: str) -> AsyncIterator[Any]:
     )
     yield conn
     await conn.close()
+
+
+async def stored_metric(
+    conn: Any,
+    repo: str,
+    *,
+    org: str = "o",
+    template_id: str = "github-repo-stars",
+    owner: str = "octocat",
+    frequency: PollFrequency = PollFrequency.DAILY,
+    next_poll_at: datetime | None = None,
+    connection_id: uuid.UUID | None = None,
+) -> Metric:
+    """A repository metric in the catalog: what most stage tests start from."""
+    metric = Metric(
+        id=uuid.uuid4(),
+        organization_id=org,
+        template_id=template_id,
+        params={"OWNER": owner, "REPO": repo},
+        poll_frequency=frequency,
+        next_poll_at=next_poll_at,
+        connection_id=connection_id,
+    )
+    await catalog.insert_metric(conn, metric)
+    return metric

@@ -23,7 +23,7 @@ from streams.messages import CreateMetric, RefreshMetric, RollbackTransformer
 from streams.settings import ModelSettings
 from templates import get_template
 from tests.conftest import WorkerProcess, free_port
-from tests.integration.conftest import Kafka
+from tests.integration.conftest import Kafka, stored_metric
 from tests.integration.model_server import ScriptedModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -258,7 +258,7 @@ async def test_failed_healing_marks_the_transformer_failed_and_alerts(
     from agents.codegen import CodegenStage
     from agents.pipeline import Incoming
     from schema import catalog
-    from schema.models import Metric, MetricTransformer, PollFrequency
+    from schema.models import MetricTransformer
     from streams.messages import Alert, CodegenRequest
 
     template = get_template("github-repo-forks")
@@ -273,15 +273,7 @@ async def test_failed_healing_marks_the_transformer_failed_and_alerts(
                 generator="test",
             ),
         )
-    metric = Metric(
-        id=uuid.uuid4(),
-        organization_id="o",
-        template_id=template.id,
-        params={"OWNER": "octocat", "REPO": "alerting"},
-        poll_frequency=PollFrequency.DAILY,
-        next_poll_at=None,
-    )
-    await catalog.insert_metric(db_conn, metric)
+    metric = await stored_metric(db_conn, "alerting", template_id=template.id)
     model.script("x = 1\n", "x = 2\n", "x = 3\n")
     request = CodegenRequest(
         kind="metric", reason="heal", template_id=template.id, metric_id=metric.id

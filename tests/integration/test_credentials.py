@@ -15,9 +15,10 @@ from agents.pipeline import Incoming
 from agents.services import Services
 from demo_api.server import DEMO_NANGO_SECRET, DEMO_TOKEN
 from schema import catalog
-from schema.models import Connection, Metric, PollFrequency
+from schema.models import Connection
 from streams.messages import PollDue
 from streams.settings import Settings
+from tests.integration.conftest import stored_metric
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +28,9 @@ async def _poll(
 ) -> list[Any]:
     if connection is not None:
         await catalog.insert_connection(db_conn, connection)
-    metric = Metric(
-        id=uuid.uuid4(),
-        organization_id="cred-org",
-        template_id="github-repo-stars",
-        params={"OWNER": "octocat", "REPO": repo},
-        poll_frequency=PollFrequency.DAILY,
-        next_poll_at=None,
-        connection_id=connection.id if connection else None,
+    metric = await stored_metric(
+        db_conn, repo, org="cred-org", connection_id=connection.id if connection else None
     )
-    await catalog.insert_metric(db_conn, metric)
     tick = PollDue(metric_id=metric.id, due_at=datetime.now(UTC))
     return await FetchStage().handle(
         services, [(Incoming("poll-due", 0, 1, None, tick.to_bytes()), tick)]

@@ -14,11 +14,10 @@ from agents.fetch_client import FetchError, RetryLaterError, fetch_payload, requ
 from agents.fetching import FetchStage
 from agents.pipeline import Incoming
 from agents.services import Services
-from schema import catalog
-from schema.models import Metric, PollFrequency
 from streams.messages import PollDue
 from streams.settings import FetchSettings, Settings
 from templates import get_template
+from tests.integration.conftest import stored_metric
 
 pytestmark = pytest.mark.integration
 
@@ -97,15 +96,7 @@ async def test_rate_limited_metric_is_rescheduled_not_dead_lettered(
 ) -> None:
     """Through the fetch stage: the metric gets the provider's retry time and its error;
     nothing is dead-lettered, nothing is produced now."""
-    metric = Metric(
-        id=uuid.uuid4(),
-        organization_id="o",
-        template_id=TEMPLATE.id,
-        params={"OWNER": "octocat", "REPO": "ratelimited-long"},
-        poll_frequency=PollFrequency.DAILY,
-        next_poll_at=None,
-    )
-    await catalog.insert_metric(db_conn, metric)
+    metric = await stored_metric(db_conn, "ratelimited-long", template_id=TEMPLATE.id)
     tick = PollDue(metric_id=metric.id, due_at=datetime.now(UTC))
     incoming = Incoming("poll-due", 0, 1, None, tick.to_bytes())
     sends = await FetchStage().handle(services, [(incoming, tick)])

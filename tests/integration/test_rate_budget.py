@@ -17,8 +17,9 @@ from agents.fetching import FetchStage
 from agents.pipeline import Incoming
 from agents.services import Services
 from schema import catalog
-from schema.models import Connection, Metric, PollFrequency
+from schema.models import Connection
 from streams.messages import PollDue
+from tests.integration.conftest import stored_metric
 
 pytestmark = pytest.mark.integration
 
@@ -32,16 +33,7 @@ async def test_spent_budget_defers_without_a_request(
     await catalog.insert_connection(db_conn, connection)
     reset = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20)
     await catalog.record_budget(db_conn, f"connection:{connection.id}", 0, reset)
-    metric = Metric(
-        id=uuid.uuid4(),
-        organization_id="o",
-        template_id="github-repo-stars",
-        params={"OWNER": "octocat", "REPO": "budget"},
-        poll_frequency=PollFrequency.DAILY,
-        next_poll_at=None,
-        connection_id=connection.id,
-    )
-    await catalog.insert_metric(db_conn, metric)
+    metric = await stored_metric(db_conn, "budget", connection_id=connection.id)
     served = httpx.get(f"{demo_api_url}/demo/stats").json()["served"]
     tick = PollDue(metric_id=metric.id, due_at=datetime.now(UTC))
     sends = await FetchStage().handle(
@@ -62,16 +54,7 @@ async def test_answers_keep_the_budget_current(services: Services, db_conn: Any)
     await catalog.insert_connection(db_conn, connection)
     key = f"connection:{connection.id}"
     await catalog.record_budget(db_conn, key, 10, datetime.now(UTC) + timedelta(hours=1))
-    metric = Metric(
-        id=uuid.uuid4(),
-        organization_id="o",
-        template_id="github-repo-stars",
-        params={"OWNER": "octocat", "REPO": "budget-ok"},
-        poll_frequency=PollFrequency.DAILY,
-        next_poll_at=None,
-        connection_id=connection.id,
-    )
-    await catalog.insert_metric(db_conn, metric)
+    metric = await stored_metric(db_conn, "budget-ok", connection_id=connection.id)
     tick = PollDue(metric_id=metric.id, due_at=datetime.now(UTC))
     [sent] = await FetchStage().handle(
         services, [(Incoming("poll-due", 0, 1, None, tick.to_bytes()), tick)]

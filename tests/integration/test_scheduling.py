@@ -14,10 +14,10 @@ from psycopg.rows import dict_row
 
 from agents.generators.offline import metric_code_for
 from schema import catalog
-from schema.models import Metric, MetricTransformer, PollFrequency
+from schema.models import MetricTransformer, PollFrequency
 from templates import get_template
 from tests.conftest import WorkerProcess, migrated_database
-from tests.integration.conftest import Kafka
+from tests.integration.conftest import Kafka, stored_metric
 
 pytestmark = pytest.mark.integration
 
@@ -25,15 +25,9 @@ pytestmark = pytest.mark.integration
 async def _insert(
     conn: Any, org: str, due: datetime, frequency: PollFrequency, repo: str = "r"
 ) -> uuid.UUID:
-    metric = Metric(
-        id=uuid.uuid4(),
-        organization_id=org,
-        template_id="github-repo-stars",
-        params={"OWNER": "sched", "REPO": repo},
-        poll_frequency=frequency,
-        next_poll_at=due,
+    metric = await stored_metric(
+        conn, repo, org=org, owner="sched", frequency=frequency, next_poll_at=due
     )
-    await catalog.insert_metric(conn, metric)
     return metric.id
 
 
