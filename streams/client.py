@@ -26,12 +26,10 @@ class CommandTimeoutError(MetricloomError):
     """No worker answered the command in time (is a worker running?)."""
 
 
-async def _end_positions(
-    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, topic: str
-) -> None:
-    """Assign every partition of ``topic`` at its current end, before anything is sent."""
-    partitions = await producer.partitions_for(topic)
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+async def _end_positions(consumer: AIOKafkaConsumer, settings: Settings, base_topic: str) -> None:
+    """Assign every partition of the topic at its current end, before anything is sent."""
+    topic = topic_name(settings, base_topic)
+    tps = [TopicPartition(topic, p) for p in await partitions(settings, base_topic)]
     consumer.assign(tps)
     await consumer.seek_to_end(*tps)
     for tp in tps:  # resolve the positions now, before the command is produced
@@ -42,7 +40,6 @@ async def send_command(
     settings: Settings, command: CommandBase, timeout_s: float = 60.0
 ) -> CommandResult:
     """Produce ``command`` on the commands topic and wait for its CommandResult."""
-    results = topic_name(settings, "command-results")
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
     )
@@ -50,7 +47,7 @@ async def send_command(
     try:
         await consumer.start()
         await producer.start()
-        await _end_positions(consumer, producer, results)
+        await _end_positions(consumer, settings, "command-results")
         await producer.send_and_wait(
             topic_name(settings, "commands"),
             key=command.organization_id.encode(),

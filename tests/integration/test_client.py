@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.client import follow
+from streams.client import follow, send_command
+from streams.messages import RefreshMetric
 from streams.settings import Settings
 from streams.topics import MissingTopicError, ensure_topics
+from tests.conftest import WorkerProcess
 from tests.integration.conftest import Kafka
 
 pytestmark = pytest.mark.integration
@@ -43,3 +45,15 @@ async def test_following_a_topic_that_does_not_exist_is_a_clear_error(settings: 
     with pytest.raises(MissingTopicError, match="does not exist"):
         async for _ in follow(nowhere, "chart-configs"):
             pass
+
+
+async def test_a_command_sent_by_the_client_gets_its_own_result(
+    settings: Settings, worker: WorkerProcess
+) -> None:
+    """What every state-changing CLI command does: produce, then wait for the result with
+    the same command id (here a rejection: the organisation has no such metric)."""
+    command = RefreshMetric(organization_id="client-org", metric_id=uuid.uuid4())
+    result = await send_command(settings, command, 60)
+    assert result.command_id == command.command_id
+    assert result.status == "rejected"
+    assert result.error is not None and "has no metric" in result.error
