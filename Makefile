@@ -14,13 +14,15 @@ COMPOSE := docker compose
 .PHONY: up test down host images venv pglite services lint typecheck pytest logs clean benchmark
 
 up: host images
+	@# migrations and topics first (the migrate service), then a worker that is ready
+	@# (its health check: every agent consuming) before anything is sent to it
 	$(COMPOSE) up -d --wait kafka timescaledb demo-api
-	$(COMPOSE) up -d worker
+	$(COMPOSE) up -d --wait worker
 	@# only the configs this seed causes: on an old volume the topic holds earlier ones
 	since=$$(date -u +%Y-%m-%dT%H:%M:%S) && \
 	  $(COMPOSE) exec -T worker metricloom demo seed && \
 	  echo "--- chart configs published since $$since on the chart-configs topic ---" && \
-	  $(COMPOSE) exec -T worker metricloom charts tail --since "$$since" --count 3 --timeout 120
+	  $(COMPOSE) exec -T worker metricloom charts tail --since "$$since" --count 4 --timeout 120
 	@echo "--- the cluster keeps running: 'make logs' to watch, 'make down' to stop ---"
 
 test: host images venv pglite services lint typecheck pytest

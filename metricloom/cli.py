@@ -128,6 +128,16 @@ def migrate() -> None:
     _print({"applied": applied, "policies": done})
 
 
+@app.command()
+def setup() -> None:
+    """Everything a worker needs before it starts: the migrations and the topics (what the
+    local cluster runs once, before its first worker, so nothing races a worker's start)."""
+    from streams.topics import ensure_topics
+
+    migrate()
+    _print({"topics_created": asyncio.run(ensure_topics(get_settings()))})
+
+
 @topics_app.command("create")
 def topics_create() -> None:
     """Create the missing topics with their configuration."""
@@ -398,7 +408,14 @@ def demo_api(
     serve(host, port, rate_limit)
 
 
-DEMO_REPOS = [("metricloom", "metricloom"), ("octocat", "hello-world"), ("apache", "kafka")]
+DEMO: list[tuple[str, dict[str, str], ChartType, int, str]] = [
+    ("github-repo-stars", {"OWNER": "metricloom", "REPO": "metricloom"}, "line", 30, "last"),
+    ("github-repo-stars", {"OWNER": "octocat", "REPO": "hello-world"}, "area", 30, "last"),
+    ("github-repo-stars", {"OWNER": "apache", "REPO": "kafka"}, "kpi", 30, "last"),
+    # a template with history: its first chart already shows 90 backfilled days
+    ("posthog-events", {"PROJECT_ID": "1"}, "bar", 90, "sum"),
+]
+"""The demo metrics: (template, parameters, chart type, days shown, aggregation)."""
 
 
 @demo_app.command("seed")
@@ -409,14 +426,13 @@ def demo_seed(
     """Register the demo metrics and their dashboard charts (idempotent), and poll each
     once now, so a fresh chart config follows even when they were registered before."""
     settings = get_settings()
-    charts: list[ChartType] = ["line", "area", "kpi"]
-    for (owner, repo), chart in zip(DEMO_REPOS, charts, strict=True):
-        name = f"demo:{org}:{owner}/{repo}"
+    for template, params, chart, days, aggregation in DEMO:
+        name = f"demo:{org}:{template}:" + "/".join(params.values())
         create = CreateMetric(
             command_id=uuid5(COMMAND_NAMESPACE, name),
             organization_id=org,
-            template_id="github-repo-stars",
-            params={"OWNER": owner, "REPO": repo},
+            template_id=template,
+            params=params,
         )
         doc = _run_command(settings, create, timeout)
         place = CreateDashboardMetric(
@@ -425,7 +441,8 @@ def demo_seed(
             dashboard_id="demo",
             metric_id=UUID(doc["metric_id"]),
             chart_type=chart,
-            date_range_days=30,
+            date_range_days=days,
+            aggregation=aggregation,
         )
         _run_command(settings, place, timeout)
         _run_command(

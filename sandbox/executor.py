@@ -407,9 +407,19 @@ def sweep_stale(client: docker.DockerClient, now: float | None = None) -> int:
     """Remove sandbox containers past their deadline (left by a worker that died)."""
     now = time.time() if now is None else now
     removed = 0
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        deadline = int(container.labels.get(DEADLINE_LABEL, "0") or 0)
+    for container in list_sandboxes(client):
+        deadline = int(container.attrs.get("Labels", {}).get(DEADLINE_LABEL, "0") or 0)
         if deadline < now:
             _remove(container)
             removed += 1
     return removed
+
+
+def list_sandboxes(client: docker.DockerClient, labels: dict[str, str] | None = None) -> list[Any]:
+    """Sandbox containers (with these extra labels), from the engine's list alone.
+
+    ``sparse``: the SDK otherwise inspects each listed container, and a container that
+    auto-removes itself between the list and its inspection raised ``NotFound``. The list
+    answer carries the labels (``attrs["Labels"]``), which is all a sweep needs."""
+    wanted = [LABEL, *(f"{k}={v}" for k, v in (labels or {}).items())]
+    return list(client.containers.list(all=True, sparse=True, filters={"label": wanted}))

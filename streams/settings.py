@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     retention_days: int | None = Field(None, ge=1)
     compress_after_days: int | None = Field(None, ge=1)
     log_level: str = "INFO"
+    health_host: str = "127.0.0.1"
+    health_port: int = Field(9000, ge=0, le=65535)
     fetch: FetchSettings = FetchSettings()
     sandbox: SandboxLimits = SandboxLimits()
     model: ModelSettings = ModelSettings()
@@ -121,6 +123,14 @@ class Settings(BaseSettings):
     provider_urls: ProviderUrls = ProviderUrls()
     provider_tokens: ProviderTokens = ProviderTokens()
     nango: NangoSettings = NangoSettings()
+
+    @property
+    def database_location(self) -> str:
+        """Where the database is, for logs: host, port and name, never the password."""
+        from urllib.parse import urlsplit
+
+        url = urlsplit(self.database_url.get_secret_value())
+        return f"{url.hostname}:{url.port or 5432}{url.path}"
 
     @property
     def app_id(self) -> str:

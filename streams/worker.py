@@ -10,6 +10,7 @@ import structlog
 from agents.services import Services
 from sandbox.executor import sweep_stale
 from streams.app import create_app
+from streams.health import Health
 from streams.logging import configure_logging
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -17,10 +18,37 @@ from streams.topics import ensure_topics
 log = structlog.get_logger(__name__)
 
 
+class _Worker(faust.Worker):
+    """Faust's worker, reporting readiness on the health endpoint once every agent runs."""
+
+    def __init__(self, app: faust.App, health: Health, loglevel: str) -> None:
+        super().__init__(app, loglevel=loglevel, quiet=True)
+        self._health = health
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        self._health.ready.set()
+        log.info("worker.ready", health=f"{self._health.address}/healthz")
+
+    async def on_stop(self) -> None:
+        self._health.ready.clear()
+        await super().on_stop()
+
+
 def run_worker(settings: Settings) -> None:
     """Run one worker in the foreground. Faust handles SIGTERM/SIGINT: it stops the
     agents after the batch in hand, commits offsets and exits."""
     configure_logging(settings.log_level)
+    health = Health(settings.health_host, settings.health_port)
+    health.start()
+    log.info(
+        "worker.starting",
+        kafka=settings.kafka_bootstrap,
+        topic_prefix=settings.topic_prefix,
+        database=settings.database_location,
+        health=f"{health.address}/healthz",
+        metrics=f"{health.address}/metrics",
+    )
     created = asyncio.run(ensure_topics(settings))
     if created:
         log.info("topics.created", topics=created)
@@ -29,5 +57,8 @@ def run_worker(settings: Settings) -> None:
     if removed:
         log.info("sandbox.swept", containers=removed)
     app = create_app(settings, services)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
-    worker.execute_from_commandline()
+    worker = _Worker(app, health, settings.log_level.lower())
+    try:
+        worker.execute_from_commandline()
+    finally:
+        health.stop()

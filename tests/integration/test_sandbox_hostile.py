@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from sandbox.executor import LABEL, SandboxExecutor, SandboxResult
+from sandbox.executor import SandboxExecutor, SandboxResult, list_sandboxes
 from streams.settings import SandboxLimits
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,11 +42,12 @@ def no_leftover_containers() -> Iterator[None]:
     client = docker.from_env()
     try:
         deadline = time.monotonic() + 10
-        left = client.containers.list(all=True, filters={"label": LABEL})
+        left = list_sandboxes(client)
         while left and time.monotonic() < deadline:
             time.sleep(0.2)
-            left = client.containers.list(all=True, filters={"label": LABEL})
-        assert left == [], f"sandbox containers left behind: {[c.name for c in left]}"
+            left = list_sandboxes(client)
+        names = [c.attrs.get("Names") for c in left]
+        assert left == [], f"sandbox containers left behind: {names}"
     finally:
         client.close()
 

@@ -11,7 +11,7 @@ import time
 import docker
 import pytest
 
-from sandbox.executor import DEADLINE_LABEL, LABEL, SandboxExecutor, sweep_stale
+from sandbox.executor import DEADLINE_LABEL, LABEL, SandboxExecutor, list_sandboxes, sweep_stale
 from streams.settings import SandboxLimits
 from tests.conftest import ROOT
 
@@ -19,11 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _ours(client: docker.DockerClient, marker: str) -> list[object]:
-    return [
-        c
-        for c in client.containers.list(all=True, filters={"label": LABEL})
-        if c.labels.get("test") == marker
-    ]
+    return list_sandboxes(client, {"test": marker})
 
 
 def test_batch_deadline_fails_the_rest_clearly() -> None:
