@@ -32,8 +32,8 @@ Job = tuple[Incoming, DashboardMetric, ChartTransformer, list[dict[str, Any]], d
 class ChartStage(Stage[MetricUpdated]):
     name = "chart"
 
-    def decode(self, value: bytes) -> MetricUpdated:
-        return MetricUpdated.model_validate_json(value)
+    def decode(self, message: Incoming) -> MetricUpdated:
+        return MetricUpdated.model_validate_json(message.body())
 
     async def handle(
         self, services: Services, batch: list[tuple[Incoming, MetricUpdated]]

@@ -191,8 +191,8 @@ class CodegenStage(Stage[CodegenRequest]):
             self._generator = generator_for(services.settings.model)
         return self._generator
 
-    def decode(self, value: bytes) -> CodegenRequest:
-        return CodegenRequest.model_validate_json(value)
+    def decode(self, message: Incoming) -> CodegenRequest:
+        return CodegenRequest.model_validate_json(message.body())
 
     async def handle(
         self, services: Services, batch: list[tuple[Incoming, CodegenRequest]]
@@ -215,7 +215,7 @@ class CodegenStage(Stage[CodegenRequest]):
                 await catalog.get_metric(conn, request.metric_id) if request.metric_id else None
             )
         if request.reason == "created" and current is not None:  # generated meanwhile
-            return _first_polls(template, [metric.id] if metric else [])
+            return _first_polls(template, [metric] if metric else [])
         if metric is None:
             return [dead_letter(self.name, message, "no metric to take a sample from")]
         try:
@@ -268,7 +268,7 @@ class CodegenStage(Stage[CodegenRequest]):
         async with services.db.transaction() as conn:
             if current is None:
                 await catalog.insert_metric_transformer(conn, candidate)
-                return _first_polls(template, [metric.id])
+                return _first_polls(template, [metric])
         if not await self._no_worse(services, template, current, candidate):
             why = "regenerated code does worse than the current version on its stored example"
             return await self._give_up(services, message, template, metric, current, why)
@@ -448,9 +448,16 @@ def shape(value: Any, depth: int = 3) -> Any:
     return type(value).__name__
 
 
-def _first_polls(template: MetricTemplate, metric_ids: list[Any]) -> list[Send]:
-    """A new metric's first poll, and its backfill when the template has history."""
-    return _poll(metric_ids, "created") + backfill_ticks(template, metric_ids)
+def _first_polls(template: MetricTemplate, metrics: list[Metric]) -> list[Send]:
+    """A new metric's first poll, and its backfill when the template has history: due at
+    the metric's creation, so whichever stage sends them (the command stage when the
+    transformer exists, this one when it had to write it) sends the same polls."""
+    sends: list[Send] = []
+    for metric in metrics:
+        created = metric.created_at or datetime.now(UTC)
+        tick = PollDue(metric_id=metric.id, due_at=created, reason="created")
+        sends += [Send("poll-due", str(metric.id), tick), *backfill_ticks(template, [metric.id], created)]
+    return sends
 
 
 def _no_backfill(template: MetricTemplate, metric: Metric, error: str) -> list[Send]:

@@ -8,21 +8,26 @@ changes nothing and answers the same.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
+from uuid import UUID, uuid5
 
+import orjson
 from pydantic import ValidationError
 
 from agents.backfill import backfill_ticks
 from agents.charting import redraw
-from agents.pipeline import Incoming, Send, Stage, dead_letter
+from agents.pipeline import Incoming, MalformedRecordError, Send, Stage, dead_letter
 from agents.services import Services
-from schema import catalog
-from schema.db import Conn
+from schema import catalog, ledger
+from schema.db import Conn, savepoint
+from schema.exceptions import InvalidDataError, MetricloomError
 from schema.models import DashboardMetric, Metric
 from streams.messages import (
     COMMAND_ADAPTER,
+    COMMAND_NAMESPACE,
+    RECORD_TYPES,
     ChangeChart,
     CodegenRequest,
     Command,
@@ -36,44 +41,110 @@ from streams.messages import (
 from templates import TemplateError, get_template
 
 
-class CommandRejectedError(ValueError):
+class CommandRejectedError(MetricloomError):
     """The command is well-formed but cannot be carried out (unknown template, …)."""
 
 
 class CommandStage(Stage[Command]):
     name = "commands"
 
-    def decode(self, value: bytes) -> Command:
-        return COMMAND_ADAPTER.validate_json(value)
+    def decode(self, message: Incoming) -> Command:
+        try:
+            doc = orjson.loads(message.body())
+        except orjson.JSONDecodeError as exc:
+            raise MalformedRecordError(f"Invalid JSON: {exc}") from exc
+        if isinstance(doc, dict) and doc.get("command_id") is None:
+            # No id given: the record's own coordinates name it, so the same record
+            # delivered twice is the same command (a record sent again is a new one).
+            doc["command_id"] = str(natural_command_id(message))
+        return COMMAND_ADAPTER.validate_python(doc)
 
     def rejected(self, message: Incoming, error: Exception) -> list[Send]:
-        envelope = _best_effort_envelope(message.value)
+        envelope = _best_effort_envelope(message)
         result = CommandResult(
             command_id=envelope.get("command_id"),
             organization_id=envelope.get("organization_id"),
             type=envelope.get("type"),
             status="rejected",
             error=describe_validation_error(error),
+            partition=message.partition,
+            offset=message.offset,
         )
-        return [Send("command-results", str(result.command_id or "invalid"), result)]
+        return [Send("command-results", str(result.command_id), result)]
 
     async def handle(self, services: Services, batch: list[tuple[Incoming, Command]]) -> list[Send]:
         sends: list[Send] = []
         for message, command in batch:
-            try:
-                async with services.db.transaction() as conn:
-                    sends += await execute(conn, command)
-            except CommandRejectedError as exc:
-                result = CommandResult(
-                    command_id=command.command_id,
-                    organization_id=command.organization_id,
-                    type=command.type,
-                    status="rejected",
-                    error=str(exc),
+            async with services.db.transaction() as conn:
+                logged = await ledger.logged_command(conn, command.command_id)
+                if logged is not None:  # delivered again: answer as before, or not at all
+                    if not logged.delivered:
+                        sends += [stored_send(item) for item in logged.sends]
+                    continue
+                try:
+                    async with savepoint(conn):  # a rejection undoes all the command did
+                        out = await execute(conn, command)
+                    status = "accepted"
+                except (CommandRejectedError, InvalidDataError) as exc:
+                    out = self._rejection(message, command, str(exc))
+                    status = "rejected"
+                await ledger.log_command(
+                    conn,
+                    command.command_id,
+                    command.organization_id,
+                    command.type,
+                    status,
+                    [storable(send) for send in out],
                 )
-                sends.append(Send("command-results", str(command.command_id), result))
-                sends.append(dead_letter(self.name, message, exc))
+            sends += out
         return sends
+
+    async def delivered(self, services: Services, batch: Sequence[Incoming]) -> None:
+        """Every answer and follow-up of these commands is on Kafka: a later delivery of
+        the same command sends nothing again."""
+        ids = []
+        for message in batch:
+            try:
+                ids.append(self.decode(message).command_id)
+            except ValueError:
+                continue
+        async with services.db.transaction() as conn:
+            await ledger.mark_delivered(conn, ids)
+
+    def _rejection(self, message: Incoming, command: Command, error: str) -> list[Send]:
+        result = CommandResult(
+            command_id=command.command_id,
+            organization_id=command.organization_id,
+            type=command.type,
+            status="rejected",
+            error=error,
+        )
+        return [
+            Send("command-results", str(command.command_id), result),
+            dead_letter(
+                self.name,
+                message,
+                CommandRejectedError(error),
+                organization_id=command.organization_id,
+            ),
+        ]
+
+
+def natural_command_id(message: Incoming) -> UUID:
+    """The id of a command sent without one: its topic, partition and offset."""
+    return uuid5(
+        COMMAND_NAMESPACE, f"record:{message.topic}:{message.partition}:{message.offset}"
+    )
+
+
+def storable(send: Send) -> dict[str, str]:
+    """A send as the command log keeps it: the record's exact bytes, to send again."""
+    return {"topic": send.topic, "key": send.key, "value": send.record.to_bytes().decode()}
+
+
+def stored_send(item: dict[str, str]) -> Send:
+    record = RECORD_TYPES[item["topic"]].model_validate_json(item["value"])
+    return Send(item["topic"], item["key"], record)
 
 
 async def execute(conn: Conn, command: Command) -> list[Send]:
@@ -140,12 +211,15 @@ async def _create_metric(conn: Conn, command: CreateMetric) -> list[Send]:
         poll_frequency=frequency,
         next_poll_at=frequency.first_poll_after(metric_id, now),
         connection_id=command.connection_id,
+        created_at=now,
     )
     inserted = await catalog.insert_metric(conn, metric)
     if not inserted:
         existing = await catalog.get_metric(conn, metric.id, command.organization_id)
         if existing is None or existing.template_id != template.id:
             raise CommandRejectedError(f"metric id {metric.id} is taken")
+        metric = existing  # its first poll was sent already: the same poll again is nothing
+    created_at = metric.created_at or now
     transformer = await catalog.get_metric_transformer(conn, template.id)
     if transformer is None:
         # The template's first metric: its transformer is written from a real sample by the
@@ -155,10 +229,10 @@ async def _create_metric(conn: Conn, command: CreateMetric) -> list[Send]:
         )
         follow = [Send("codegen-requests", template.id, request)]
     else:
-        created = PollDue(metric_id=metric.id, due_at=now, reason="created")
+        created = PollDue(metric_id=metric.id, due_at=created_at, reason="created")
         follow = [
             Send("poll-due", str(metric.id), created),
-            *backfill_ticks(template, [metric.id], now),
+            *backfill_ticks(template, [metric.id], created_at),
         ]
     return [_accepted(command, metric_id=metric.id), *follow]
 
@@ -260,22 +334,24 @@ async def _refresh_metric(conn: Conn, command: RefreshMetric) -> list[Send]:
     return [_accepted(command, metric_id=metric.id), Send("poll-due", str(metric.id), tick)]
 
 
-def _best_effort_envelope(value: bytes) -> dict[str, Any]:
-    """The ids of a command that failed validation, when they can be read at all."""
+def _best_effort_envelope(message: Incoming) -> dict[str, Any]:
+    """The ids of a command that failed validation, when they can be read at all; a
+    record without a usable ``command_id`` gets its natural one."""
+    out: dict[str, Any] = {"command_id": str(natural_command_id(message))}
     try:
-        doc = json.loads(value)
-    except ValueError:
-        return {}
+        doc = orjson.loads(message.value or b"")
+    except orjson.JSONDecodeError:
+        return out
     if not isinstance(doc, dict):
-        return {}
-    out: dict[str, Any] = {}
+        return out
     for key in ("command_id", "organization_id", "type"):
-        if isinstance(doc.get(key), str):
-            out[key] = doc[key]
+        value = doc.get(key)
+        if isinstance(value, str) and 0 < len(value) <= 200 and "\x00" not in value:
+            out[key] = value
     try:
         CommandResult(command_id=out.get("command_id"), status="rejected")
     except ValidationError:
-        out.pop("command_id", None)
+        out["command_id"] = str(natural_command_id(message))
     return out
 
 

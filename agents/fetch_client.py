@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
+import orjson
 import stamina
 
 from schema.exceptions import MetricloomError
@@ -34,7 +35,13 @@ from streams.settings import FetchSettings, Settings
 
 
 class FetchError(MetricloomError):
-    """The provider did not give a usable answer for one metric."""
+    """The provider did not give a usable answer for one metric. ``status`` is the HTTP
+    status it answered, or what went wrong before one (``network``, ``body``, ``request``),
+    for the fetch-error metrics."""
+
+    def __init__(self, message: str, status: str = "request") -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RetryLaterError(MetricloomError):
@@ -47,6 +54,10 @@ class RetryLaterError(MetricloomError):
 
 class _TransientError(Exception):
     """A failure worth retrying at once (network error, 5xx)."""
+
+    def __init__(self, message: str, status: str = "network") -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Budget(Protocol):
@@ -239,7 +250,9 @@ async def _fetch_one(
                 with attempt:
                     status, headers, body = await _send(http, request, where, policy, budget)
         except _TransientError as exc:
-            raise FetchError(f"{where}: {exc} (after {policy.attempts} attempts)") from exc
+            raise FetchError(
+                f"{where}: {exc} (after {policy.attempts} attempts)", exc.status
+            ) from exc
         now = datetime.now(UTC)
         limited = status == 429 or (status == 403 and headers.get("x-ratelimit-remaining") == "0")
         if limited:
@@ -256,11 +269,11 @@ async def _fetch_one(
                 f"{where}: 202 Accepted, the provider is still computing", retry_at
             )
         if status >= 400:
-            raise FetchError(f"{where}: HTTP {status}")
-        try:
-            return json.loads(body), headers
-        except ValueError as exc:
-            raise FetchError(f"{where}: body is not JSON") from exc
+            raise FetchError(f"{where}: HTTP {status}", str(status))
+        try:  # strict JSON: no NaN or infinity, no lone surrogates (they cannot be stored)
+            return orjson.loads(body), headers
+        except orjson.JSONDecodeError as exc:
+            raise FetchError(f"{where}: body is not JSON ({exc})", "body") from exc
 
 
 async def _send(
@@ -287,13 +300,15 @@ async def _send(
         if budget is not None:
             await budget.record(response.headers)
         if response.status_code >= 500:
-            raise _TransientError(f"HTTP {response.status_code}")
+            raise _TransientError(f"HTTP {response.status_code}", str(response.status_code))
         body = bytearray()
         try:
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > policy.max_body_bytes:
-                    raise FetchError(f"{where}: body over the {policy.max_body_bytes}-byte cap")
+                    raise FetchError(
+                        f"{where}: body over the {policy.max_body_bytes}-byte cap", "body"
+                    )
         except httpx.TransportError as exc:
             raise _TransientError(f"body cut short: {exc}") from exc
         return response.status_code, response.headers, bytes(body)

@@ -1,11 +1,17 @@
 """Fetch stage: a poll-due tick becomes a raw payload from the provider's API.
 
 Credentials are resolved here and only here (``agents/fetch_client.py``); they never
-travel on Kafka, reach the sandbox, or appear in an error message. A provider's failure
+travel on Kafka, reach the sandbox, or appear in an error message.
+
+Each tick is one poll (``PollDue.poll_id``), recorded in the poll ledger
+(``schema/ledger.py``) before its request: a tick delivered again re-emits the payload
+the first delivery fetched instead of asking the provider twice. A provider's failure
 (HTTP error after retries, a body that is not JSON or too large) belongs to that metric:
 it is recorded as the metric's last error and dead-lettered; the next scheduled poll tries
-again. A provider that asks to come back later (rate limit, 202) gets the metric re-polled
-at that time, a bounded number of times.
+again. A provider that asks to come back later (rate limit, 202) defers the poll: the
+scheduler sends the same tick again at that time, a bounded number of times. A metric
+whose template has no working transformer (not generated yet, or ``failed``) is not
+fetched at all: the poll would spend the provider's quota for nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import structlog
@@ -20,9 +27,10 @@ import structlog
 from agents.fetch_client import FetchError, RetryLaterError, fetch_payload, request_for
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
-from schema import catalog
+from schema import catalog, ledger
 from schema.db import Database
 from schema.models import Connection, Metric
+from streams import metrics
 from streams.messages import BackfillProgress, PollDue, RawPayload
 from templates import get_template
 
@@ -74,8 +82,8 @@ class FetchStage(Stage[PollDue]):
     def __init__(self) -> None:
         self._limits: dict[str, asyncio.Semaphore] = {}
 
-    def decode(self, value: bytes) -> PollDue:
-        return PollDue.model_validate_json(value)
+    def decode(self, message: Incoming) -> PollDue:
+        return PollDue.model_validate_json(message.body())
 
     async def handle(self, services: Services, batch: list[tuple[Incoming, PollDue]]) -> list[Send]:
         results = await asyncio.gather(*(self._one(services, m, t) for m, t in batch))
@@ -84,13 +92,37 @@ class FetchStage(Stage[PollDue]):
     async def _one(self, services: Services, message: Incoming, tick: PollDue) -> list[Send]:
         async with services.db.transaction() as conn:
             metric = await catalog.get_metric(conn, tick.metric_id)
-        if metric is None or metric.status != "active":
-            why = "no such metric" if metric is None else f"metric is {metric.status}"
-            return [dead_letter(self.name, message, why, tick.metric_id)]
-        return await self._fetch_one(services, message, metric, tick)
+            if metric is None:
+                return [dead_letter(self.name, message, "no such metric", tick.metric_id)]
+            if metric.status != "active":  # paused or deleted since the tick was sent
+                log.info("fetch.skipped", metric_id=str(metric.id), status=metric.status)
+                return []
+            template = get_template(metric.template_id)
+            transformer = await catalog.get_metric_transformer(conn, template.id)
+            if transformer is None or transformer.status == "failed":
+                why = (
+                    f"waiting for template {template.id!r}'s transformer"
+                    if transformer is None
+                    else f"template {template.id!r}'s transformer failed; not fetched until"
+                    " it is regenerated (`metricloom transformer regenerate`)"
+                )
+                await catalog.record_metric_error(conn, metric.id, self.name, why)
+                return []
+            claim = await ledger.claim_poll(
+                conn, tick.poll_id, tick.due_at, tick.metric_id, tick.reason
+            )
+        if claim.state == "fetched":  # delivered again: the payload is in hand
+            return self._payload(metric, tick, claim.fetched_at, claim.endpoint, claim.payload)
+        if claim.state not in ("new", "refetch"):
+            log.info("fetch.repeat", poll_id=str(tick.poll_id), state=claim.state)
+            return []
+        if claim.state == "refetch":
+            log.warning("fetch.refetch", poll_id=str(tick.poll_id), attempts=claim.attempts)
+            metrics.REFETCHES.inc()
+        return await self._fetch(services, message, metric, tick, claim.attempts)
 
-    async def _fetch_one(
-        self, services: Services, message: Incoming, metric: Metric, tick: PollDue
+    async def _fetch(
+        self, services: Services, message: Incoming, metric: Metric, tick: PollDue, attempts: int
     ) -> list[Send]:
         backfill = tick.reason == "backfill"
         params = dict(metric.params)
@@ -98,7 +130,10 @@ class FetchStage(Stage[PollDue]):
             params.update(FROM=tick.window[0].isoformat(), TO=tick.window[1].isoformat())
         template = get_template(metric.template_id)
         if backfill and template.historical is None:
-            return [dead_letter(self.name, message, f"{template.id} has no history", metric.id)]
+            error = f"{template.id} has no history"
+            async with services.db.transaction() as conn:
+                await ledger.record_poll_failed(conn, tick.poll_id, tick.due_at, error)
+            return [dead_letter(self.name, message, error, metric.id, metric.organization_id)]
         endpoint = template.historical if backfill and template.historical else template.polling
         fetched_at = datetime.now(UTC)
         try:
@@ -112,38 +147,38 @@ class FetchStage(Stage[PollDue]):
                     services.http, request, services.settings.fetch, budget, endpoint.pagination
                 )
         except RetryLaterError as exc:
-            if backfill:  # a deferred backfill is replayed from the dead-letter topic
-                return self._failed(message, metric, str(exc), backfill)
-            async with services.db.transaction() as conn:
-                scheduled = await catalog.record_fetch_retry(
-                    conn,
-                    metric.id,
-                    str(exc),
-                    exc.retry_at,
-                    services.settings.fetch.max_retries_later,
-                )
-            log.info(
-                "fetch.later",
-                metric_id=str(metric.id),
-                retry_at=exc.retry_at.isoformat(),
-                scheduled=scheduled,
-            )
-            if scheduled:
-                return []
-            return self._failed(message, metric, f"{exc}; gave up after repeated deferrals", False)
+            return await self._defer(services, message, metric, tick, attempts, exc)
         except FetchError as exc:
             log.warning("fetch.failed", metric_id=str(metric.id), error=str(exc))
+            metrics.FETCH_ERRORS.labels(provider=template.provider, status=exc.status).inc()
             async with services.db.transaction() as conn:
                 await catalog.record_metric_error(conn, metric.id, self.name, str(exc))
+                await ledger.record_poll_failed(conn, tick.poll_id, tick.due_at, str(exc))
             return self._failed(message, metric, str(exc), backfill)
+        metrics.POLLS.labels(provider=template.provider).inc()
         async with services.db.transaction() as conn:
+            await ledger.record_fetched(
+                conn, tick.poll_id, tick.due_at, fetched_at, endpoint.path, payload
+            )
             await catalog.record_fetch_success(conn, metric.id, fetched_at)
+        return self._payload(metric, tick, fetched_at, endpoint.path, payload)
+
+    def _payload(
+        self,
+        metric: Metric,
+        tick: PollDue,
+        fetched_at: datetime | None,
+        endpoint: str | None,
+        payload: Any,
+    ) -> list[Send]:
+        backfill = tick.reason == "backfill"
         raw = RawPayload(
+            poll_id=tick.poll_id,
             metric_id=metric.id,
             organization_id=metric.organization_id,
-            template_id=template.id,
-            fetched_at=fetched_at,
-            endpoint=endpoint.path,
+            template_id=metric.template_id,
+            fetched_at=fetched_at or tick.due_at,
+            endpoint=endpoint or "",
             payload=payload,
             historical=backfill,
             chunk=tick.chunk,
@@ -161,6 +196,39 @@ class FetchStage(Stage[PollDue]):
             sends.append(Send("backfill-progress", str(metric.id), progress))
         return sends
 
+    async def _defer(
+        self,
+        services: Services,
+        message: Incoming,
+        metric: Metric,
+        tick: PollDue,
+        attempts: int,
+        exc: RetryLaterError,
+    ) -> list[Send]:
+        """Come back when the provider said: the scheduler sends this tick again then,
+        up to ``fetch.max_retries_later`` times, after which the poll fails."""
+        limit = services.settings.fetch.max_retries_later
+        if attempts > limit:
+            error = f"{exc}; gave up after {limit} deferrals"
+            async with services.db.transaction() as conn:
+                await catalog.record_metric_error(conn, metric.id, self.name, error)
+                await ledger.record_poll_failed(conn, tick.poll_id, tick.due_at, error)
+            return self._failed(message, metric, error, tick.reason == "backfill")
+        async with services.db.transaction() as conn:
+            await ledger.record_deferred(
+                conn,
+                tick.poll_id,
+                tick.due_at,
+                exc.retry_at,
+                tick.model_dump(mode="json"),
+                str(exc),
+            )
+            await catalog.record_metric_error(
+                conn, metric.id, self.name, f"{exc}; next try at {exc.retry_at.isoformat()}"
+            )
+        log.info("fetch.later", metric_id=str(metric.id), retry_at=exc.retry_at.isoformat())
+        return []
+
     def _limit(self, key: str, size: int) -> asyncio.Semaphore:
         """At most ``size`` requests in flight per connection in this worker."""
         if key not in self._limits:
@@ -168,7 +236,7 @@ class FetchStage(Stage[PollDue]):
         return self._limits[key]
 
     def _failed(self, message: Incoming, metric: Metric, error: str, backfill: bool) -> list[Send]:
-        sends = [dead_letter(self.name, message, error, metric.id)]
+        sends = [dead_letter(self.name, message, error, metric.id, metric.organization_id)]
         if backfill:
             progress = BackfillProgress(
                 metric_id=metric.id,

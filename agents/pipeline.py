@@ -1,62 +1,78 @@
 """The one loop every stage runs in, and the one error policy.
 
-A stage is plain code: it decodes a message's bytes into a record and handles a batch of
+A stage is plain code: it decodes a consumed message into a record and handles a batch of
 decoded records, returning what to send. It knows nothing of Faust; the Faust agent (see
-``streams/app.py``) only feeds it batches and sends what comes back.
+``streams/app.py``) feeds it batches, produces what comes back and acknowledges the batch
+only once the broker has acknowledged every record it caused.
 
 The error policy, in one place (:func:`process_batch`):
 
-* a message that does not decode or validate is poison: it goes to the dead-letter topic
-  with the error, and the stage may add its own answer (the command stage's rejection);
-* a failure of a service the stage depends on (database, Docker) is retried with
-  jittered backoff, bounded in attempts and in time (stamina); when the bound is reached
-  each message of the batch goes to the dead-letter topic with the error, so nothing is
-  lost (the original bytes are kept for replay) and no partition is stuck;
+* a message that does not decode or validate (null, empty, not UTF-8, not JSON, a lone
+  surrogate, an unknown schema version) is poison: it goes to the dead-letter topic alone,
+  and the stage may add its own answer (the command stage's rejection);
+* a failure of a service the stage depends on (database, Docker, the model server, Kafka)
+  is raised as :class:`~schema.exceptions.ServiceUnavailableError`: the agent stops
+  consuming and retries the batch with capped backoff until the service is back. Nothing
+  healthy is dead-lettered because a service was away;
 * a failure that belongs to one message (a provider's 404, a transformer's exception) is
   the stage's to report: it records it on the metric and returns a dead letter for it;
-* anything else is a bug: it is logged with its traceback and the batch is dead-lettered
-  (kept for replay once fixed), so one bad batch never stops the agent.
+* anything else (a bug, a record that breaks the batch's SQL or cannot be encoded) is
+  isolated: the batch is handled again one message at a time, and only the message that
+  still fails is dead-lettered, with the exception; the others go on.
+
+Stages are idempotent (a batch may be handled again whole or one by one): they key their
+effects on the ids their records carry.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid5
 
-import stamina
 import structlog
-from pydantic import ValidationError
 
-from agents.generators.openai_compatible import ModelUnavailableError
 from agents.services import Services
-from sandbox.exceptions import SandboxUnavailableError
-from schema.exceptions import DatabaseUnavailableError
-from streams.messages import DeadLetter, Record
+from schema.exceptions import ServiceUnavailableError
+from streams.messages import COMMAND_NAMESPACE, DeadLetter, Record
+from streams.topics import DEAD_LETTER_ORIGINAL_BYTES, TOPICS
 
 log = structlog.get_logger(__name__)
-
-TRANSIENT: tuple[type[Exception], ...] = (
-    DatabaseUnavailableError,
-    SandboxUnavailableError,
-    ModelUnavailableError,
-)
-"""Failures of a dependency that may recover: retried (bounded), then dead-lettered."""
 
 R = TypeVar("R")
 
 
+class MalformedRecordError(ValueError):
+    """A consumed record is not what its topic carries (empty, not JSON, ...)."""
+
+
+class RecordTooLargeError(ValueError):
+    """A record a stage produced is larger than its topic takes."""
+
+
+class UnencodableRecordError(ValueError):
+    """A record a stage produced cannot be serialised (a lone surrogate in a string)."""
+
+
 @dataclass(frozen=True)
 class Incoming:
-    """A consumed Kafka message as plain values."""
+    """A consumed Kafka message as plain values (``value`` None: a null record)."""
 
     topic: str
     partition: int | None
     offset: int | None
     key: bytes | None
-    value: bytes
+    value: bytes | None
+
+    def body(self) -> bytes:
+        """The value, for decoding; a null or empty record is poison."""
+        if not self.value:
+            raise MalformedRecordError("the record has no value (null or empty)")
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -68,76 +84,152 @@ class Send:
     record: Record
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A record encoded for the wire, checked against its topic's size limit."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+
 class Stage(ABC, Generic[R]):
     """One stage of the pipeline: decode, then handle a batch."""
 
     name: str
 
     @abstractmethod
-    def decode(self, value: bytes) -> R:
-        """Parse and validate one message value; raise ValueError/ValidationError if bad."""
+    def decode(self, message: Incoming) -> R:
+        """Parse and validate one message; raise ValueError (or ValidationError) if bad."""
 
     @abstractmethod
     async def handle(self, services: Services, batch: list[tuple[Incoming, R]]) -> list[Send]:
-        """Process decoded records; must be idempotent (a batch may be retried whole)."""
+        """Process decoded records; must be idempotent (a batch may be handled again)."""
 
     def rejected(self, message: Incoming, error: Exception) -> list[Send]:
         """Extra answer to a poison message besides its dead letter (none by default)."""
         return []
 
+    async def delivered(self, services: Services, batch: Sequence[Incoming]) -> None:
+        """Called once the broker has acknowledged every record the batch caused, before
+        the batch is acknowledged itself (nothing to do by default)."""
+
+
+def encode(send: Send) -> Outgoing:
+    """Serialise a record for its topic; raise if it cannot be, or is too large."""
+    try:
+        value = send.record.to_bytes()
+        key = send.key.encode()
+    except (ValueError, UnicodeError) as exc:  # pydantic's serialisation error is a ValueError
+        raise UnencodableRecordError(
+            f"{type(send.record).__name__} for {send.topic} cannot be encoded: {exc}"
+        ) from exc
+    limit = TOPICS[send.topic].max_bytes
+    if len(value) > limit:
+        raise RecordTooLargeError(
+            f"{type(send.record).__name__} for {send.topic} is {len(value)} bytes"
+            f" (the topic takes {limit})"
+        )
+    return Outgoing(send.topic, key, value)
+
+
+def dead_letter_id(stage: str, message: Incoming) -> UUID:
+    """The same failed message gets the same dead-letter id, however often it fails."""
+    where = f"{message.topic}:{message.partition}:{message.offset}"
+    if message.offset is None:
+        digest = hashlib.sha256(message.value or b"").hexdigest()
+        where = f"{message.topic}:{digest}"
+    return uuid5(COMMAND_NAMESPACE, f"dead-letter:{stage}:{where}")
+
 
 def dead_letter(
-    stage: str, message: Incoming, error: Exception | str, metric_id: UUID | None = None
+    stage: str,
+    message: Incoming,
+    error: Exception | str,
+    metric_id: UUID | None = None,
+    organization_id: str | None = None,
 ) -> Send:
-    """The dead-letter record for ``message``: original bytes plus what went wrong."""
+    """The dead-letter record for ``message``: its original and what went wrong.
+
+    The original is kept whole when it fits the dead-letter topic (as text when it is
+    UTF-8, else base64), and otherwise its head, with its size and SHA-256 either way, so a
+    dead letter always fits and ``metricloom dead-letter replay`` can tell whether it has
+    the whole original."""
     error_type = type(error).__name__ if isinstance(error, Exception) else "StageError"
+    raw = message.value or b""
+    kept = raw[:DEAD_LETTER_ORIGINAL_BYTES]
+    try:
+        text: str | None = kept.decode("utf-8")
+        encoded = None
+    except UnicodeDecodeError:
+        text, encoded = None, base64.b64encode(kept).decode()
     key = message.key.decode("utf-8", "replace") if message.key else None
     record = DeadLetter(
+        id=dead_letter_id(stage, message),
         stage=stage,
         topic=message.topic,
         partition=message.partition,
         offset=message.offset,
         key=key,
         error_type=error_type,
-        error=str(error)[:4000],
-        original=message.value.decode("utf-8", "replace"),
+        error=str(error).encode("utf-8", "replace").decode()[:4000],
+        original=text,
+        original_base64=encoded,
+        original_null=message.value is None,
+        original_bytes=len(raw),
+        original_sha256=hashlib.sha256(raw).hexdigest(),
+        truncated=len(kept) < len(raw),
         metric_id=metric_id,
+        organization_id=organization_id,
     )
     return Send("dead-letter", key or stage, record)
 
 
 async def process_batch(
     stage: Stage[R], services: Services, batch: Sequence[Incoming]
-) -> list[Send]:
-    """Decode, handle with bounded retries, and apply the error policy."""
-    sends: list[Send] = []
+) -> list[Outgoing]:
+    """Decode, handle, encode; apply the error policy. Raises ServiceUnavailableError
+    (for the caller to retry the batch later); returns the records to produce."""
+    out: list[Outgoing] = []
     decoded: list[tuple[Incoming, R]] = []
     for message in batch:
         try:
-            decoded.append((message, stage.decode(message.value)))
-        except (ValidationError, ValueError) as exc:
+            decoded.append((message, stage.decode(message)))
+        except (ValueError, UnicodeError) as exc:  # ValidationError is a ValueError
             log.warning(
                 "stage.poison",
                 stage=stage.name,
                 topic=message.topic,
+                partition=message.partition,
                 offset=message.offset,
                 error=str(exc)[:500],
             )
-            sends.append(dead_letter(stage.name, message, exc))
-            sends.extend(stage.rejected(message, exc))
+            out += _refusal(stage, message, exc)
     if not decoded:
-        return sends
-    settings = services.settings
+        return out
     try:
-        async for attempt in stamina.retry_context(
-            on=TRANSIENT, attempts=settings.retry_attempts, timeout=settings.retry_timeout_s
-        ):
-            with attempt:
-                handled = await stage.handle(services, decoded)
-    except TRANSIENT as exc:
-        log.error("stage.unavailable", stage=stage.name, batch=len(decoded), error=str(exc))
-        return sends + [dead_letter(stage.name, message, exc) for message, _ in decoded]
-    except Exception as exc:  # a bug must not stop the agent: keep the batch for replay
-        log.exception("stage.bug", stage=stage.name, batch=len(decoded))
-        return sends + [dead_letter(stage.name, message, exc) for message, _ in decoded]
-    return sends + handled
+        return out + [encode(send) for send in await stage.handle(services, decoded)]
+    except ServiceUnavailableError:
+        raise
+    except Exception:
+        log.exception("stage.batch_failed", stage=stage.name, batch=len(decoded))
+    for item in decoded:  # again, one at a time: only what still fails is dead-lettered
+        try:
+            out += [encode(send) for send in await stage.handle(services, [item])]
+        except ServiceUnavailableError:
+            raise
+        except Exception as exc:
+            log.exception("stage.message_failed", stage=stage.name, offset=item[0].offset)
+            out += _refusal(stage, item[0], exc)
+    return out
+
+
+def _refusal(stage: Stage[R], message: Incoming, error: Exception) -> list[Outgoing]:
+    """The dead letter (and the stage's own answer) for a message it cannot process."""
+    out = [encode(dead_letter(stage.name, message, error))]
+    for send in stage.rejected(message, error):
+        try:
+            out.append(encode(send))
+        except ValueError as exc:  # the answer quotes the bad record; the dead letter stays
+            log.warning("stage.answer_unencodable", stage=stage.name, error=str(exc)[:300])
+    return out

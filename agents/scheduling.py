@@ -15,7 +15,7 @@ import structlog
 
 from agents.pipeline import Send
 from agents.services import Services
-from schema import catalog
+from schema import catalog, ledger
 from schema.db import Conn
 from streams.messages import PollDue
 
@@ -23,16 +23,18 @@ log = structlog.get_logger(__name__)
 
 
 async def due_ticks(conn: Conn, now: datetime, limit: int) -> list[Send]:
-    """Claim up to ``limit`` due metrics, and the failed ones whose retry gap has passed,
-    in the caller's transaction; one tick each."""
+    """Claim up to ``limit`` due metrics, the failed ones whose retry gap has passed, and
+    the deferred polls whose time has come, in the caller's transaction; one tick each.
+    Every tick's identity comes from what was claimed (the metric and its due time), so a
+    pass repeated after a crash sends the same polls, which the fetch stage's ledger
+    recognises."""
     claimed = await catalog.claim_due_metrics(conn, now, limit)
     retries = await catalog.claim_retries(conn, now, limit)
-    return [
-        Send("poll-due", str(metric_id), PollDue(metric_id=metric_id, due_at=due_at))
-        for metric_id, due_at in claimed
-    ] + [
-        Send("poll-due", str(m), PollDue(metric_id=m, due_at=now, reason="retry")) for m in retries
-    ]
+    deferred = await ledger.release_deferred(conn, now, limit)
+    ticks = [PollDue(metric_id=metric_id, due_at=due_at) for metric_id, due_at in claimed]
+    ticks += [PollDue(metric_id=m, due_at=due, reason="retry") for m, due in retries]
+    ticks += [PollDue.model_validate(tick) for tick in deferred]
+    return [Send("poll-due", str(tick.metric_id), tick) for tick in ticks]
 
 
 async def run_once(services: Services, send: Callable[[list[Send]], Awaitable[None]]) -> int:

@@ -24,7 +24,9 @@ from sandbox.executor import SandboxResult
 from schema import catalog
 from schema.db import Conn
 from schema.models import DataPoint, MetricTransformer
+from streams import metrics
 from streams.messages import CodegenRequest, PointsBatch, RawPayload
+from streams.topics import TOPICS
 from templates import get_template
 
 log = structlog.get_logger(__name__)
@@ -35,6 +37,51 @@ MAX_POINTS_PER_PAYLOAD = 100_000
 
 class TransformError(ValueError):
     """A transformer's output for one payload is unusable."""
+
+
+def points_records(raw: RawPayload, version: int, points: list[DataPoint]) -> list[PointsBatch]:
+    """The ``points`` records for one payload's points: one, or as many parts as it takes
+    to keep each under the topic's record size. A snapshot (replaced whole on every poll)
+    cannot be split: too large is a TransformError on its metric."""
+    template = get_template(raw.template_id)
+    limit = TOPICS["points"].max_bytes - 4096  # room for the envelope
+
+    def batch(part: list[DataPoint], number: int, parts: int) -> PointsBatch:
+        return PointsBatch(
+            poll_id=raw.poll_id,
+            part=number,
+            parts=parts,
+            metric_id=raw.metric_id,
+            organization_id=raw.organization_id,
+            template_id=raw.template_id,
+            transformer_version=version,
+            fetched_at=raw.fetched_at,
+            replace=not raw.historical and not template.is_time_series,
+            historical=raw.historical,
+            chunk=raw.chunk,
+            chunks=raw.chunks,
+            points=part,
+        )
+
+    whole = batch(points, 1, 1)
+    size = len(whole.to_bytes())
+    if size <= limit:
+        return [whole]
+    if whole.replace:
+        raise TransformError(
+            f"the snapshot is {size} bytes, over the {limit}-byte record limit; it cannot be"
+            " split (it replaces the series whole)"
+        )
+    parts = -(-size // limit) + 1
+    while True:
+        step = -(-len(points) // parts)
+        records = [
+            batch(points[i : i + step], n, -(-len(points) // step))
+            for n, i in enumerate(range(0, len(points), step), start=1)
+        ]
+        if all(len(r.to_bytes()) <= limit for r in records):
+            return records
+        parts *= 2
 
 
 def endpoint_config(
@@ -68,8 +115,8 @@ def points_from(result: SandboxResult) -> list[DataPoint]:
 class TransformStage(Stage[RawPayload]):
     name = "transform"
 
-    def decode(self, value: bytes) -> RawPayload:
-        return RawPayload.model_validate_json(value)
+    def decode(self, message: Incoming) -> RawPayload:
+        return RawPayload.model_validate_json(message.body())
 
     async def handle(
         self, services: Services, batch: list[tuple[Incoming, RawPayload]]
@@ -133,25 +180,18 @@ class TransformStage(Stage[RawPayload]):
             if raw.historical and limit is not None:  # history only as far back as declared
                 oldest = raw.fetched_at - timedelta(days=limit)
                 points = [p for p in points if p.timestamp >= oldest]
-            batch = PointsBatch(
-                metric_id=raw.metric_id,
-                organization_id=raw.organization_id,
-                template_id=raw.template_id,
-                transformer_version=transformer.version,
-                fetched_at=raw.fetched_at,
-                replace=not raw.historical and not get_template(raw.template_id).is_time_series,
-                historical=raw.historical,
-                chunk=raw.chunk,
-                chunks=raw.chunks,
-                points=points,
-            )
-            sends.append(Send("points", str(raw.metric_id), batch))
+            try:
+                records = points_records(raw, transformer.version, points)
+            except TransformError as exc:
+                failures.append((message, raw, str(exc)))
+                continue
+            sends += [Send("points", str(raw.metric_id), record) for record in records]
         ok = [raw.metric_id for _, raw in items if all(f[1] is not raw for f in failures)]
         async with services.db.transaction() as conn:
-            exhausted = await catalog.record_transform_outcome(
+            counted, exhausted = await catalog.record_transform_outcome(
                 conn,
                 ok,
-                [(raw.metric_id, error) for _, raw, error in failures],
+                [(raw.metric_id, raw.poll_id, error) for _, raw, error in failures],
                 services.settings.healing.retry_gaps_s,
             )
             if not failures:
@@ -159,8 +199,12 @@ class TransformStage(Stage[RawPayload]):
                 return sends
             for message, raw, error in failures:
                 log.warning("transform.failed", metric_id=str(raw.metric_id), error=error[:300])
-                sends.append(dead_letter(self.name, message, error, raw.metric_id))
-            sends += await self._maybe_heal(conn, transformer, failures, exhausted)
+                metrics.TRANSFORM_FAILURES.labels(template=raw.template_id).inc()
+                sends.append(
+                    dead_letter(self.name, message, error, raw.metric_id, raw.organization_id)
+                )
+            if counted:  # a redelivered payload's failure was counted the first time
+                sends += await self._maybe_heal(conn, transformer, failures, exhausted)
         return sends
 
     async def _maybe_heal(
@@ -197,5 +241,7 @@ class TransformStage(Stage[RawPayload]):
         async with services.db.transaction() as conn:
             for message, raw in items:
                 await catalog.record_metric_error(conn, raw.metric_id, self.name, error)
-                sends.append(dead_letter(self.name, message, error, raw.metric_id))
+                sends.append(
+                    dead_letter(self.name, message, error, raw.metric_id, raw.organization_id)
+                )
         return sends

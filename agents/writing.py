@@ -14,16 +14,17 @@ from uuid import UUID
 
 from agents.pipeline import Incoming, Send, Stage
 from agents.services import Services
-from schema import catalog, rollups
+from schema import catalog, ledger, rollups
 from schema.points import MetricPoints, write_points
+from streams import metrics
 from streams.messages import BackfillProgress, MetricUpdated, PointsBatch
 
 
 class WriteStage(Stage[PointsBatch]):
     name = "write"
 
-    def decode(self, value: bytes) -> PointsBatch:
-        return PointsBatch.model_validate_json(value)
+    def decode(self, message: Incoming) -> PointsBatch:
+        return PointsBatch.model_validate_json(message.body())
 
     async def handle(
         self, services: Services, batch: list[tuple[Incoming, PointsBatch]]
@@ -36,6 +37,8 @@ class WriteStage(Stage[PointsBatch]):
                 [MetricPoints(p.metric_id, list(p.points), p.replace) for _, p in batch],
                 mode,
             )
+            await ledger.record_written(conn, [p.poll_id for _, p in batch if p.poll_id])
+        metrics.POINTS_WRITTEN.inc(sum(s.points for s in summaries))
         touched = [s for s in summaries if s.first_ts is not None and s.last_ts is not None]
         if mode == "continuous" and touched:
             async with services.db.autocommit() as conn:

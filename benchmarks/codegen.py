@@ -35,10 +35,11 @@ from agents.codegen import fetch_sample, generate_metric
 from agents.generators.offline import OfflineGenerator, metric_code_for
 from agents.generators.openai_compatible import OpenAICompatibleGenerator
 from agents.services import Services
+from streams.admin import ensure_topics
 from streams.client import send_command
 from streams.messages import CreateDashboardMetric, CreateMetric, RefreshMetric
 from streams.settings import ModelSettings, Settings
-from streams.topics import ensure_topics, topic_name
+from streams.topics import topic_name
 from templates import load_templates
 from tests.conftest import WorkerProcess, free_port, migrated_database, running_demo_api
 from tests.integration.model_server import ScriptedModel

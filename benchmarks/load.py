@@ -30,8 +30,9 @@ from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
 from agents.generators.offline import metric_code_for
+from streams.admin import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics, topic_name
+from streams.topics import topic_name
 from templates import get_template
 from tests.conftest import WorkerProcess, migrated_database, running_demo_api
 

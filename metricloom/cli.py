@@ -132,7 +132,7 @@ def migrate() -> None:
 def setup() -> None:
     """Everything a worker needs before it starts: the migrations and the topics (what the
     local cluster runs once, before its first worker, so nothing races a worker's start)."""
-    from streams.topics import ensure_topics
+    from streams.admin import ensure_topics
 
     migrate()
     _print({"topics_created": asyncio.run(ensure_topics(get_settings()))})
@@ -141,7 +141,7 @@ def setup() -> None:
 @topics_app.command("create")
 def topics_create() -> None:
     """Create the missing topics with their configuration."""
-    from streams.topics import ensure_topics
+    from streams.admin import ensure_topics
 
     _print({"created": asyncio.run(ensure_topics(get_settings()))})
 

@@ -3,11 +3,12 @@
 infrastructure::
 
     MetricloomError
-    └── SandboxUnavailableError   engine unreachable, image missing, container API failure
+    └── ServiceUnavailableError
+        └── SandboxUnavailableError   engine unreachable, image missing, container API failure
 """
 
-from schema.exceptions import MetricloomError
+from schema.exceptions import ServiceUnavailableError
 
 
-class SandboxUnavailableError(MetricloomError):
+class SandboxUnavailableError(ServiceUnavailableError):
     """The Docker engine or the sandbox image cannot run the batch; retry later."""

@@ -27,9 +27,9 @@ from schema.models import (
 
 INSERT_METRIC = """
 INSERT INTO metrics (id, organization_id, template_id, params, poll_frequency, next_poll_at,
-                     connection_id)
+                     connection_id, created_at)
 VALUES (%(id)s, %(organization_id)s, %(template_id)s, %(params)s, %(poll_frequency)s,
-        %(next_poll_at)s, %(connection_id)s)
+        %(next_poll_at)s, %(connection_id)s, coalesce(%(created_at)s, now()))
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -46,13 +46,14 @@ async def insert_metric(conn: Conn, metric: Metric) -> bool:
             "poll_frequency": metric.poll_frequency.value,
             "next_poll_at": metric.next_poll_at,
             "connection_id": metric.connection_id,
+            "created_at": metric.created_at,
         },
     )
     return cur.rowcount == 1
 
 
 METRIC_COLUMNS = """id, organization_id, template_id, params, poll_frequency, next_poll_at,
-    connection_id, last_fetched_at, last_error, failure_count, status"""
+    connection_id, last_fetched_at, last_error, failure_count, status, created_at"""
 
 
 async def _row_by_id(
@@ -128,46 +129,41 @@ async def record_fetch_success(conn: Conn, metric_id: UUID, fetched_at: datetime
     )
 
 
-async def record_fetch_retry(
-    conn: Conn, metric_id: UUID, error: str, retry_at: datetime, max_retries: int
-) -> bool:
-    """The provider asked to come back at ``retry_at``: schedule a retry then, unless the
-    metric has been deferred ``max_retries`` times already. Returns whether it was."""
-    cur = await conn.execute(
-        "UPDATE metrics SET last_error = %(error)s, last_error_at = now(),"
-        " failure_count = failure_count + 1,"
-        " failure_state = CASE WHEN failure_count < %(max)s THEN 'retrying' ELSE 'ok' END,"
-        " next_retry_at = CASE WHEN failure_count < %(max)s THEN %(at)s ELSE NULL END"
-        " WHERE id = %(id)s RETURNING failure_state",
-        {"error": f"fetch: {error}"[:4000], "max": max_retries, "at": retry_at, "id": metric_id},
-    )
-    row = await cur.fetchone()
-    return bool(row and row["failure_state"] == "retrying")
-
-
 async def record_transform_outcome(
-    conn: Conn, ok: list[UUID], failed: list[tuple[UUID, str]], gaps: tuple[float, ...]
-) -> list[UUID]:
-    """Points came out for ``ok`` (their failure state clears); ``failed`` failed again:
-    each is scheduled for its next retry gap. Returns the failed metrics whose gaps are
-    used up (their transformer needs regenerating)."""
+    conn: Conn,
+    ok: list[UUID],
+    failed: list[tuple[UUID, UUID | None, str]],
+    gaps: tuple[float, ...],
+) -> tuple[list[UUID], list[UUID]]:
+    """Points came out for ``ok`` (their failure state clears); ``failed`` (metric, poll,
+    error) failed again: each is scheduled for its next retry gap. A failure counts once
+    per poll, however often its payload is delivered. Returns the metrics whose failure
+    counted now, and those of them whose gaps are used up (their transformer needs
+    regenerating)."""
     if ok:
         await conn.execute(
             "UPDATE metrics SET failure_count = 0, failure_state = 'ok', next_retry_at = NULL,"
-            " last_error = NULL WHERE id = ANY(%s)"
+            " last_error = NULL, last_failed_poll = NULL WHERE id = ANY(%s)"
             " AND (failure_count > 0 OR last_error IS NOT NULL OR failure_state <> 'ok')",
             (ok,),
         )
+    counted: list[UUID] = []
     exhausted = []
-    for metric_id, error in failed:
+    for metric_id, poll_id, error in failed:
         cur = await conn.execute(
-            "UPDATE metrics SET last_error = %s, last_error_at = now(),"
-            " failure_count = failure_count + 1, failure_state = 'retrying'"
-            " WHERE id = %s RETURNING failure_count",
-            (f"transform: {error}"[:4000], metric_id),
+            "UPDATE metrics SET last_error = %(error)s, last_error_at = now(),"
+            " failure_count = failure_count + 1, failure_state = 'retrying',"
+            " last_failed_poll = %(poll)s"
+            " WHERE id = %(id)s AND (%(poll)s::uuid IS NULL"
+            "     OR last_failed_poll IS DISTINCT FROM %(poll)s::uuid)"
+            " RETURNING failure_count",
+            {"error": f"transform: {error}"[:4000], "id": metric_id, "poll": poll_id},
         )
         row = await cur.fetchone()
-        failures = int(str(row["failure_count"])) if row else 0
+        if row is None:  # this poll's failure was counted already
+            continue
+        counted.append(metric_id)
+        failures = int(str(row["failure_count"]))
         if failures <= len(gaps):
             await conn.execute(
                 "UPDATE metrics SET next_retry_at = now() + %s WHERE id = %s",
@@ -178,26 +174,28 @@ async def record_transform_outcome(
                 "UPDATE metrics SET next_retry_at = NULL WHERE id = %s", (metric_id,)
             )
             exhausted.append(metric_id)
-    return exhausted
+    return counted, exhausted
 
 
 CLAIM_RETRIES = """
-UPDATE metrics SET next_retry_at = NULL
-WHERE id IN (
-    SELECT id FROM metrics
+WITH due AS (
+    SELECT id, next_retry_at FROM metrics
     WHERE failure_state = 'retrying' AND next_retry_at <= %(now)s AND status = 'active'
     ORDER BY next_retry_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id
+UPDATE metrics AS m SET next_retry_at = NULL
+FROM due WHERE m.id = due.id
+RETURNING m.id, due.next_retry_at AS due_at
 """
-"""Claims the metrics whose retry gap has passed, once each (next_retry_at is cleared)."""
+"""Claims the metrics whose retry gap has passed, once each (next_retry_at is cleared);
+the retry's due time is the gap's end, so a claim repeated after a crash is the same poll."""
 
 
-async def claim_retries(conn: Conn, now: datetime, limit: int) -> list[UUID]:
+async def claim_retries(conn: Conn, now: datetime, limit: int) -> list[tuple[UUID, datetime]]:
     cur = await conn.execute(CLAIM_RETRIES, {"now": now, "limit": limit})
-    return [row["id"] for row in await cur.fetchall()]  # type: ignore[misc]
+    return [(row["id"], row["due_at"]) for row in await cur.fetchall()]  # type: ignore[misc]
 
 
 async def record_backfill(conn: Conn, progress: dict[str, Any]) -> None:
@@ -209,10 +207,10 @@ async def record_backfill(conn: Conn, progress: dict[str, Any]) -> None:
 
 
 async def record_metric_error(conn: Conn, metric_id: UUID, stage: str, error: str) -> None:
-    """Keep the metric's last error current (what a user sees on the metric)."""
+    """Keep the metric's last error current (what a user sees on the metric). Only
+    transform failures count towards regeneration; this counts nothing."""
     await conn.execute(
-        "UPDATE metrics SET last_error = %s, last_error_at = now(),"
-        " failure_count = failure_count + 1 WHERE id = %s",
+        "UPDATE metrics SET last_error = %s, last_error_at = now() WHERE id = %s",
         (f"{stage}: {error}"[:4000], metric_id),
     )
 

@@ -15,7 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from schema.exceptions import DatabaseUnavailableError
+from schema.exceptions import DatabaseUnavailableError, InvalidDataError
 
 Conn = psycopg.AsyncConnection[dict[str, object]]
 
@@ -68,3 +68,16 @@ class Database:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise DatabaseUnavailableError(f"database unavailable: {exc}") from exc
+        except psycopg.DataError as exc:
+            raise InvalidDataError(f"the database refused a value: {exc}") from exc
+
+
+@asynccontextmanager
+async def savepoint(conn: Conn) -> AsyncIterator[None]:
+    """A savepoint inside the caller's transaction: an error rolls back only what ran
+    inside it; a value the database refuses is :class:`InvalidDataError`."""
+    try:
+        async with conn.transaction():
+            yield
+    except psycopg.DataError as exc:
+        raise InvalidDataError(f"the database refused a value: {exc}") from exc

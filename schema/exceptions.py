@@ -1,10 +1,16 @@
-"""The root of metricloom's exceptions and the storage layer's own.
+"""The root of metricloom's exceptions and the shared branches.
 
 ::
 
     MetricloomError
-    ├── DatabaseUnavailableError   TimescaleDB cannot be reached or dropped the connection
-    ├── NotFoundError              a metric, template or dashboard metric id that is not there
+    ├── ServiceUnavailableError      a service the pipeline needs is away: retried, never
+    │   │                            dead-lettered (the stage pauses until it is back)
+    │   ├── DatabaseUnavailableError TimescaleDB cannot be reached or dropped the connection
+    │   ├── KafkaUnavailableError    the broker cannot be reached or refused a produce
+    │   ├── SandboxUnavailableError  (sandbox/exceptions.py) the engine or runner is away
+    │   └── ModelUnavailableError    (agents/generators) the model server is away
+    ├── InvalidDataError             the database refused a value (NUL in text, out of range)
+    ├── NotFoundError                a metric, template or dashboard metric id that is not there
     └── (sandbox, agents: see their exceptions modules)
 """
 
@@ -13,9 +19,21 @@ class MetricloomError(Exception):
     """Root of every error metricloom raises on purpose."""
 
 
-class DatabaseUnavailableError(MetricloomError):
+class ServiceUnavailableError(MetricloomError):
+    """A service is away; the same work may succeed once it is back."""
+
+
+class DatabaseUnavailableError(ServiceUnavailableError):
     """TimescaleDB cannot be reached; the operation may succeed later."""
+
+
+class KafkaUnavailableError(ServiceUnavailableError):
+    """The Kafka cluster cannot be reached, or did not acknowledge a record in time."""
 
 
 class NotFoundError(MetricloomError):
     """An id named by a message or command does not exist (for that organisation)."""
+
+
+class InvalidDataError(MetricloomError):
+    """The database refused a value of one record: that record's fault, not an outage."""

@@ -40,6 +40,10 @@ def _finite(value: float) -> float:
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters (PostgreSQL text and jsonb cannot)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must not contain unpaired surrogates (not valid UTF-8)") from exc
     return value
 
 
@@ -232,6 +236,7 @@ class Metric(BaseModel):
     last_error: str | None = None
     failure_count: int = 0
     status: Literal["active", "paused", "failed"] = "active"
+    created_at: datetime | None = None
 
 
 class Connection(BaseModel):

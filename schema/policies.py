@@ -67,3 +67,28 @@ async def enforce_retention(conn: Conn, retention_days: int) -> int:
     )
     row = await cur.fetchone()
     return int(str(row["n"])) if row else 0
+
+
+LEDGER_DAYS = 8
+"""How long the delivery ledgers remember a poll or a command: longer than the seven days
+``poll-due`` and ``commands`` records are kept on Kafka, so anything that can still be
+redelivered is still recognised."""
+
+
+async def housekeeping(conn: Conn, retention_days: int | None) -> dict[str, int]:
+    """The leader's hourly chores: the delivery ledgers' old rows, and (Apache build)
+    the points past their retention. Returns what was removed."""
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM drop_chunks('polls', older_than => %s::interval)",
+        (timedelta(days=LEDGER_DAYS),),
+    )
+    row = await cur.fetchone()
+    done = {"poll_chunks_dropped": int(str(row["n"])) if row else 0}
+    cur = await conn.execute(
+        "DELETE FROM command_log WHERE created_at < now() - %s::interval",
+        (timedelta(days=LEDGER_DAYS),),
+    )
+    done["commands_forgotten"] = cur.rowcount
+    if retention_days is not None and await license_of(conn) != "timescale":
+        done["point_chunks_dropped"] = await enforce_retention(conn, retention_days)
+    return done

@@ -1,35 +1,47 @@
 """The Faust application: one agent per stage, plus the scheduler timer.
 
-Each agent is a thin loop: take a batch of events, hand it to the stage's plain code
-(``agents.pipeline.process_batch``), produce what comes back and wait for the broker to
-acknowledge it. Faust acknowledges the consumed events only after the loop body finished,
-so offsets move only once a batch's effects (rows, produced records) are durable.
+Each agent is a thin loop over a ``noack`` stream: take a batch of events, hand it to the
+stage's plain code (``agents.pipeline.process_batch``), produce what comes back, wait for
+the broker to acknowledge every record, and only then acknowledge the events. Faust's own
+``take_events`` acknowledges a batch in a ``finally`` even when the loop body raised, so a
+crash would skip the batch; with ``noack_take`` and explicit acks a batch that is not
+finished is never acknowledged, and is redelivered after a restart or a rebalance.
+
+When a service is away (database, Docker or sandbox runner, model server, broker), the
+agent keeps the batch and tries it again with capped backoff until the service is back:
+it stops consuming instead of dead-lettering healthy work. The agent itself never raises;
+if its own loop breaks, the worker stops (and is restarted) rather than leaving a batch
+unacknowledged behind a live consumer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import tempfile
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import faust
 import structlog
+from aiokafka.errors import KafkaError
 
 from agents import scheduling
 from agents.charting import ChartStage
 from agents.codegen import CodegenStage
 from agents.commands import CommandStage
 from agents.fetching import FetchStage
-from agents.pipeline import Incoming, Send, Stage, process_batch
+from agents.pipeline import Incoming, Outgoing, Send, Stage, encode, process_batch
 from agents.services import Services
 from agents.transforming import TransformStage
 from agents.writing import WriteStage
 from schema import policies
-from schema.exceptions import MetricloomError
+from schema.exceptions import KafkaUnavailableError, MetricloomError, ServiceUnavailableError
+from streams import metrics
 from streams.settings import Settings
-from streams.topics import TOPICS, topic_name
+from streams.topics import PRODUCER_REQUEST_BYTES, TOPICS, topic_name
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +54,8 @@ STAGES: list[tuple[str, Stage[Any]]] = [
     ("codegen-requests", CodegenStage()),
 ]
 """Which topic feeds which stage: the whole data path, in order."""
+
+Producer = Callable[[Sequence[Outgoing]], Awaitable[None]]
 
 
 def create_app(settings: Settings, services: Services) -> faust.App:
@@ -63,8 +77,20 @@ def create_app(settings: Settings, services: Services) -> faust.App:
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        broker_commit_every=100,
-        broker_commit_interval=1.0,
+        producer_max_request_size=PRODUCER_REQUEST_BYTES,
+        producer_request_timeout=settings.kafka.produce_timeout_s,
+        consumer_max_fetch_size=PRODUCER_REQUEST_BYTES,
+        broker_commit_every=settings.kafka.commit_every,
+        broker_commit_interval=settings.kafka.commit_interval_s,
+        # A dead worker's partitions move to the others within the session timeout.
+        broker_session_timeout=settings.kafka.session_timeout_s,
+        broker_heartbeat_interval=settings.kafka.heartbeat_interval_s,
+        broker_rebalance_timeout=settings.kafka.rebalance_timeout_s,
+        broker_max_poll_interval=settings.kafka.max_poll_interval_s,
+        # Stages are idempotent: a rebalance need not wait for the batch in hand (its events
+        # are redelivered to the partition's next owner).
+        stream_wait_empty=False,
+        stream_recovery_delay=0.0,
     )
     topics = {
         base: app.topic(
@@ -76,23 +102,31 @@ def create_app(settings: Settings, services: Services) -> faust.App:
             partitions=settings.topic_partitions,
             replicas=settings.topic_replication,
             compacting=spec.compacted or None,
-            config=dict(spec.config) or None,
+            config=spec.config,
         )
         for base, spec in TOPICS.items()
     }
 
-    async def send_all(sends: list[Send]) -> None:
-        """Produce every record and wait until the broker has acknowledged all of them."""
-        pending = [
-            await topics[s.topic].send(key=s.key.encode(), value=s.record.to_bytes()) for s in sends
-        ]
-        if pending:
-            await asyncio.gather(*pending)
+    async def produce(records: Sequence[Outgoing]) -> None:
+        """Produce every record and wait until the broker has acknowledged all of them;
+        a broker that does not is a service away (the caller retries the batch)."""
+        try:
+            pending = [
+                await topics[r.topic].send(key=r.key, value=r.value) for r in records
+            ]
+            if pending:
+                await asyncio.gather(*pending)
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"the broker did not take a record: {exc!r}") from exc
+        for record in records:
+            metrics.PRODUCED.labels(topic=record.topic).inc()
 
     for source, stage in STAGES:
-        app.agent(topics[source], name=f"metricloom.{stage.name}")(
-            _stage_agent(stage, services, send_all, settings)
-        )
+        runner = StageRunner(stage, services, produce, settings)
+        app.agent(topics[source], name=f"metricloom.{stage.name}")(runner.agent(app))
+
+    async def send_all(sends: list[Send]) -> None:
+        await produce([encode(send) for send in sends])
 
     @app.timer(  # type: ignore[untyped-decorator]
         interval=settings.scheduler_interval_s, on_leader=True, name="metricloom.scheduler"
@@ -103,44 +137,101 @@ def create_app(settings: Settings, services: Services) -> faust.App:
         except MetricloomError as exc:  # the next run retries; the claim rolled back
             log.error("scheduler.failed", error=str(exc))
 
-    if settings.retention_days is not None:
-        retention_days = settings.retention_days
-
-        @app.timer(interval=3600.0, on_leader=True, name="metricloom.retention")  # type: ignore[untyped-decorator]
-        async def retention() -> None:
-            try:
-                async with services.db.transaction() as conn:
-                    if await policies.license_of(conn) != "timescale":
-                        dropped = await policies.enforce_retention(conn, retention_days)
-                        log.info("retention.enforced", chunks_dropped=dropped)
-            except MetricloomError as exc:
-                log.error("retention.failed", error=str(exc))
+    @app.timer(interval=3600.0, on_leader=True, name="metricloom.housekeeping")  # type: ignore[untyped-decorator]
+    async def housekeeping() -> None:
+        try:
+            async with services.db.transaction() as conn:
+                done = await policies.housekeeping(conn, settings.retention_days)
+            log.info("housekeeping.done", **done)
+        except MetricloomError as exc:
+            log.error("housekeeping.failed", error=str(exc))
 
     return app
 
 
-def _stage_agent(
-    stage: Stage[Any],
-    services: Services,
-    send_all: Callable[[list[Send]], Awaitable[None]],
-    settings: Settings,
-) -> Callable[[Any], Awaitable[None]]:
-    async def agent(stream: Any) -> None:
-        async for events in stream.take_events(
-            settings.stage_batch_size, within=settings.stage_batch_window_s
-        ):
-            batch = [
-                Incoming(
-                    topic=event.message.topic,
-                    partition=event.message.partition,
-                    offset=event.message.offset,
-                    key=event.key,
-                    value=event.value,
-                )
-                for event in events
-            ]
-            await send_all(await process_batch(stage, services, batch))
+class StageRunner:
+    """Runs one stage's batches under the delivery contract: a batch's events are
+    acknowledged only after every record it caused is acknowledged by the broker; a service
+    that is away pauses the stage (capped backoff) instead of losing or dead-lettering it."""
 
-    agent.__name__ = f"{stage.name}_agent"
-    agent.__qualname__ = agent.__name__
-    return agent
+    def __init__(
+        self, stage: Stage[Any], services: Services, produce: Producer, settings: Settings
+    ) -> None:
+        self.stage = stage
+        self.services = services
+        self.produce = produce
+        self.settings = settings
+
+    def agent(self, app: faust.App) -> Callable[[Any], Awaitable[None]]:
+        settings = self.settings
+
+        async def agent(stream: Any) -> None:
+            try:
+                async for events in stream.noack_take(
+                    settings.stage_batch_size, within=settings.stage_batch_window_s
+                ):
+                    batch = [
+                        Incoming(
+                            topic=_base_topic(settings, event.message.topic),
+                            partition=event.message.partition,
+                            offset=event.message.offset,
+                            key=event.message.key,
+                            value=event.message.value,
+                        )
+                        for event in events
+                    ]
+                    await self.run(batch)
+                    for event in events:
+                        await stream.ack(event)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # the loop itself broke: stop, do not skip
+                log.critical("stage.loop_broken", stage=self.stage.name, error=repr(exc))
+                await app.crash(exc)
+                raise
+
+        agent.__name__ = f"{self.stage.name}_agent"
+        agent.__qualname__ = agent.__name__
+        return agent
+
+    async def run(self, batch: Sequence[Incoming]) -> None:
+        """Process and deliver one batch, however long a service stays away."""
+        delay = self.settings.pause_initial_s
+        paused_at: float | None = None
+        while True:
+            started = time.monotonic()
+            try:
+                records = await process_batch(self.stage, self.services, batch)
+                await self.produce(records)
+                await self.stage.delivered(self.services, batch)
+            except ServiceUnavailableError as exc:
+                if paused_at is None:
+                    paused_at = time.monotonic()
+                    metrics.PAUSES.labels(stage=self.stage.name).inc()
+                metrics.PAUSED.labels(stage=self.stage.name).set(1)
+                log.warning(
+                    "stage.paused",
+                    stage=self.stage.name,
+                    batch=len(batch),
+                    error=str(exc)[:500],
+                    retry_in_s=round(delay, 2),
+                    paused_s=round(time.monotonic() - paused_at, 1),
+                )
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+                delay = min(delay * 2, self.settings.pause_max_s)
+                continue
+            if paused_at is not None:
+                metrics.PAUSED.labels(stage=self.stage.name).set(0)
+                log.info(
+                    "stage.resumed",
+                    stage=self.stage.name,
+                    paused_s=round(time.monotonic() - paused_at, 1),
+                )
+            metrics.BATCHES.labels(stage=self.stage.name).observe(time.monotonic() - started)
+            metrics.CONSUMED.labels(stage=self.stage.name).inc(len(batch))
+            return
+
+
+def _base_topic(settings: Settings, name: str) -> str:
+    """The registry name of a prefixed topic name."""
+    return name[len(settings.topic_prefix) :] if name.startswith(settings.topic_prefix) else name

@@ -12,14 +12,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from schema.exceptions import MetricloomError
+from schema.exceptions import KafkaUnavailableError, MetricloomError
+from streams.admin import partitions
 from streams.messages import CommandBase, CommandResult
 from streams.settings import Settings
-from streams.topics import partitions, topic_name
-
-
-class KafkaUnavailableError(MetricloomError):
-    """The Kafka cluster cannot be reached."""
+from streams.topics import topic_name
 
 
 class CommandTimeoutError(MetricloomError):

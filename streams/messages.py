@@ -11,9 +11,9 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4, uuid5
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from schema.models import ChartConfig, ChartType, DataPoint, PollFrequency
+from schema.models import ChartConfig, ChartType, DataPoint, PollFrequency, StorableText
 
 SCHEMA_VERSION: Literal[1] = 1
 COMMAND_NAMESPACE = UUID("6f1c3f57-5a43-4a55-9a39-2a0b8f0f6a01")
@@ -37,9 +37,13 @@ class Record(BaseModel):
 # --- commands (in: topic "commands", key: organization id) ------------------------------
 
 
+Text = Annotated[StorableText, Field(max_length=2000)]
+"""Text a command carries into the database: no NUL (PostgreSQL text cannot hold it)."""
+
+
 class CommandBase(Record):
     command_id: UUID = Field(default_factory=uuid4)
-    organization_id: str = Field(min_length=1, max_length=200)
+    organization_id: StorableText = Field(min_length=1, max_length=200)
 
 
 class CreateMetric(CommandBase):
@@ -47,8 +51,8 @@ class CreateMetric(CommandBase):
     ``command_id``, so a re-delivered command creates nothing twice."""
 
     type: Literal["create_metric"] = "create_metric"
-    template_id: str
-    params: dict[str, str] = Field(default_factory=dict)
+    template_id: Text
+    params: dict[Text, Text] = Field(default_factory=dict)
     poll_frequency: PollFrequency | None = None
     metric_id: UUID | None = None
     connection_id: UUID | None = None
@@ -61,9 +65,9 @@ class CreateDashboardMetric(CommandBase):
     """Place a metric on a dashboard with its own chart preferences."""
 
     type: Literal["create_dashboard_metric"] = "create_dashboard_metric"
-    dashboard_id: str = Field(min_length=1)
+    dashboard_id: StorableText = Field(min_length=1, max_length=200)
     metric_id: UUID
-    title: str | None = None
+    title: Annotated[StorableText, Field(max_length=200)] | None = None
     chart_type: ChartType | None = None
     date_range_days: int = Field(30, ge=1, le=3660)
     aggregation: Literal["sum", "avg", "min", "max", "last", "count"] = "last"
@@ -88,7 +92,7 @@ class ChangeChart(CommandBase):
 
     type: Literal["change_chart"] = "change_chart"
     dashboard_metric_id: UUID
-    request: str = Field(min_length=3, max_length=2000)
+    request: StorableText = Field(min_length=3, max_length=2000)
 
 
 class RollbackTransformer(CommandBase):
@@ -96,7 +100,7 @@ class RollbackTransformer(CommandBase):
     Name a template for its MetricTransformer, or a dashboard metric for its chart."""
 
     type: Literal["rollback_transformer"] = "rollback_transformer"
-    template_id: str | None = None
+    template_id: Text | None = None
     dashboard_metric_id: UUID | None = None
     version: int = Field(ge=1)
 
@@ -109,7 +113,8 @@ COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
 
 
 class CommandResult(Record):
-    """Out on "command-results", key: command id. Every command gets exactly one."""
+    """Out on "command-results", key: command id. Every command gets exactly one. A record
+    that is not a command at all is answered with its ``partition`` and ``offset``."""
 
     command_id: UUID | None
     organization_id: str | None = None
@@ -118,15 +123,28 @@ class CommandResult(Record):
     error: str | None = None
     metric_id: UUID | None = None
     dashboard_metric_id: UUID | None = None
+    partition: int | None = None
+    offset: int | None = None
     at: AwareDatetime = Field(default_factory=utcnow)
 
 
 # --- the data path (key: metric id) -----------------------------------------------------
 
 
-class PollDue(Record):
-    """A metric is due for a fetch (topic "poll-due")."""
+def poll_id_for(
+    metric_id: UUID | str, due_at: datetime | str, reason: str, chunk: int | None = None
+) -> UUID:
+    """A poll's identity: its metric, when it fell due, why, and which backfill chunk. The
+    fetch stage keys its poll ledger on it, so a tick delivered twice fetches once."""
+    stamp = due_at.isoformat() if isinstance(due_at, datetime) else str(due_at)
+    return uuid5(COMMAND_NAMESPACE, f"poll:{metric_id}:{stamp}:{reason}:{chunk}")
 
+
+class PollDue(Record):
+    """A metric is due for a fetch (topic "poll-due"). ``poll_id`` defaults to the
+    identity of (metric, due time, reason, chunk): the same tick is the same poll."""
+
+    poll_id: UUID = Field(default=UUID(int=0), description="derived when not given")
     metric_id: UUID
     due_at: AwareDatetime
     reason: Literal["schedule", "created", "refresh", "retry", "backfill"] = "schedule"
@@ -134,10 +152,28 @@ class PollDue(Record):
     chunk: int | None = None
     chunks: int | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _identity(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("poll_id") and "metric_id" in data:
+            due = data.get("due_at")
+            if isinstance(due, str):
+                due = datetime.fromisoformat(due.replace("Z", "+00:00"))
+            if isinstance(due, datetime):
+                reason = str(data.get("reason") or "schedule")
+                chunk = data.get("chunk")
+                chunk_number = int(chunk) if isinstance(chunk, int | str) else None
+                data = {
+                    **data,
+                    "poll_id": poll_id_for(data["metric_id"], due, reason, chunk_number),
+                }
+        return data
+
 
 class RawPayload(Record):
-    """What the fetch stage got from the provider (topic "raw-payloads")."""
+    """What the fetch stage got from the provider for one poll (topic "raw-payloads")."""
 
+    poll_id: UUID | None = None
     metric_id: UUID
     organization_id: str
     template_id: str
@@ -150,8 +186,12 @@ class RawPayload(Record):
 
 
 class PointsBatch(Record):
-    """Points a MetricTransformer produced from one payload (topic "points")."""
+    """Points a MetricTransformer produced from one payload (topic "points"). A payload
+    whose points do not fit one record comes as ``parts`` records, ``part`` 1..n."""
 
+    poll_id: UUID | None = None
+    part: int = Field(1, ge=1)
+    parts: int = Field(1, ge=1)
     metric_id: UUID
     organization_id: str
     template_id: str
@@ -230,10 +270,14 @@ class Alert(Record):
 class DeadLetter(Record):
     """A message a stage could not process, with why (topic "dead-letter").
 
-    ``original`` is the message's value as text (UTF-8, invalid bytes replaced); replaying
-    it to ``topic`` after fixing the cause re-runs the stage.
+    The original value is ``original`` (text, when it is UTF-8) or ``original_base64``
+    (when it is not), whole unless ``truncated``; ``original_bytes`` and
+    ``original_sha256`` describe the whole original either way. Replaying a whole original
+    to ``topic`` after fixing the cause re-runs the stage (``metricloom dead-letter
+    replay``); ``id`` is the same for the same failed message, so a replay is recorded once.
     """
 
+    id: UUID
     stage: str
     topic: str
     partition: int | None = None
@@ -241,6 +285,38 @@ class DeadLetter(Record):
     key: str | None = None
     error_type: str
     error: str
-    original: str
+    original: str | None = None
+    original_base64: str | None = None
+    original_null: bool = False
+    original_bytes: int = 0
+    original_sha256: str = ""
+    truncated: bool = False
     metric_id: UUID | None = None
+    organization_id: str | None = None
     failed_at: AwareDatetime = Field(default_factory=utcnow)
+
+    def original_value(self) -> bytes | None:
+        """The original record's value as bytes (None for a null record)."""
+        if self.original_null:
+            return None
+        if self.original_base64 is not None:
+            import base64
+
+            return base64.b64decode(self.original_base64)
+        return (self.original or "").encode()
+
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    "command-results": CommandResult,
+    "poll-due": PollDue,
+    "raw-payloads": RawPayload,
+    "points": PointsBatch,
+    "metric-updated": MetricUpdated,
+    "chart-configs": ChartConfigMessage,
+    "codegen-requests": CodegenRequest,
+    "backfill-progress": BackfillProgress,
+    "alerts": Alert,
+    "dead-letter": DeadLetter,
+}
+"""The record type on each topic the worker produces to (``commands`` holds the
+``Command`` union, which other services produce)."""

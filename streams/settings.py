@@ -64,6 +64,20 @@ class FetchSettings(BaseModel, frozen=True):
     max_concurrent_per_connection: int = Field(4, ge=1)
 
 
+class KafkaSettings(BaseModel, frozen=True):
+    """How the worker talks to the broker. The group settings decide how fast a dead
+    worker's partitions move: its session expires after ``session_timeout_s`` (the broker's
+    minimum is 6 s) and the survivors take them over in the rebalance that follows."""
+
+    session_timeout_s: float = Field(6.0, ge=1)
+    heartbeat_interval_s: float = Field(1.5, gt=0)
+    rebalance_timeout_s: float = Field(20.0, gt=0)
+    max_poll_interval_s: float = Field(3600.0, gt=0)
+    produce_timeout_s: float = Field(30.0, gt=0)
+    commit_interval_s: float = Field(1.0, gt=0)
+    commit_every: int = Field(100, ge=1)
+
+
 class ProviderUrls(BaseModel, frozen=True):
     """Base URL per provider. The defaults are the real APIs; the local cluster points
     them at the demo API so it runs with no internet and no credentials."""
@@ -109,13 +123,14 @@ class Settings(BaseSettings):
     scheduler_batch: int = Field(500, ge=1)
     stage_batch_size: int = Field(100, ge=1)
     stage_batch_window_s: float = Field(0.5, gt=0)
-    retry_attempts: int = Field(5, ge=1)
-    retry_timeout_s: float = Field(30.0, gt=0)
+    pause_initial_s: float = Field(0.5, gt=0)
+    pause_max_s: float = Field(30.0, gt=0)
     retention_days: int | None = Field(None, ge=1)
     compress_after_days: int | None = Field(None, ge=1)
     log_level: str = "INFO"
     health_host: str = "127.0.0.1"
     health_port: int = Field(9000, ge=0, le=65535)
+    kafka: KafkaSettings = KafkaSettings()
     fetch: FetchSettings = FetchSettings()
     sandbox: SandboxLimits = SandboxLimits()
     model: ModelSettings = ModelSettings()

@@ -9,16 +9,16 @@ import structlog
 
 from agents.services import Services
 from sandbox.executor import sweep_stale
+from streams.admin import ensure_topics
 from streams.app import create_app
 from streams.health import Health
 from streams.logging import configure_logging
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 log = structlog.get_logger(__name__)
 
 
-class _Worker(faust.Worker):
+class Worker(faust.Worker):
     """Faust's worker, reporting readiness on the health endpoint once every agent runs."""
 
     def __init__(self, app: faust.App, health: Health, loglevel: str) -> None:
@@ -57,7 +57,7 @@ def run_worker(settings: Settings) -> None:
     if removed:
         log.info("sandbox.swept", containers=removed)
     app = create_app(settings, services)
-    worker = _Worker(app, health, settings.log_level.lower())
+    worker = Worker(app, health, settings.log_level.lower())
     try:
         worker.execute_from_commandline()
     finally:

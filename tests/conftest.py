@@ -110,8 +110,8 @@ def settings(run_id: str, database_url: str, demo_api_url: str) -> Settings:
         database_url=SecretStr(database_url),
         scheduler_interval_s=1.0,
         stage_batch_window_s=0.2,
-        retry_attempts=2,
-        retry_timeout_s=5.0,
+        pause_initial_s=0.2,
+        pause_max_s=2.0,
         healing={"retry_gaps_s": (0.0, 0.5, 0.5)},
         provider_urls={
             "github": f"{demo_api_url}/github",
@@ -138,6 +138,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "METRICLOOM_PROVIDER_URLS__POSTHOG": settings.provider_urls.posthog,
             "METRICLOOM_PROVIDER_URLS__SHEETS": settings.provider_urls.sheets,
             "METRICLOOM_HEALING__RETRY_GAPS_S": json.dumps(list(settings.healing.retry_gaps_s)),
+            "METRICLOOM_PAUSE_INITIAL_S": str(settings.pause_initial_s),
+            "METRICLOOM_PAUSE_MAX_S": str(settings.pause_max_s),
+            "METRICLOOM_HEALTH_PORT": "0",  # any free port: several workers run at once
         }
     )
     return env
@@ -166,7 +169,7 @@ class WorkerProcess:
     def wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "[^Worker]: Ready" in self.output():
+            if "\"worker.ready\"" in self.output():
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError(

@@ -11,12 +11,17 @@ from pydantic import BaseModel, ValidationError
 
 from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal
 from agents.generators.prompts import CODE_SCHEMA, chart_messages, metric_messages
-from schema.exceptions import MetricloomError
+from schema.exceptions import MetricloomError, ServiceUnavailableError
 from streams.settings import ModelSettings
 
 
-class ModelUnavailableError(MetricloomError):
-    """The model server could not be reached or refused the request."""
+class ModelUnavailableError(ServiceUnavailableError):
+    """The model server could not be reached, timed out, or answered 5xx or 429."""
+
+
+class ModelRefusedError(MetricloomError):
+    """The model server refused the request for good (401, 403, 404, 400): a setting to
+    fix (key, model name, base URL), not an outage to wait out."""
 
 
 class ModelAnswerError(MetricloomError):
@@ -47,7 +52,14 @@ class OpenAICompatibleGenerator(Generator):
                 response_format={"type": "json_schema", "json_schema": CODE_SCHEMA},
                 temperature=0,
             )
-        except openai.APIError as exc:
+        except openai.APIStatusError as exc:
+            if exc.status_code == 429 or exc.status_code >= 500:
+                raise ModelUnavailableError(f"model {self._model}: {exc}") from exc
+            raise ModelRefusedError(
+                f"model {self._model} refused the request (HTTP {exc.status_code}):"
+                " check METRICLOOM_MODEL__API_KEY, __NAME and __BASE_URL"
+            ) from exc
+        except openai.APIError as exc:  # connection errors and timeouts
             raise ModelUnavailableError(f"model {self._model}: {exc}") from exc
         content = response.choices[0].message.content if response.choices else None
         try:

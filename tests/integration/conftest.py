@@ -13,9 +13,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schema import catalog
-from schema.models import Metric, PollFrequency
+from agents.generators.offline import metric_code_for
+from schema.models import Metric, MetricTransformer, PollFrequency
+from streams.admin import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics, topic_name
+from streams.topics import topic_name
+from templates import get_template
 from tests.conftest import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -102,8 +105,22 @@ async def stored_metric(
     frequency: PollFrequency = PollFrequency.DAILY,
     next_poll_at: datetime | None = None,
     connection_id: uuid.UUID | None = None,
+    with_transformer: bool = True,
 ) -> Metric:
-    """A repository metric in the catalog: what most stage tests start from."""
+    """A repository metric in the catalog: what most stage tests start from; with its
+    template's transformer (offline code) unless a test made one already, since the fetch
+    stage does not fetch for a template that has none."""
+    if with_transformer:
+        template = get_template(template_id)
+        await catalog.insert_metric_transformer(
+            conn,
+            MetricTransformer(
+                template_id=template.id,
+                polling_endpoint=template.polling,
+                code=metric_code_for(template),
+                generator="offline-v1",
+            ),
+        )
     metric = Metric(
         id=uuid.uuid4(),
         organization_id=org,

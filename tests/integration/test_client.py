@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from streams.admin import ensure_topics
 from streams.client import follow, send_command
 from streams.messages import RefreshMetric
 from streams.settings import Settings
-from streams.topics import MissingTopicError, ensure_topics
+from streams.topics import MissingTopicError
 from tests.conftest import WorkerProcess
 from tests.integration.conftest import Kafka
 

@@ -14,6 +14,7 @@ from agents.fetch_client import FetchError, RetryLaterError, fetch_payload, requ
 from agents.fetching import FetchStage
 from agents.pipeline import Incoming
 from agents.services import Services
+from schema import ledger
 from streams.messages import PollDue
 from streams.settings import FetchSettings, Settings
 from templates import get_template
@@ -91,22 +92,30 @@ async def test_oversized_body_is_refused(services: Services, settings: Settings)
         await fetch_payload(services.http, _request(settings, "huge"), FAST)
 
 
-async def test_rate_limited_metric_is_rescheduled_not_dead_lettered(
+async def test_rate_limited_poll_is_deferred_then_sent_again_as_the_same_poll(
     services: Services, db_conn: Any
 ) -> None:
-    """Through the fetch stage: the metric gets the provider's retry time and its error;
-    nothing is dead-lettered, nothing is produced now."""
+    """Through the fetch stage: the poll is deferred to the provider's retry time with its
+    error on the metric; nothing is dead-lettered or produced now. When the time comes,
+    the scheduler releases the same tick (same poll id), once."""
     metric = await stored_metric(db_conn, "ratelimited-long", template_id=TEMPLATE.id)
     tick = PollDue(metric_id=metric.id, due_at=datetime.now(UTC))
     incoming = Incoming("poll-due", 0, 1, None, tick.to_bytes())
     sends = await FetchStage().handle(services, [(incoming, tick)])
     assert sends == []
     cur = await db_conn.execute(
-        "SELECT failure_state, next_retry_at, last_error FROM metrics WHERE id = %s", (metric.id,)
+        "SELECT state, retry_at, error FROM polls WHERE id = %s", (tick.poll_id,)
     )
-    row = await cur.fetchone()
-    assert row["failure_state"] == "retrying"
-    assert (
-        abs((row["next_retry_at"] - (datetime.now(UTC) + timedelta(hours=1))).total_seconds()) < 10
-    )
-    assert "rate limited" in row["last_error"]
+    poll = await cur.fetchone()
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert poll["state"] == "deferred" and abs((poll["retry_at"] - later).total_seconds()) < 10
+    cur = await db_conn.execute("SELECT last_error FROM metrics WHERE id = %s", (metric.id,))
+    assert "rate limited" in (await cur.fetchone())["last_error"]
+    assert await FetchStage().handle(services, [(incoming, tick)]) == []  # early: nothing
+    released = await ledger.release_deferred(db_conn, later + timedelta(minutes=1), 100)
+    mine = [PollDue.model_validate(t) for t in released if t["metric_id"] == str(metric.id)]
+    assert [t.poll_id for t in mine] == [tick.poll_id]
+    again = await ledger.release_deferred(db_conn, later + timedelta(minutes=1), 100)
+    assert all(t["metric_id"] != str(metric.id) for t in again)  # released once
+
+

@@ -28,7 +28,7 @@ async def test_spent_budget_defers_without_a_request(
     services: Services, db_conn: Any, demo_api_url: str
 ) -> None:
     """With the connection's budget at zero until a reset, the fetch stage sends nothing,
-    and the metric is rescheduled for the reset time."""
+    and the poll is deferred to the reset time."""
     connection = Connection(id=uuid.uuid4(), organization_id="o", provider="github", auth="none")
     await catalog.insert_connection(db_conn, connection)
     reset = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20)
@@ -41,11 +41,11 @@ async def test_spent_budget_defers_without_a_request(
     )
     assert sends == []
     assert httpx.get(f"{demo_api_url}/demo/stats").json()["served"] == served
-    cur = await db_conn.execute(
-        "SELECT next_retry_at, last_error FROM metrics WHERE id = %s", (metric.id,)
-    )
-    row = await cur.fetchone()
-    assert row["next_retry_at"] == reset and "rate budget spent" in row["last_error"]
+    cur = await db_conn.execute("SELECT state, retry_at FROM polls WHERE id = %s", (tick.poll_id,))
+    poll = await cur.fetchone()
+    assert poll["state"] == "deferred" and poll["retry_at"] == reset
+    cur = await db_conn.execute("SELECT last_error FROM metrics WHERE id = %s", (metric.id,))
+    assert "rate budget spent" in (await cur.fetchone())["last_error"]
 
 
 async def test_answers_keep_the_budget_current(services: Services, db_conn: Any) -> None:

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from agents.commands import CommandStage, describe_validation_error
+from agents.commands import CommandStage, describe_validation_error, natural_command_id
 from agents.pipeline import Incoming
 from streams.messages import CreateDashboardMetric, CreateMetric, RefreshMetric
 
@@ -21,8 +21,10 @@ def test_commands_decode_by_type() -> None:
     stage = CommandStage()
     metric_id = uuid.uuid4()
     decoded = stage.decode(
-        b'{"type": "refresh_metric", "organization_id": "o", "metric_id": "%s"}'
-        % str(metric_id).encode()
+        _incoming(
+            b'{"type": "refresh_metric", "organization_id": "o", "metric_id": "%s"}'
+            % str(metric_id).encode()
+        )
     )
     assert isinstance(decoded, RefreshMetric) and decoded.metric_id == metric_id
 
@@ -39,17 +41,54 @@ def test_redelivered_command_derives_the_same_ids() -> None:
 
 
 def test_rejection_of_malformed_json_names_the_problem() -> None:
-    """Non-JSON gets a rejection with no command id and a readable reason."""
+    """Non-JSON gets a rejection naming the record (its natural command id, partition and
+    offset) and a readable reason."""
     stage = CommandStage()
-    with pytest.raises(ValidationError) as info:
-        stage.decode(b"{nope")
+    with pytest.raises(ValueError, match="Invalid JSON") as info:
+        stage.decode(_incoming(b"{nope"))
     sends = stage.rejected(_incoming(b"{nope"), info.value)
     assert len(sends) == 1
     result = sends[0].record
     assert sends[0].topic == "command-results"
     assert result.status == "rejected"  # type: ignore[attr-defined]
-    assert result.command_id is None  # type: ignore[attr-defined]
+    assert result.command_id == natural_command_id(_incoming(b"{nope"))  # type: ignore[attr-defined]
+    assert (result.partition, result.offset) == (0, 7)  # type: ignore[attr-defined]
     assert "Invalid JSON" in (result.error or "")  # type: ignore[attr-defined]
+
+
+def test_a_command_without_an_id_is_named_by_its_record() -> None:
+    """Without ``command_id``, the same record decodes to the same command (a redelivery
+    is recognised); another record with the same body is another command."""
+    stage = CommandStage()
+    body = b'{"type": "refresh_metric", "organization_id": "o", "metric_id": "%s"}' % str(
+        uuid.uuid4()
+    ).encode()
+    first = stage.decode(_incoming(body))
+    assert stage.decode(_incoming(body)).command_id == first.command_id
+    other = Incoming(topic="commands", partition=0, offset=8, key=None, value=body)
+    assert stage.decode(other).command_id != first.command_id
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, b"", b"\xff\xfe{}", b'{"type": "refresh_metric", "organization_id": "\\ud800"}'],
+)
+def test_null_empty_non_utf8_and_lone_surrogate_records_are_poison(value: bytes | None) -> None:
+    """Each is refused at decoding (to its dead letter), with a rejection that names the
+    record's partition and offset."""
+    stage = CommandStage()
+    message = Incoming(topic="commands", partition=1, offset=3, key=None, value=value)
+    with pytest.raises(ValueError) as info:
+        stage.decode(message)
+    result = stage.rejected(message, info.value)[0].record
+    assert (result.partition, result.offset) == (1, 3)  # type: ignore[attr-defined]
+
+
+def test_nul_in_a_command_field_is_refused_at_decoding() -> None:
+    """PostgreSQL text cannot hold NUL: the command is malformed, not a database error."""
+    value = b'{"type": "create_metric", "organization_id": "a\\u0000b", "template_id": "t"}'
+    with pytest.raises(ValidationError, match="NUL"):
+        CommandStage().decode(_incoming(value))
 
 
 def test_rejection_keeps_the_command_id_when_it_can() -> None:
@@ -61,7 +100,7 @@ def test_rejection_keeps_the_command_id_when_it_can() -> None:
         % command_id.encode()
     )
     with pytest.raises(ValidationError) as info:
-        stage.decode(value)
+        stage.decode(_incoming(value))
     result = stage.rejected(_incoming(value), info.value)[0].record
     assert str(result.command_id) == command_id  # type: ignore[attr-defined]
     message = describe_validation_error(info.value)
@@ -72,5 +111,5 @@ def test_rejection_keeps_the_command_id_when_it_can() -> None:
 def test_unknown_command_type_is_named() -> None:
     """An unknown ``type`` says which types exist."""
     with pytest.raises(ValidationError) as info:
-        CommandStage().decode(b'{"type": "drop_everything", "organization_id": "o"}')
+        CommandStage().decode(_incoming(b'{"type": "drop_everything", "organization_id": "o"}'))
     assert "create_metric" in describe_validation_error(info.value)
