@@ -456,7 +456,10 @@ def _first_polls(template: MetricTemplate, metrics: list[Metric]) -> list[Send]:
     for metric in metrics:
         created = metric.created_at or datetime.now(UTC)
         tick = PollDue(metric_id=metric.id, due_at=created, reason="created")
-        sends += [Send("poll-due", str(metric.id), tick), *backfill_ticks(template, [metric.id], created)]
+        sends += [
+            Send("poll-due", str(metric.id), tick),
+            *backfill_ticks(template, [metric.id], created),
+        ]
     return sends
 
 

@@ -132,9 +132,7 @@ class CommandStage(Stage[Command]):
 
 def natural_command_id(message: Incoming) -> UUID:
     """The id of a command sent without one: its topic, partition and offset."""
-    return uuid5(
-        COMMAND_NAMESPACE, f"record:{message.topic}:{message.partition}:{message.offset}"
-    )
+    return uuid5(COMMAND_NAMESPACE, f"record:{message.topic}:{message.partition}:{message.offset}")
 
 
 def storable(send: Send) -> dict[str, str]:

@@ -111,7 +111,12 @@ async def record_poll_failed(conn: Conn, poll_id: UUID, due_at: datetime, error:
 
 
 async def record_deferred(
-    conn: Conn, poll_id: UUID, due_at: datetime, retry_at: datetime, tick: dict[str, Any], error: str
+    conn: Conn,
+    poll_id: UUID,
+    due_at: datetime,
+    retry_at: datetime,
+    tick: dict[str, Any],
+    error: str,
 ) -> None:
     """The provider asked to come back at ``retry_at``: the scheduler sends the same tick
     (the same poll) again then."""

@@ -111,9 +111,7 @@ def create_app(settings: Settings, services: Services) -> faust.App:
         """Produce every record and wait until the broker has acknowledged all of them;
         a broker that does not is a service away (the caller retries the batch)."""
         try:
-            pending = [
-                await topics[r.topic].send(key=r.key, value=r.value) for r in records
-            ]
+            pending = [await topics[r.topic].send(key=r.key, value=r.value) for r in records]
             if pending:
                 await asyncio.gather(*pending)
         except KafkaError as exc:

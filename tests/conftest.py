@@ -169,7 +169,7 @@ class WorkerProcess:
     def wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "\"worker.ready\"" in self.output():
+            if '"worker.ready"' in self.output():
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError(

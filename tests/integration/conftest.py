@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from schema import catalog
 from agents.generators.offline import metric_code_for
+from schema import catalog
 from schema.models import Metric, MetricTransformer, PollFrequency
 from streams.admin import ensure_topics
 from streams.settings import Settings

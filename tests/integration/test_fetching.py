@@ -117,5 +117,3 @@ async def test_rate_limited_poll_is_deferred_then_sent_again_as_the_same_poll(
     assert [t.poll_id for t in mine] == [tick.poll_id]
     again = await ledger.release_deferred(db_conn, later + timedelta(minutes=1), 100)
     assert all(t["metric_id"] != str(metric.id) for t in again)  # released once
-
-
