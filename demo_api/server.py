@@ -38,6 +38,7 @@ class Behaviours:
         self.windows: dict[tuple[str, int], int] = {}
         self.served = 0
         self.over_limit = 0
+        self.requests: dict[str, int] = {}
 
     def rate(self, credential: str) -> tuple[dict[str, str], bool]:
         """GitHub's rate-limit headers for this credential's hourly window; True when the
@@ -311,13 +312,29 @@ BEHAVIOURS = web.AppKey("behaviours", Behaviours)
 
 
 async def stats(request: web.Request) -> web.Response:
-    """What the demo API saw: for load tests that count requests beyond a rate limit."""
+    """What the demo API saw: requests beyond a rate limit (load tests), and every path's
+    request count (the fault suite's "polled once per period" oracle)."""
     behaviours = _behaviours(request)
-    return _json({"served": behaviours.served, "over_limit": behaviours.over_limit})
+    return _json(
+        {
+            "served": behaviours.served,
+            "over_limit": behaviours.over_limit,
+            "paths": behaviours.requests,
+        }
+    )
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.path not in ("/healthz", "/demo/stats"):
+        counts = _behaviours(request).requests
+        counts[request.path] = counts.get(request.path, 0) + 1
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 def make_app(rate_limit: int = RATE_LIMIT) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[count_requests])
     app[BEHAVIOURS] = Behaviours(rate_limit)
     app.add_routes(
         [

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 
 from schema.db import Conn
 
@@ -97,7 +97,7 @@ async def record_fetched(
     await conn.execute(
         "UPDATE polls SET state = 'fetched', fetched_at = %s, endpoint = %s, payload = %s,"
         " retry_at = NULL, error = NULL, updated_at = now() WHERE id = %s AND due_at = %s",
-        (fetched_at, endpoint, Jsonb(payload), poll_id, due_at),
+        (fetched_at, endpoint, Json(payload), poll_id, due_at),
     )
 
 

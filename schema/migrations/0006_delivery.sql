@@ -15,7 +15,7 @@ CREATE TABLE polls (
     attempts    integer NOT NULL DEFAULT 1,
     fetched_at  timestamptz,
     endpoint    text,
-    payload     jsonb,          -- kept from the fetch until its points are written
+    payload     json,           -- kept from the fetch until its points are written (as sent: json, not jsonb, keeps its key order)
     tick        jsonb,          -- the PollDue, to send a deferred chunk again
     retry_at    timestamptz,    -- a deferred poll: when the scheduler sends it again
     error       text,

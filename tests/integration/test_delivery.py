@@ -1,0 +1,220 @@
+"""The delivery contract on the real broker: poison records are contained to themselves,
+offsets are committed as the next offset to read, and a redelivered tick or command does
+its work once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from agents.commands import CommandStage
+from agents.fetching import FetchStage
+from agents.pipeline import Incoming, process_batch
+from agents.services import Services
+from streams.admin import partitions
+from streams.messages import CommandResult, CreateMetric, PollDue, RefreshMetric
+from streams.settings import Settings
+from streams.topics import topic_name
+from tests.conftest import WorkerProcess
+from tests.integration.conftest import Kafka, stored_metric
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+NUL_FIELD = b'{"type": "create_metric", "organization_id": "a\\u0000b", "template_id": "t"}'
+LONE_SURROGATE = b'{"type": "create_metric", "organization_id": "\\ud800", "template_id": "t"}'
+WRONG_VERSION = (
+    b'{"schema_version": 2, "type": "refresh_metric", "organization_id": "o",'
+    b' "metric_id": "00000000-0000-0000-0000-000000000001"}'
+)
+OVERSIZED = (
+    b'{"type": "create_dashboard_metric", "organization_id": "o", "dashboard_id": "d",'
+    b' "metric_id": "00000000-0000-0000-0000-000000000001", "title": "' + b"x" * 999_000 + b'"}'
+)
+POISON: dict[str, bytes | None] = {
+    "null": None,
+    "empty": b"",
+    "invalid-utf8": b"\xff\xfe{}",
+    "lone-surrogate": LONE_SURROGATE,
+    "nul": NUL_FIELD,
+    "schema-version": WRONG_VERSION,
+    "oversized": OVERSIZED,
+}
+
+
+async def _produce_all(settings: Settings, records: list[bytes | None]) -> list[tuple[int, int]]:
+    """Produce the records in one go (so they land in one batch); their (partition, offset)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", max_request_size=2_000_000
+    )
+    await producer.start()
+    try:
+        topic = topic_name(settings, "commands")
+        futures = [await producer.send(topic, value=value, key=b"o") for value in records]
+        sent = [await future for future in futures]
+    finally:
+        await producer.stop()
+    return [(meta.partition, meta.offset) for meta in sent]
+
+
+async def _results(
+    settings: Settings, mine: Callable[[dict[str, Any]], bool], wanted: int, timeout: float = 60
+) -> list[dict[str, Any]]:
+    """The command results that are ``mine``, read from the topic's start until ``wanted``
+    of them arrived (or the time is up: the caller's assertions say what is missing)."""
+    consumer = AIOKafkaConsumer(
+        topic_name(settings, "command-results"),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    out: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while len(out) < wanted:
+                batch = await consumer.getmany(timeout_ms=1000)
+                values = [json.loads(m.value or b"{}") for msgs in batch.values() for m in msgs]
+                out += [v for v in values if mine(v)]
+    except TimeoutError:
+        pass
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def test_each_poison_record_is_contained_to_itself(
+    worker: WorkerProcess, kafka: Kafka, settings: Settings
+) -> None:
+    """Null, empty, invalid UTF-8, a lone surrogate, NUL, an unknown schema version and a
+    record of about 1 MB, between two valid commands in one batch: each poison record gets
+    its own dead letter and a rejection naming its partition and offset; both valid
+    commands are accepted."""
+    good = [
+        CreateMetric(
+            organization_id="o",
+            template_id="github-repo-stars",
+            params={"OWNER": "octocat", "REPO": f"poison-{n}-{uuid.uuid4().hex[:6]}"},
+        )
+        for n in range(2)
+    ]
+    records = [good[0].to_bytes(), *POISON.values(), good[1].to_bytes()]
+    where = await _produce_all(settings, records)
+    poison_at = dict(zip(POISON, where[1:-1], strict=True))
+    ids = {str(c.command_id) for c in good}
+
+    def mine(result: dict[str, Any]) -> bool:
+        return (
+            result.get("command_id") in ids
+            or (
+                result.get("partition"),
+                result.get("offset"),
+            )
+            in where
+        )
+
+    results = await _results(settings, mine, len(records))
+    assert sorted(r["status"] for r in results if r["command_id"] in ids) == ["accepted"] * 2, (
+        worker.output()[-5000:]
+    )
+    for kind, (partition, offset) in poison_at.items():
+        answers = [r for r in results if (r["partition"], r["offset"]) == (partition, offset)]
+        assert len(answers) == 1 and answers[0]["status"] == "rejected", (kind, answers)
+        _, dead = await kafka.wait_for(
+            "dead-letter",
+            lambda v, p=partition, o=offset: (v["partition"], v["offset"]) == (p, o),
+            timeout=30,
+        )
+        assert dead["stage"] == "commands", kind
+        original = POISON[kind]
+        assert dead["original_bytes"] == len(original or b""), kind
+        assert dead["original_null"] == (original is None), kind
+        assert not dead["truncated"], kind
+
+
+async def test_committed_offsets_are_the_next_to_read(
+    worker: WorkerProcess, kafka: Kafka, settings: Settings
+) -> None:
+    """Once the worker has answered, its group's committed offset on every partition of
+    the commands topic is that partition's end: nothing is one behind, nothing would be
+    run again after a restart."""
+    command = RefreshMetric(organization_id="o", metric_id=uuid.uuid4())
+    await kafka.produce("commands", command.to_bytes(), key=b"o")
+    await kafka.wait_for(
+        "command-results", lambda v: v["command_id"] == str(command.command_id), timeout=60
+    )
+    topic = topic_name(settings, "commands")
+    tps = [TopicPartition(topic, p) for p in await partitions(settings, "commands")]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    await admin.start()
+    try:
+        committed: dict[TopicPartition, int] = {}
+        ends: dict[TopicPartition, int] = {}
+        for _ in range(40):
+            ends = await consumer.end_offsets(tps)
+            offsets = await admin.list_consumer_group_offsets(settings.app_id, partitions=tps)
+            committed = {tp: meta.offset for tp, meta in offsets.items()}
+            if all(committed.get(tp, 0) == ends[tp] for tp in tps if ends[tp] > 0):
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    assert {tp: committed.get(tp) for tp in tps if ends[tp] > 0} == {
+        tp: ends[tp] for tp in tps if ends[tp] > 0
+    }
+
+
+async def test_a_redelivered_tick_fetches_once(
+    services: Services, db_conn: Any, demo_api_url: str
+) -> None:
+    """The same tick three times (a redelivery after a crash, twice): one request to the
+    provider, and the same payload each time, with the first fetch's time."""
+    metric = await stored_metric(db_conn, f"once-{uuid.uuid4().hex[:6]}")
+    tick = PollDue(metric_id=metric.id, due_at=datetime.now(UTC))
+    message = Incoming("poll-due", 0, 1, None, tick.to_bytes())
+    path = f"/github/repos/octocat/{metric.params['REPO']}"
+
+    def served() -> int:
+        stats = httpx.get(f"{demo_api_url}/demo/stats").json()
+        return int(stats["paths"].get(path, 0))
+
+    before = served()
+    payloads = []
+    for _ in range(3):
+        out = await process_batch(FetchStage(), services, [message])
+        payloads += [json.loads(o.value) for o in out if o.topic == "raw-payloads"]
+    assert served() - before == 1
+    assert len({(p["poll_id"], p["fetched_at"], json.dumps(p["payload"])) for p in payloads}) == 1
+
+
+async def test_a_redelivered_command_answers_once(services: Services) -> None:
+    """A command handled, its records delivered, then delivered again: the second time it
+    sends nothing (no second result, no second first poll). Delivered again before its
+    records were confirmed, it sends the very same bytes."""
+    stage = CommandStage()
+    command = CreateMetric(
+        organization_id="o",
+        template_id="github-repo-stars",
+        params={"OWNER": "octocat", "REPO": f"again-{uuid.uuid4().hex[:6]}"},
+    )
+    message = Incoming("commands", 0, 5, b"o", command.to_bytes())
+    first = await process_batch(stage, services, [message])
+    second = await process_batch(stage, services, [message])
+    assert [(o.topic, o.value) for o in second] == [(o.topic, o.value) for o in first]
+    results = [
+        CommandResult.model_validate_json(o.value) for o in first if o.topic == "command-results"
+    ]
+    assert [r.status for r in results] == ["accepted"]
+    await stage.delivered(services, [message])
+    assert await process_batch(stage, services, [message]) == []
