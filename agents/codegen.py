@@ -2,182 +2,57 @@
 
 The model (or the offline generator) is called here only: when a template's first metric
 is created, when a chart is placed or changed, and when a transformer keeps failing. Never
-on the polling path.
+on the polling path. How a proposal is written and proven is ``agents/generation.py``.
 
-Every proposal is validated before it is saved: static checks (it parses, defines
-``transform`` with two parameters, imports only allowed modules), then a run in the
-sandbox on a REAL sample and validation of the output by the pydantic models (points:
-finite, real timestamps, non-empty unless the sample is, the template's value where the
-template says it is; charts: a valid ``ChartConfig``). A rejected proposal goes back to the
-generator with the reason, a bounded number of times.
+Every owed generation of a template's transformer is a job (``schema/jobs.py``) with a
+deadline, so no state is without an exit:
 
-Healing: the transform stage counts a transformer's failures; past the threshold it asks
-for regeneration (reason ``heal``). The new code is promoted only if it passes a fresh
-sample and does no worse than the current version on the stored input example; then the
-version goes up (history keeps the old one) and the template's metrics are polled again.
-When it cannot be healed the transformer is marked ``failed`` and an alert is published.
+* the first transformer's sample fetch fails (a 202 while GitHub computes, a 429, a 5xx,
+  a typo in a parameter): the job is postponed (to the provider's ``Retry-After`` when it
+  gave one), the template's metrics say so in ``last_error``, and the scheduler sends the
+  request again; past the bound the job is given up with an alert naming the
+  organisations affected;
+* a heal (``regenerating``) that does not finish, whatever happened to its request, is
+  sent again at its deadline, and past the bound the transformer is marked ``failed``
+  with an alert; a ``failed`` transformer's metrics are not fetched until an operator's
+  ``transformer regenerate`` (or a new version) brings it back;
+* a historical sample that cannot be fetched yet does not throw the proven polling code
+  away: it is saved, and the history follows when its own job succeeds.
+
+A healed candidate is promoted only if it passes a fresh sample and does no worse than
+the current version on the stored input example; then the version goes up (history keeps
+the old one) and the template's metrics are polled again.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
 from agents.backfill import backfill_ticks
 from agents.charting import redraw
-from agents.fetch_client import FetchError, RetryLaterError, fetch_payload, request_for
+from agents.fetch_client import FetchError, RetryLaterError
 from agents.fetching import connection_for
-from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal, generator_for
-from agents.generators.openai_compatible import ModelAnswerError
+from agents.generation import (
+    GenerationFailedError,
+    aggregation_of,
+    fetch_sample,
+    generate_chart,
+    generate_metric,
+    shape,
+)
+from agents.generators import ChartCodeTask, Generator, generator_for
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
-from agents.transforming import endpoint_config
-from agents.validation import InvalidCodeError, validate_chart_code, validate_metric_code
-from schema import catalog, rollups
-from schema.exceptions import MetricloomError
-from schema.models import (
-    ChartConfig,
-    ChartTransformer,
-    Connection,
-    Metric,
-    MetricTemplate,
-    MetricTransformer,
-)
-from streams.messages import (
-    Alert,
-    BackfillProgress,
-    CodegenRequest,
-    PollDue,
-)
+from agents.validation import InvalidCodeError, validate_metric_code
+from schema import catalog, jobs, rollups
+from schema.models import ChartTransformer, Metric, MetricTemplate, MetricTransformer
+from streams.messages import Alert, BackfillProgress, CodegenRequest, PollDue
 from templates import get_template
 
 log = structlog.get_logger(__name__)
-
-
-class GenerationFailedError(MetricloomError):
-    """No valid proposal within the attempts allowed."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A proven proposal, with what it cost."""
-
-    code: str
-    generator: str
-    attempts: int
-    model_calls: int
-    seconds: float
-    output: Any
-
-
-# --- the generate-validate-retry loops --------------------------------------------------
-
-
-T = TypeVar("T")
-
-
-async def _repair_loop(
-    services: Services,
-    what: str,
-    propose: Callable[[list[str]], Awaitable[Proposal]],
-    validate: Callable[[str], Awaitable[T]],
-    feedback: list[str],
-) -> tuple[str, int, int, float, T]:
-    """The one generate-validate-retry loop: ask, validate, feed the rejection back, at
-    most ``model.max_attempts`` times. Returns (code, attempts, model calls, seconds, what
-    validation produced)."""
-    started = time.monotonic()
-    calls = 0
-    last: str | None = None
-    for attempt in range(1, services.settings.model.max_attempts + 1):
-        try:
-            proposal = await propose(list(feedback))
-        except ModelAnswerError as exc:
-            calls += 1
-            feedback.append(f'{exc}; answer with JSON {{"code": "<python module>"}} only')
-            continue
-        calls += proposal.model_calls
-        try:
-            validated = await validate(proposal.code)
-        except InvalidCodeError as exc:
-            log.info("codegen.rejected", target=what, attempt=attempt, error=str(exc)[:300])
-            feedback.append(str(exc))
-            if proposal.code == last:  # a deterministic generator will not change its mind
-                break
-            last = proposal.code
-            continue
-        return proposal.code, attempt, calls, time.monotonic() - started, validated
-    raise GenerationFailedError(
-        f"no valid {what} after {len(feedback)} rejection(s)"
-        f" and {calls} model call(s): {feedback[-1]}"
-    )
-
-
-async def generate_metric(
-    services: Services,
-    generator: Generator,
-    template: MetricTemplate,
-    sample: Any,
-    config: dict[str, Any],
-    previous_code: str | None = None,
-    errors: list[str] | None = None,
-) -> Outcome:
-    """A validated MetricTransformer for ``template``, proven on ``sample``."""
-    code, attempts, calls, seconds, points = await _repair_loop(
-        services,
-        f"transformer for {template.id}",
-        lambda feedback: generator.metric_code(
-            MetricCodeTask(template, sample, config, previous_code, feedback)
-        ),
-        lambda code: validate_metric_code(services, template, code, sample, config),
-        list(errors or []),
-    )
-    output = [p.model_dump(mode="json") for p in points]
-    return Outcome(code, generator.name, attempts, calls, seconds, output)
-
-
-async def generate_chart(
-    services: Services,
-    generator: Generator,
-    task: ChartCodeTask,
-    preferences: dict[str, Any],
-) -> tuple[Outcome, ChartConfig]:
-    """A validated ChartTransformer for ``task``, proven on its sample series."""
-    code, attempts, calls, seconds, config = await _repair_loop(
-        services,
-        "chart transformer",
-        lambda feedback: generator.chart_code(replace(task, feedback=feedback)),
-        lambda code: validate_chart_code(services, code, task.sample, preferences),
-        list(task.feedback),
-    )
-    outcome = Outcome(
-        code, generator.name, attempts, calls, seconds, config.model_dump(by_alias=True)
-    )
-    return outcome, config
-
-
-# --- the stage --------------------------------------------------------------------------
-
-
-async def fetch_sample(
-    services: Services,
-    template: MetricTemplate,
-    params: dict[str, str],
-    connection: Connection | None = None,
-) -> tuple[Any, dict[str, Any]]:
-    """A real, fresh payload from the template's polling endpoint, and the endpoint config
-    a transformer is told about: what generation validates the code against."""
-    request = request_for(services.settings, template, template.polling, params, connection)
-    fetched_at = datetime.now(UTC)
-    payload = await fetch_payload(
-        services.http, request, services.settings.fetch, pagination=template.polling.pagination
-    )
-    return payload, endpoint_config(template.id, template.polling.path, params, fetched_at)
 
 
 class CodegenStage(Stage[CodegenRequest]):
@@ -199,36 +74,39 @@ class CodegenStage(Stage[CodegenRequest]):
     ) -> list[Send]:
         sends: list[Send] = []
         for message, request in batch:
-            if request.kind == "metric":
-                sends += await self._metric(services, message, request)
-            else:
+            if request.kind == "chart":
                 sends += await self._chart(services, message, request)
+            elif request.historical:
+                sends += await self._historical(services, request)
+            else:
+                sends += await self._metric(services, message, request)
         return sends
+
+    # --- a template's MetricTransformer -------------------------------------------------
 
     async def _metric(
         self, services: Services, message: Incoming, request: CodegenRequest
     ) -> list[Send]:
         template = get_template(request.template_id or "")
+        target = jobs.metric_target(template.id)
         async with services.db.transaction() as conn:
             current = await catalog.get_metric_transformer(conn, template.id)
-            metric = (
-                await catalog.get_metric(conn, request.metric_id) if request.metric_id else None
-            )
-        if request.reason == "created" and current is not None:  # generated meanwhile
-            return _first_polls(template, [metric] if metric else [])
-        if metric is None:
-            return [dead_letter(self.name, message, "no metric to take a sample from")]
+            metric = await _sample_metric(conn, template, request)
+            if current is not None and not _still_owed(request, current):
+                await jobs.close(conn, target)  # done before: say what followed, again
+                if request.reason == "created":
+                    waiting = await catalog.unpolled_metrics_of_template(conn, template.id)
+                    return _first_polls(template, current, waiting)
+                if current.status != "active":  # given up: its metrics wait for an operator
+                    return []
+                return await _after_heal(conn, template, current)
+            if metric is None:
+                await jobs.close(conn, target)
+                return [dead_letter(self.name, message, f"template {template.id!r} has no metric")]
         try:
             sample, config = await self._sample(services, template, metric)
         except (FetchError, RetryLaterError) as exc:
-            async with services.db.transaction() as conn:
-                await catalog.record_metric_error(conn, metric.id, self.name, str(exc))
-                if current is not None:
-                    await catalog.set_transformer_status(conn, template.id, "active", str(exc))
-            return [
-                dead_letter(self.name, message, exc, metric.id),
-                *_no_backfill(template, metric, str(exc)),
-            ]
+            return await self._later(services, template, request, exc)
         try:
             outcome = await generate_metric(
                 services,
@@ -240,7 +118,7 @@ class CodegenStage(Stage[CodegenRequest]):
                 request.errors,
             )
         except GenerationFailedError as exc:
-            return await self._give_up(services, message, template, metric, current, str(exc))
+            return await self._give_up(services, template, current, str(exc))
         log.info(
             "codegen.metric",
             template_id=template.id,
@@ -249,37 +127,93 @@ class CodegenStage(Stage[CodegenRequest]):
             model_calls=outcome.model_calls,
             seconds=round(outcome.seconds, 3),
         )
-        historical_code = current.historical_code if current else None
-        if current is None and template.historical is not None:
-            try:
-                historical_code = await self._historical_code(services, template, metric, sample)
-            except (FetchError, RetryLaterError, GenerationFailedError) as exc:
-                return await self._give_up(services, message, template, metric, None, str(exc))
         candidate = MetricTransformer(
             template_id=template.id,
             polling_endpoint=template.polling,
             historical_endpoint=template.historical,
             code=outcome.code,
-            historical_code=historical_code,
+            historical_code=current.historical_code if current else None,
             generator=outcome.generator,
             input_example=sample,
             output_example=outcome.output,
         )
-        async with services.db.transaction() as conn:
-            if current is None:
-                await catalog.insert_metric_transformer(conn, candidate)
-                return _first_polls(template, [metric])
+        if current is None:
+            return await self._first(services, template, metric, candidate, sample)
         if not await self._no_worse(services, template, current, candidate):
             why = "regenerated code does worse than the current version on its stored example"
-            return await self._give_up(services, message, template, metric, current, why)
+            return await self._give_up(services, template, current, why)
         async with services.db.transaction() as conn:
             version = await catalog.promote_metric_transformer(conn, candidate)
-            metric_ids = await catalog.active_metrics_of_template(conn, template.id)
-        log.info("codegen.healed", template_id=template.id, version=version)
-        # Poll now, and re-fetch the window the broken version missed where there is history.
+            await jobs.close(conn, target)
+            healed = await catalog.get_metric_transformer(conn, template.id)
+            assert healed is not None
+            log.info("codegen.healed", template_id=template.id, version=version)
+            return await _after_heal(conn, template, healed)
+
+    async def _first(
+        self,
+        services: Services,
+        template: MetricTemplate,
+        metric: Metric,
+        candidate: MetricTransformer,
+        sample: Any,
+    ) -> list[Send]:
+        """Save a template's first transformer and poll its metrics. Where the history
+        answers in another shape, its own transformer is written from its own sample
+        first; if that sample cannot be fetched yet, the polling code is saved anyway and
+        the history follows (its own job)."""
+        pending: FetchError | RetryLaterError | None = None
         if template.historical is not None:
-            return _poll(metric_ids, "refresh") + backfill_ticks(template, metric_ids)
-        return _poll(metric_ids, "refresh")
+            try:
+                code = await self._historical_code(services, template, metric, sample)
+                candidate = candidate.model_copy(update={"historical_code": code})
+            except (FetchError, RetryLaterError) as exc:
+                pending = exc
+            except GenerationFailedError as exc:
+                return await self._give_up(services, template, None, f"history: {exc}")
+        async with services.db.transaction() as conn:
+            if pending is not None:
+                candidate = candidate.model_copy(update={"historical_pending": True})
+            await catalog.insert_metric_transformer(conn, candidate)
+            await jobs.close(conn, jobs.metric_target(template.id))
+            saved = await catalog.get_metric_transformer(conn, template.id)
+            waiting = await catalog.unpolled_metrics_of_template(conn, template.id)
+        assert saved is not None
+        sends = _first_polls(template, saved, waiting)
+        if pending is not None:
+            request = CodegenRequest(
+                kind="metric", reason="created", template_id=template.id, historical=True
+            )
+            sends += await self._later(services, template, request, pending)
+        return sends
+
+    async def _historical(self, services: Services, request: CodegenRequest) -> list[Send]:
+        """The historical transformer a first generation could not write yet."""
+        template = get_template(request.template_id or "")
+        target = jobs.metric_target(template.id, historical=True)
+        async with services.db.transaction() as conn:
+            current = await catalog.get_metric_transformer(conn, template.id)
+            metric = await _sample_metric(conn, template, request)
+            if current is None or not current.historical_pending or metric is None:
+                await jobs.close(conn, target)
+                return []
+        try:
+            sample, _ = await self._sample(services, template, metric)
+            code = await self._historical_code(services, template, metric, sample)
+        except (FetchError, RetryLaterError) as exc:
+            return await self._later(services, template, request, exc)
+        except GenerationFailedError as exc:
+            async with services.db.transaction() as conn:
+                await jobs.close(conn, target)
+            return [_alert(template, f"its historical transformer: {exc}", [])]
+        async with services.db.transaction() as conn:
+            await catalog.set_historical_code(conn, template.id, code)
+            await jobs.close(conn, target)
+            metrics = await catalog.metrics_awaiting_backfill(conn, template.id)
+        sends: list[Send] = []
+        for waiting in metrics:
+            sends += backfill_ticks(template, [waiting.id], waiting.created_at)
+        return sends
 
     async def _historical_code(
         self, services: Services, template: MetricTemplate, metric: Metric, polling_sample: Any
@@ -332,41 +266,82 @@ class CodegenStage(Stage[CodegenRequest]):
 
         return await passes(candidate.code) or not await passes(current.code)
 
+    async def _later(
+        self,
+        services: Services,
+        template: MetricTemplate,
+        request: CodegenRequest,
+        exc: FetchError | RetryLaterError,
+    ) -> list[Send]:
+        """The sample could not be fetched now: the job waits (until the provider's time
+        when it gave one) and the template's metrics say why they have no data yet."""
+        target = jobs.metric_target(template.id, request.historical)
+        now = datetime.now(UTC)
+        async with services.db.transaction() as conn:
+            attempts = await jobs.attempts(conn, target)
+            at = exc.retry_at if isinstance(exc, RetryLaterError) else None
+            at = max(at or now, now + jobs.retry_delay(attempts))
+            await jobs.postpone(conn, target, request.model_dump(mode="json"), at, str(exc))
+            what = "history" if request.historical else "transformer"
+            for metric in await catalog.active_metrics(conn, template.id):
+                await catalog.record_metric_error(
+                    conn,
+                    metric.id,
+                    self.name,
+                    f"waiting for template {template.id!r}'s {what}: its sample could not"
+                    f" be fetched ({exc}); next try at {at.isoformat()}",
+                )
+        log.info("codegen.later", template_id=template.id, at=at.isoformat(), error=str(exc))
+        return []
+
     async def _give_up(
         self,
         services: Services,
-        message: Incoming,
         template: MetricTemplate,
-        metric: Metric,
         current: MetricTransformer | None,
         error: str,
     ) -> list[Send]:
+        """No valid transformer: a first one is not saved, a healed one is marked
+        ``failed`` (its metrics are then not fetched); either way an alert names the
+        organisations whose metrics wait for it."""
         log.warning("codegen.failed", template_id=template.id, error=error[:300])
         async with services.db.transaction() as conn:
-            await catalog.record_metric_error(conn, metric.id, self.name, error)
+            await jobs.close(conn, jobs.metric_target(template.id))
+            metrics = await catalog.active_metrics(conn, template.id)
+            for metric in metrics:
+                await catalog.record_metric_error(conn, metric.id, self.name, error)
             if current is not None:
                 await catalog.set_transformer_status(conn, template.id, "failed", error)
-        alert = Alert(kind="transformer_failed", template_id=template.id, message=error[:2000])
-        return [
-            Send("alerts", template.id, alert),
-            dead_letter(self.name, message, error, metric.id),
-        ]
+        organizations = sorted({m.organization_id for m in metrics})
+        sends = [_alert(template, error, organizations)]
+        if current is None:
+            for metric in metrics:
+                sends += _no_backfill(template, metric, error)
+        return sends
+
+    # --- a dashboard metric's ChartTransformer ------------------------------------------
 
     async def _chart(
         self, services: Services, message: Incoming, request: CodegenRequest
     ) -> list[Send]:
         assert request.dashboard_metric_id is not None
         async with services.db.transaction() as conn:
-            found = await catalog.get_chart(conn, request.dashboard_metric_id)
+            found = await catalog.get_chart(
+                conn, request.dashboard_metric_id, request.organization_id
+            )
             if found is None:
                 return [dead_letter(self.name, message, "no such dashboard metric")]
             dm, current = found
-            if request.reason == "created" and current is not None:
+            done = current is not None and (
+                request.reason == "created"
+                or (request.request_id is not None and current.request_id == request.request_id)
+            )
+            if done:  # created before, or this very change applied before
                 return [redraw(dm)]
             rollup = rollups.pick(dm.date_range_days)
             since = datetime.now(UTC) - timedelta(days=dm.date_range_days)
             series = await rollups.read_series(conn, dm.metric_id, since, rollup, dm.aggregation)
-            metric = await catalog.get_metric(conn, dm.metric_id)
+            metric = await catalog.get_metric(conn, dm.metric_id, dm.organization_id)
         template = get_template(metric.template_id) if metric else None
         preferences = {
             "chart_type": dm.chart_type,
@@ -393,11 +368,14 @@ class CodegenStage(Stage[CodegenRequest]):
             )
         except GenerationFailedError as exc:
             alert = Alert(
-                kind="chart_transformer_failed", dashboard_metric_id=dm.id, message=str(exc)[:2000]
+                kind="chart_transformer_failed",
+                dashboard_metric_id=dm.id,
+                organizations=[dm.organization_id],
+                message=str(exc)[:2000],
             )
             return [
                 Send("alerts", str(dm.id), alert),
-                dead_letter(self.name, message, exc, dm.metric_id),
+                dead_letter(self.name, message, exc, dm.metric_id, dm.organization_id),
             ]
         chart = ChartTransformer(
             dashboard_metric_id=dm.id,
@@ -405,7 +383,7 @@ class CodegenStage(Stage[CodegenRequest]):
             code=outcome.code,
             chart_type=config.chart_type,
             date_range_days=dm.date_range_days,
-            aggregation=_aggregation_of(outcome.code, dm.aggregation),
+            aggregation=aggregation_of(outcome.code, dm.aggregation),
             preferences={
                 k: v
                 for k, v in preferences.items()
@@ -413,6 +391,7 @@ class CodegenStage(Stage[CodegenRequest]):
             },
             user_prompt=request.user_prompt or (current.user_prompt if current else None),
             generator=outcome.generator,
+            request_id=request.request_id,
         )
         async with services.db.transaction() as conn:
             version = await catalog.save_chart_transformer(conn, chart)
@@ -426,41 +405,71 @@ class CodegenStage(Stage[CodegenRequest]):
         return [redraw(dm)]
 
 
-def _aggregation_of(code: str, default: str) -> str:
-    """The aggregation an offline-generated chart declares (AGGREGATE = '...')."""
-    for line in code.splitlines():
-        if line.startswith("AGGREGATE = "):
-            value = line.split("=", 1)[1].strip().strip("'\"")
-            if value in {"sum", "avg", "min", "max", "last", "count"}:
-                return value
-    return default
+def _still_owed(request: CodegenRequest, current: MetricTransformer) -> bool:
+    """Whether a request for a template that has a transformer still needs work: a heal
+    of the version it was asked against, still ``regenerating``."""
+    if request.reason != "heal":
+        return False
+    return current.status == "regenerating" and (
+        request.version is None or request.version == current.version
+    )
 
 
-def shape(value: Any, depth: int = 3) -> Any:
-    """The structure of a JSON value (types and keys, first list element), for deciding
-    whether two endpoints answer alike."""
-    if depth == 0:
-        return type(value).__name__
-    if isinstance(value, dict):
-        return {key: shape(item, depth - 1) for key, item in sorted(value.items())}
-    if isinstance(value, list):
-        return ["list", shape(value[0], depth - 1) if value else None]
-    return type(value).__name__
+async def _sample_metric(
+    conn: Any, template: MetricTemplate, request: CodegenRequest
+) -> Metric | None:
+    """The metric to take a sample from: the one the request names (of its organisation),
+    else any active metric of the template (the one named may be gone)."""
+    if request.metric_id is not None:
+        metric = await catalog.get_metric(conn, request.metric_id, request.organization_id)
+        if metric is not None and metric.status == "active":
+            return metric
+    metrics = await catalog.active_metrics(conn, template.id)
+    return metrics[0] if metrics else None
 
 
-def _first_polls(template: MetricTemplate, metrics: list[Metric]) -> list[Send]:
-    """A new metric's first poll, and its backfill when the template has history: due at
-    the metric's creation, so whichever stage sends them (the command stage when the
-    transformer exists, this one when it had to write it) sends the same polls."""
+def _first_polls(
+    template: MetricTemplate, transformer: MetricTransformer, metrics: list[Metric]
+) -> list[Send]:
+    """New metrics' first polls, and their backfills when the template has history (and
+    its historical transformer is ready): due at each metric's creation, so whichever
+    stage sends them (the command stage when the transformer exists, this one when it had
+    to write it) sends the same polls, and a repeat is recognised."""
     sends: list[Send] = []
     for metric in metrics:
         created = metric.created_at or datetime.now(UTC)
         tick = PollDue(metric_id=metric.id, due_at=created, reason="created")
-        sends += [
-            Send("poll-due", str(metric.id), tick),
-            *backfill_ticks(template, [metric.id], created),
-        ]
+        sends.append(Send("poll-due", str(metric.id), tick))
+        if not transformer.historical_pending:
+            sends += backfill_ticks(template, [metric.id], created)
     return sends
+
+
+async def _after_heal(
+    conn: Any, template: MetricTemplate, transformer: MetricTransformer
+) -> list[Send]:
+    """After a new version: every active metric polled again, and where there is history,
+    the window the broken version missed fetched again; due at the version's time, so the
+    same polls however often this is sent."""
+    when = transformer.updated_at or datetime.now(UTC)
+    metric_ids = [m.id for m in await catalog.active_metrics(conn, template.id)]
+    sends = [
+        Send("poll-due", str(m), PollDue(metric_id=m, due_at=when, reason="refresh"))
+        for m in metric_ids
+    ]
+    if template.historical is not None and not transformer.historical_pending:
+        sends += backfill_ticks(template, metric_ids, when)
+    return sends
+
+
+def _alert(template: MetricTemplate, error: str, organizations: list[str]) -> Send:
+    alert = Alert(
+        kind="transformer_failed",
+        template_id=template.id,
+        organizations=organizations,
+        message=error[:2000],
+    )
+    return Send("alerts", template.id, alert)
 
 
 def _no_backfill(template: MetricTemplate, metric: Metric, error: str) -> list[Send]:
@@ -474,11 +483,3 @@ def _no_backfill(template: MetricTemplate, metric: Metric, error: str) -> list[S
         error=f"no transformer: {error}"[:2000],
     )
     return [Send("backfill-progress", str(metric.id), progress)]
-
-
-def _poll(metric_ids: list[Any], reason: str) -> list[Send]:
-    now = datetime.now(UTC)
-    return [
-        Send("poll-due", str(m), PollDue(metric_id=m, due_at=now, reason=reason))
-        for m in metric_ids
-    ]

@@ -14,20 +14,22 @@ from typing import Any, Literal
 from uuid import UUID, uuid5
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from agents.backfill import backfill_ticks
 from agents.charting import redraw
 from agents.pipeline import Incoming, MalformedRecordError, Send, Stage, dead_letter
 from agents.services import Services
-from schema import catalog, ledger
+from schema import catalog, jobs, ledger
 from schema.db import Conn, savepoint
 from schema.exceptions import InvalidDataError, MetricloomError
 from schema.models import DashboardMetric, Metric
 from streams.messages import (
     COMMAND_ADAPTER,
     COMMAND_NAMESPACE,
+    OPERATOR_ADAPTER,
     RECORD_TYPES,
+    AnyCommand,
     ChangeChart,
     CodegenRequest,
     Command,
@@ -36,6 +38,8 @@ from streams.messages import (
     CreateMetric,
     PollDue,
     RefreshMetric,
+    RegenerateTransformer,
+    RollbackTemplateTransformer,
     RollbackTransformer,
 )
 from templates import TemplateError, get_template
@@ -45,10 +49,12 @@ class CommandRejectedError(MetricloomError):
     """The command is well-formed but cannot be carried out (unknown template, …)."""
 
 
-class CommandStage(Stage[Command]):
+class CommandStage(Stage[AnyCommand]):
     name = "commands"
 
-    def decode(self, message: Incoming) -> Command:
+    adapter: TypeAdapter[Any] = COMMAND_ADAPTER
+
+    def decode(self, message: Incoming) -> AnyCommand:
         try:
             doc = orjson.loads(message.body())
         except orjson.JSONDecodeError as exc:
@@ -57,7 +63,12 @@ class CommandStage(Stage[Command]):
             # No id given: the record's own coordinates name it, so the same record
             # delivered twice is the same command (a record sent again is a new one).
             doc["command_id"] = str(natural_command_id(message))
-        return COMMAND_ADAPTER.validate_python(doc)
+        command: AnyCommand = self.adapter.validate_python(doc)
+        return command
+
+    async def execute(self, conn: Conn, command: Any) -> list[Send]:
+        """Carry out one command in the caller's transaction; raise CommandRejectedError."""
+        return await execute(conn, command)
 
     def rejected(self, message: Incoming, error: Exception) -> list[Send]:
         envelope = _best_effort_envelope(message)
@@ -72,7 +83,9 @@ class CommandStage(Stage[Command]):
         )
         return [Send("command-results", str(result.command_id), result)]
 
-    async def handle(self, services: Services, batch: list[tuple[Incoming, Command]]) -> list[Send]:
+    async def handle(
+        self, services: Services, batch: list[tuple[Incoming, AnyCommand]]
+    ) -> list[Send]:
         sends: list[Send] = []
         for message, command in batch:
             async with services.db.transaction() as conn:
@@ -83,7 +96,7 @@ class CommandStage(Stage[Command]):
                     continue
                 try:
                     async with savepoint(conn):  # a rejection undoes all the command did
-                        out = await execute(conn, command)
+                        out = await self.execute(conn, command)
                     status = "accepted"
                 except (CommandRejectedError, InvalidDataError) as exc:
                     out = self._rejection(message, command, str(exc))
@@ -111,7 +124,7 @@ class CommandStage(Stage[Command]):
         async with services.db.transaction() as conn:
             await ledger.mark_delivered(conn, ids)
 
-    def _rejection(self, message: Incoming, command: Command, error: str) -> list[Send]:
+    def _rejection(self, message: Incoming, command: AnyCommand, error: str) -> list[Send]:
         result = CommandResult(
             command_id=command.command_id,
             organization_id=command.organization_id,
@@ -128,6 +141,21 @@ class CommandStage(Stage[Command]):
                 organization_id=command.organization_id,
             ),
         ]
+
+
+class OperatorStage(CommandStage):
+    """Operator commands (topic ``operator-commands``, which only the worker's principal
+    may write): what acts on every organisation at once, like a template's shared
+    transformer. Same log, same answers, as tenant commands."""
+
+    name = "operator-commands"
+    adapter = OPERATOR_ADAPTER
+
+    async def execute(self, conn: Conn, command: Any) -> list[Send]:
+        if isinstance(command, RollbackTemplateTransformer):
+            return await _rollback_template(conn, command)
+        assert isinstance(command, RegenerateTransformer)
+        return await _regenerate(conn, command)
 
 
 def natural_command_id(message: Incoming) -> UUID:
@@ -158,7 +186,7 @@ async def execute(conn: Conn, command: Command) -> list[Send]:
     return await _refresh_metric(conn, command)
 
 
-def _accepted(command: Command, **ids: Any) -> Send:
+def _accepted(command: Any, **ids: Any) -> Send:
     result = CommandResult(
         command_id=command.command_id,
         organization_id=command.organization_id,
@@ -221,9 +249,17 @@ async def _create_metric(conn: Conn, command: CreateMetric) -> list[Send]:
     transformer = await catalog.get_metric_transformer(conn, template.id)
     if transformer is None:
         # The template's first metric: its transformer is written from a real sample by the
-        # codegen stage, which polls the metric once the code is proven.
+        # codegen stage, which polls the metric once the code is proven. The job gives the
+        # generation an owner and a deadline (a second metric meanwhile joins the first).
         request = CodegenRequest(
-            kind="metric", reason="created", template_id=template.id, metric_id=metric.id
+            kind="metric",
+            reason="created",
+            template_id=template.id,
+            metric_id=metric.id,
+            organization_id=metric.organization_id,
+        )
+        await jobs.open_job(
+            conn, jobs.metric_target(template.id), request.model_dump(mode="json"), now
         )
         follow = [Send("codegen-requests", template.id, request)]
     else:
@@ -253,7 +289,10 @@ async def _create_dashboard_metric(conn: Conn, command: CreateDashboardMetric) -
         date_range_days=command.date_range_days,
         aggregation=command.aggregation,
     )
-    await catalog.insert_dashboard_metric(conn, dm)
+    if not await catalog.insert_dashboard_metric(conn, dm):  # the id exists: whose, for what?
+        found = await catalog.get_chart(conn, dm.id, command.organization_id)
+        if found is None or found[0].metric_id != dm.metric_id:
+            raise CommandRejectedError(f"dashboard metric id {dm.id} is taken")
     return _chart_requested(command, dm, "created")
 
 
@@ -272,6 +311,7 @@ def _chart_requested(
         metric_id=dm.metric_id,
         organization_id=dm.organization_id,
         user_prompt=user_prompt,
+        request_id=uuid5(COMMAND_NAMESPACE, f"chart-request:{command.command_id}"),
     )
     return [
         _accepted(command, metric_id=dm.metric_id, dashboard_metric_id=dm.id),
@@ -291,19 +331,15 @@ async def _change_chart(conn: Conn, command: ChangeChart) -> list[Send]:
 
 
 async def _rollback(conn: Conn, command: RollbackTransformer) -> list[Send]:
-    """Make an earlier version current again, as a new version (nothing is lost)."""
-    if (command.template_id is None) == (command.dashboard_metric_id is None):
-        raise CommandRejectedError("name exactly one of template_id and dashboard_metric_id")
+    """Make an earlier version of a chart current again, as a new version."""
     if command.template_id is not None:
-        old = await catalog.get_metric_transformer_version(
-            conn, command.template_id, command.version
+        raise CommandRejectedError(
+            f"template {command.template_id!r}'s transformer is shared by every organisation:"
+            " rolling it back is an operator command (`metricloom transformer rollback"
+            " --template`, topic operator-commands)"
         )
-        if old is None:
-            raise CommandRejectedError(
-                f"template {command.template_id!r} has no transformer version {command.version}"
-            )
-        await catalog.promote_metric_transformer(conn, old)
-        return [_accepted(command)]
+    if command.dashboard_metric_id is None:
+        raise CommandRejectedError("name the dashboard_metric_id whose chart to roll back")
     assert command.dashboard_metric_id is not None
     found = await catalog.get_chart(conn, command.dashboard_metric_id, command.organization_id)
     chart = await catalog.get_chart_transformer_version(
@@ -320,6 +356,44 @@ async def _rollback(conn: Conn, command: RollbackTransformer) -> list[Send]:
         _accepted(command, metric_id=dm.metric_id, dashboard_metric_id=dm.id),
         redraw(dm),
     ]
+
+
+async def _rollback_template(conn: Conn, command: RollbackTemplateTransformer) -> list[Send]:
+    """Make an earlier version of a template's transformer current again, as a new version
+    (nothing is lost); an owed regeneration is dropped."""
+    old = await catalog.get_metric_transformer_version(conn, command.template_id, command.version)
+    if old is None:
+        raise CommandRejectedError(
+            f"template {command.template_id!r} has no transformer version {command.version}"
+        )
+    await catalog.promote_metric_transformer(conn, old)
+    await jobs.close(conn, jobs.metric_target(command.template_id))
+    return [_accepted(command)]
+
+
+async def _regenerate(conn: Conn, command: RegenerateTransformer) -> list[Send]:
+    """Write a template's transformer again (the way out of ``failed``)."""
+    current = await catalog.get_metric_transformer(conn, command.template_id)
+    if current is None:
+        raise CommandRejectedError(
+            f"template {command.template_id!r} has no transformer yet: creating a metric of"
+            " it writes one"
+        )
+    await catalog.set_transformer_status(conn, current.template_id, "regenerating")
+    request = CodegenRequest(
+        kind="metric",
+        reason="heal",
+        template_id=current.template_id,
+        errors=[command.reason],
+        version=current.version,
+    )
+    await jobs.reopen(
+        conn,
+        jobs.metric_target(current.template_id),
+        request.model_dump(mode="json"),
+        datetime.now(UTC),
+    )
+    return [_accepted(command), Send("codegen-requests", current.template_id, request)]
 
 
 async def _refresh_metric(conn: Conn, command: RefreshMetric) -> list[Send]:

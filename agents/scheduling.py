@@ -15,9 +15,9 @@ import structlog
 
 from agents.pipeline import Send
 from agents.services import Services
-from schema import catalog, ledger
+from schema import catalog, jobs, ledger
 from schema.db import Conn
-from streams.messages import PollDue
+from streams.messages import Alert, CodegenRequest, PollDue
 
 log = structlog.get_logger(__name__)
 
@@ -50,4 +50,40 @@ async def run_once(services: Services, send: Callable[[list[Send]], Awaitable[No
             break
     if total:
         log.info("scheduler.ticks", count=total)
+    async with services.db.transaction() as conn:
+        sends = await due_generations(
+            conn, datetime.now(UTC), services.settings.healing.generation_attempts
+        )
+        if sends:
+            await send(sends)
     return total
+
+
+async def due_generations(conn: Conn, now: datetime, attempts: int) -> list[Send]:
+    """Owed generations whose time has come: their request again, or, past ``attempts``,
+    an alert (and a healing transformer marked ``failed``, so its metrics stop spending
+    the provider's quota until an operator regenerates it)."""
+    sends: list[Send] = []
+    for job in await jobs.claim_due(conn, now, 100):
+        request = CodegenRequest.model_validate(job.request)
+        template_id = request.template_id or ""
+        if job.attempts <= attempts:
+            log.info("scheduler.generation_again", target=job.target, attempts=job.attempts)
+            sends.append(Send("codegen-requests", template_id, request))
+            continue
+        error = f"gave up after {attempts} attempts: {job.last_error or 'no answer in time'}"
+        await jobs.close(conn, job.target)
+        metrics = await catalog.active_metrics(conn, template_id)
+        for metric in metrics:
+            await catalog.record_metric_error(conn, metric.id, "codegen", error)
+        if request.reason == "heal":
+            await catalog.set_transformer_status(conn, template_id, "failed", error)
+        log.warning("scheduler.generation_given_up", target=job.target, error=error[:300])
+        alert = Alert(
+            kind="transformer_failed",
+            template_id=template_id,
+            organizations=sorted({m.organization_id for m in metrics}),
+            message=error[:2000],
+        )
+        sends.append(Send("alerts", template_id, alert))
+    return sends

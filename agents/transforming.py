@@ -11,7 +11,7 @@ dead-lettered, and the other payloads of the batch go on.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -21,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from sandbox.executor import SandboxResult
-from schema import catalog
+from schema import catalog, jobs
 from schema.db import Conn
 from schema.models import DataPoint, MetricTransformer
 from streams import metrics
@@ -231,6 +231,13 @@ class TransformStage(Stage[RawPayload]):
             template_id=transformer.template_id,
             metric_id=exhausted[-1],
             errors=errors[-3:],
+            version=transformer.version,
+        )
+        await jobs.open_job(
+            conn,
+            jobs.metric_target(transformer.template_id),
+            request.model_dump(mode="json"),
+            datetime.now(UTC),
         )
         return [Send("codegen-requests", transformer.template_id, request)]
 

@@ -31,7 +31,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 
-from agents.codegen import fetch_sample, generate_metric
+from agents.generation import fetch_sample, generate_metric
 from agents.generators.offline import OfflineGenerator, metric_code_for
 from agents.generators.openai_compatible import OpenAICompatibleGenerator
 from agents.services import Services

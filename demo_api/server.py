@@ -29,7 +29,9 @@ class Behaviours:
     ``ratelimited-N`` (429 with ``Retry-After: 0``, N times), ``ratelimited-long``
     (``Retry-After: 3600``), ``ratelimited-date`` (``Retry-After`` as an HTTP date, two
     hours ahead), ``exhausted`` (403 with ``X-RateLimit-Remaining: 0`` and a reset time),
-    ``computing`` (GitHub's 202 while statistics are computed) and ``huge`` (an 11 MB body).
+    ``computing`` (GitHub's 202 while statistics are computed), ``computing-N`` (202 for
+    the first N requests of a path), ``computing-history`` (202 from the commit-activity
+    history only) and ``huge`` (an 11 MB body).
     """
 
     def __init__(self, rate_limit: int = RATE_LIMIT) -> None:
@@ -76,6 +78,10 @@ class Behaviours:
                 headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
             )
         if name == "computing":
+            return _json({}, status=202)
+        if kind == "computing" and n.isdigit() and count <= int(n):
+            return _json({}, status=202)
+        if name == "computing-history" and path.endswith("/stats/commit_activity"):
             return _json({}, status=202)
         return None
 

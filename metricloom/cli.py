@@ -25,7 +25,10 @@ from streams.messages import (
     CommandBase,
     CreateDashboardMetric,
     CreateMetric,
+    OperatorCommandBase,
     RefreshMetric,
+    RegenerateTransformer,
+    RollbackTemplateTransformer,
     RollbackTransformer,
 )
 from streams.settings import Settings, get_settings
@@ -75,7 +78,9 @@ def _print(doc: Any) -> None:
     sys.stdout.flush()
 
 
-def _run_command(settings: Settings, command: CommandBase, timeout: float) -> dict[str, Any]:
+def _run_command(
+    settings: Settings, command: CommandBase | OperatorCommandBase, timeout: float
+) -> dict[str, Any]:
     from streams.client import CommandTimeoutError, send_command
 
     try:
@@ -346,20 +351,38 @@ def dashboard_change(
 
 @transformer_app.command("rollback")
 def transformer_rollback(
-    org: Org,
     version: Annotated[int, typer.Option(help="The version to make current again.")],
-    template: Annotated[str | None, typer.Option(help="A template's MetricTransformer.")] = None,
+    template: Annotated[
+        str | None, typer.Option(help="A template's shared transformer (operator).")
+    ] = None,
     dashboard_metric: Annotated[UUID | None, typer.Option(help="A chart's transformer.")] = None,
+    org: Annotated[str | None, typer.Option("--org", help="The chart's organisation.")] = None,
     timeout: Annotated[float, typer.Option()] = 60.0,
 ) -> None:
-    """Make an earlier transformer version current again (kept as a new version)."""
-    command = RollbackTransformer(
-        organization_id=org,
-        template_id=template,
-        dashboard_metric_id=dashboard_metric,
-        version=version,
-    )
+    """Make an earlier transformer version current again (kept as a new version): a
+    chart's (with --org), or a template's (an operator command, for every organisation)."""
+    command: CommandBase | OperatorCommandBase
+    if (template is None) == (dashboard_metric is None):
+        _fail("name exactly one of --template and --dashboard-metric", 2)
+    if template is not None:
+        command = RollbackTemplateTransformer(template_id=template, version=version)
+    else:
+        if not org:
+            _fail("--dashboard-metric needs --org", 2)
+        command = RollbackTransformer(
+            organization_id=org or "", dashboard_metric_id=dashboard_metric, version=version
+        )
     _run_command(get_settings(), command, timeout)
+
+
+@transformer_app.command("regenerate")
+def transformer_regenerate(
+    template: Annotated[str, typer.Option(help="The template whose transformer to rewrite.")],
+    timeout: Annotated[float, typer.Option()] = 60.0,
+) -> None:
+    """Write a template's transformer again from a fresh sample (an operator command: the
+    way out of `failed`)."""
+    _run_command(get_settings(), RegenerateTransformer(template_id=template), timeout)
 
 
 @charts_app.command("tail")

@@ -293,7 +293,8 @@ async def record_budget(conn: Conn, key: str, remaining: int, reset_at: datetime
 # --- metric transformers -----------------------------------------------------------------
 
 TRANSFORMER_COLUMNS = """template_id, polling_endpoint, historical_endpoint, code, historical_code,
-    version, status, generator, input_example, output_example, failure_count"""
+    version, status, generator, input_example, output_example, failure_count,
+    historical_pending, updated_at"""
 
 
 async def get_metric_transformer(conn: Conn, template_id: str) -> MetricTransformer | None:
@@ -310,8 +311,9 @@ async def insert_metric_transformer(conn: Conn, transformer: MetricTransformer) 
     historical = transformer.historical_endpoint
     cur = await conn.execute(
         "INSERT INTO metric_transformers (template_id, polling_endpoint, historical_endpoint,"
-        " code, historical_code, version, status, generator, input_example, output_example)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " code, historical_code, version, status, generator, input_example, output_example,"
+        " historical_pending)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (template_id) DO NOTHING",
         (
             transformer.template_id,
@@ -324,6 +326,7 @@ async def insert_metric_transformer(conn: Conn, transformer: MetricTransformer) 
             transformer.generator,
             Jsonb(transformer.input_example),
             Jsonb(transformer.output_example),
+            transformer.historical_pending,
         ),
     )
     return cur.rowcount == 1
@@ -434,12 +437,44 @@ async def clear_transformer_failures(conn: Conn, template_id: str) -> None:
     )
 
 
-async def active_metrics_of_template(conn: Conn, template_id: str) -> list[UUID]:
+async def active_metrics(conn: Conn, template_id: str) -> list[Metric]:
+    """Every active metric of a template, every organisation's (the template's transformer
+    is theirs together)."""
     cur = await conn.execute(
-        "SELECT id FROM metrics WHERE template_id = %s AND status = 'active' ORDER BY id",
+        f"SELECT {METRIC_COLUMNS} FROM metrics WHERE template_id = %s AND status = 'active'"
+        " ORDER BY id",
         (template_id,),
     )
-    return [row["id"] for row in await cur.fetchall()]  # type: ignore[misc]
+    return [Metric.model_validate(row) for row in await cur.fetchall()]
+
+
+async def unpolled_metrics_of_template(conn: Conn, template_id: str) -> list[Metric]:
+    """Active metrics of a template never fetched: those waiting for its transformer."""
+    cur = await conn.execute(
+        f"SELECT {METRIC_COLUMNS} FROM metrics WHERE template_id = %s AND status = 'active'"
+        " AND last_fetched_at IS NULL ORDER BY id",
+        (template_id,),
+    )
+    return [Metric.model_validate(row) for row in await cur.fetchall()]
+
+
+async def metrics_awaiting_backfill(conn: Conn, template_id: str) -> list[Metric]:
+    """Active metrics of a template whose history was never stored."""
+    cur = await conn.execute(
+        f"SELECT {METRIC_COLUMNS} FROM metrics WHERE template_id = %s AND status = 'active'"
+        " AND (backfill IS NULL OR backfill->>'state' <> 'written') ORDER BY id",
+        (template_id,),
+    )
+    return [Metric.model_validate(row) for row in await cur.fetchall()]
+
+
+async def set_historical_code(conn: Conn, template_id: str, code: str | None) -> None:
+    """The historical transformer a first generation left pending is written."""
+    await conn.execute(
+        "UPDATE metric_transformers SET historical_code = %s, historical_pending = false"
+        " WHERE template_id = %s",
+        (code, template_id),
+    )
 
 
 async def get_metric_transformer_version(
@@ -470,7 +505,7 @@ async def get_chart(
         conn,
         "SELECT d.id, d.organization_id, d.dashboard_id, d.metric_id, d.title,"
         " c.chart_type, c.date_range_days, c.aggregation, c.code, c.version, c.generator,"
-        " c.preferences, c.user_prompt, d.preferences AS requested"
+        " c.preferences, c.user_prompt, c.request_id, d.preferences AS requested"
         " FROM dashboard_metrics d LEFT JOIN chart_transformers c"
         " ON c.dashboard_metric_id = d.id WHERE d.id = %(id)s",
         dashboard_metric_id,
@@ -491,13 +526,13 @@ async def save_chart_transformer(conn: Conn, ct: ChartTransformer) -> int:
     """Insert the first chart transformer, or make ``ct`` the next version (history kept)."""
     cur = await conn.execute(
         "INSERT INTO chart_transformers (dashboard_metric_id, organization_id, code, chart_type,"
-        " date_range_days, aggregation, preferences, user_prompt, version, generator)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 1, %s)"
+        " date_range_days, aggregation, preferences, user_prompt, version, generator, request_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 1, %s, %s)"
         " ON CONFLICT (dashboard_metric_id) DO UPDATE SET code = EXCLUDED.code,"
         " chart_type = EXCLUDED.chart_type, date_range_days = EXCLUDED.date_range_days,"
         " aggregation = EXCLUDED.aggregation, preferences = EXCLUDED.preferences,"
         " user_prompt = EXCLUDED.user_prompt, generator = EXCLUDED.generator,"
-        " version = chart_transformers.version + 1"
+        " request_id = EXCLUDED.request_id, version = chart_transformers.version + 1"
         " RETURNING version",
         (
             ct.dashboard_metric_id,
@@ -509,6 +544,7 @@ async def save_chart_transformer(conn: Conn, ct: ChartTransformer) -> int:
             Jsonb(ct.preferences),
             ct.user_prompt,
             ct.generator,
+            ct.request_id,
         ),
     )
     row = await cur.fetchone()

@@ -273,6 +273,8 @@ class MetricTransformer(BaseModel):
     input_example: Any = None
     output_example: Any = None
     failure_count: int = 0
+    historical_pending: bool = False
+    updated_at: datetime | None = None
 
 
 class DashboardMetric(BaseModel):
@@ -301,3 +303,4 @@ class ChartTransformer(BaseModel):
     user_prompt: str | None = None
     version: int = 1
     generator: str
+    request_id: UUID | None = None

@@ -31,7 +31,7 @@ from aiokafka.errors import KafkaError
 from agents import scheduling
 from agents.charting import ChartStage
 from agents.codegen import CodegenStage
-from agents.commands import CommandStage
+from agents.commands import CommandStage, OperatorStage
 from agents.fetching import FetchStage
 from agents.pipeline import Incoming, Outgoing, Send, Stage, encode, process_batch
 from agents.services import Services
@@ -47,6 +47,7 @@ log = structlog.get_logger(__name__)
 
 STAGES: list[tuple[str, Stage[Any]]] = [
     ("commands", CommandStage()),
+    ("operator-commands", OperatorStage()),
     ("poll-due", FetchStage()),
     ("raw-payloads", TransformStage()),
     ("points", WriteStage()),

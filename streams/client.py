@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 
 from schema.exceptions import KafkaUnavailableError, MetricloomError
 from streams.admin import partitions
-from streams.messages import CommandBase, CommandResult
+from streams.messages import CommandBase, CommandResult, OperatorCommandBase
 from streams.settings import Settings
 from streams.topics import topic_name
 
@@ -34,9 +34,13 @@ async def _end_positions(consumer: AIOKafkaConsumer, settings: Settings, base_to
 
 
 async def send_command(
-    settings: Settings, command: CommandBase, timeout_s: float = 60.0
+    settings: Settings,
+    command: CommandBase | OperatorCommandBase,
+    timeout_s: float = 60.0,
 ) -> CommandResult:
-    """Produce ``command`` on the commands topic and wait for its CommandResult."""
+    """Produce ``command`` on its topic (``commands``, or ``operator-commands`` for an
+    operator command) and wait for its CommandResult."""
+    topic = "operator-commands" if isinstance(command, OperatorCommandBase) else "commands"
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
     )
@@ -46,7 +50,7 @@ async def send_command(
         await producer.start()
         await _end_positions(consumer, settings, "command-results")
         await producer.send_and_wait(
-            topic_name(settings, "commands"),
+            topic_name(settings, topic),
             key=command.organization_id.encode(),
             value=command.to_bytes(),
         )

@@ -96,8 +96,9 @@ class ChangeChart(CommandBase):
 
 
 class RollbackTransformer(CommandBase):
-    """Make an earlier version current again (as a new version; history keeps all).
-    Name a template for its MetricTransformer, or a dashboard metric for its chart."""
+    """Make an earlier version of a dashboard metric's chart transformer current again (as
+    a new version; history keeps all). A template's transformer is every organisation's:
+    rolling it back is an operator command (:class:`RollbackTemplateTransformer`)."""
 
     type: Literal["rollback_transformer"] = "rollback_transformer"
     template_id: Text | None = None
@@ -105,11 +106,56 @@ class RollbackTransformer(CommandBase):
     version: int = Field(ge=1)
 
 
+# --- operator commands (in: topic "operator-commands", the worker principal's only) -------
+
+
+OPERATOR: Literal["operator"] = "operator"
+"""The organisation operator commands are logged under: they act for the deployment."""
+
+
+class OperatorCommandBase(Record):
+    command_id: UUID = Field(default_factory=uuid4)
+    organization_id: Literal["operator"] = OPERATOR
+
+
+class RollbackTemplateTransformer(OperatorCommandBase):
+    """Make an earlier version of a template's shared transformer current again."""
+
+    type: Literal["rollback_template_transformer"] = "rollback_template_transformer"
+    template_id: Text
+    version: int = Field(ge=1)
+
+
+class RegenerateTransformer(OperatorCommandBase):
+    """Write a template's transformer again from a fresh sample (the way out of
+    ``failed``); its metrics are fetched again once a new version is saved."""
+
+    type: Literal["regenerate_transformer"] = "regenerate_transformer"
+    template_id: Text
+    reason: Text = "an operator asked for it"
+
+
+OperatorCommand = Annotated[
+    RollbackTemplateTransformer | RegenerateTransformer, Field(discriminator="type")
+]
+OPERATOR_ADAPTER: TypeAdapter[OperatorCommand] = TypeAdapter(OperatorCommand)
+
+
 Command = Annotated[
     CreateMetric | CreateDashboardMetric | RefreshMetric | ChangeChart | RollbackTransformer,
     Field(discriminator="type"),
 ]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
+AnyCommand = (
+    CreateMetric
+    | CreateDashboardMetric
+    | RefreshMetric
+    | ChangeChart
+    | RollbackTransformer
+    | RollbackTemplateTransformer
+    | RegenerateTransformer
+)
+"""A tenant's or an operator's command (what the command log keeps)."""
 
 
 class CommandResult(Record):
@@ -229,7 +275,9 @@ class ChartConfigMessage(Record):
 
 class CodegenRequest(Record):
     """Write (or rewrite) a transformer (topic "codegen-requests", key: template id or
-    dashboard metric id, so one target's requests are handled one at a time)."""
+    dashboard metric id, so one target's requests are handled one at a time).
+    ``historical``: the template's historical transformer only; ``version``: the version a
+    heal was asked against; ``request_id``: the change a chart request carries out."""
 
     kind: Literal["metric", "chart"]
     reason: Literal["created", "heal", "change"]
@@ -239,6 +287,9 @@ class CodegenRequest(Record):
     organization_id: str | None = None
     user_prompt: str | None = None
     errors: list[str] = Field(default_factory=list)
+    historical: bool = False
+    version: int | None = None
+    request_id: UUID | None = None
 
 
 class BackfillProgress(Record):
@@ -263,6 +314,7 @@ class Alert(Record):
     kind: Literal["transformer_failed", "chart_transformer_failed"]
     template_id: str | None = None
     dashboard_metric_id: UUID | None = None
+    organizations: list[str] = Field(default_factory=list)
     message: str
     at: AwareDatetime = Field(default_factory=utcnow)
 

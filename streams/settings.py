@@ -44,9 +44,12 @@ class ModelSettings(BaseModel, frozen=True):
 class HealingSettings(BaseModel, frozen=True):
     """When a metric's transform keeps failing: it is retried after each gap in turn
     (seconds; 0 = at the scheduler's next pass), and once the gaps are used up its
-    template's transformer is regenerated."""
+    template's transformer is regenerated. A generation that cannot finish (its sample
+    cannot be fetched, its request is lost) is tried ``generation_attempts`` times before
+    it is given up with an alert."""
 
     retry_gaps_s: tuple[float, ...] = (0.0, 3600.0, 21600.0)
+    generation_attempts: int = Field(8, ge=1)
 
 
 class FetchSettings(BaseModel, frozen=True):

@@ -61,6 +61,9 @@ class TopicSpec:
 
 TOPICS: dict[str, TopicSpec] = {
     "commands": TopicSpec("organization id", "Command", max_bytes=COMMAND_RECORD_BYTES),
+    "operator-commands": TopicSpec(
+        "template id", "OperatorCommand", max_bytes=COMMAND_RECORD_BYTES
+    ),
     "command-results": TopicSpec("command id", "CommandResult"),
     "poll-due": TopicSpec("metric id", "PollDue", retention_days=7),
     "raw-payloads": TopicSpec("metric id", "RawPayload", retention_days=7),

@@ -13,13 +13,18 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from agents.codegen import GenerationFailedError, generate_chart, generate_metric
+from agents.generation import GenerationFailedError, generate_chart, generate_metric
 from agents.generators import ChartCodeTask
 from agents.generators.offline import chart_code_for, metric_code_for
 from agents.generators.openai_compatible import OpenAICompatibleGenerator
 from agents.services import Services
 from demo_api.github import repository
-from streams.messages import CreateMetric, RefreshMetric, RollbackTransformer
+from streams.messages import (
+    CreateMetric,
+    RefreshMetric,
+    RollbackTemplateTransformer,
+    RollbackTransformer,
+)
 from streams.settings import ModelSettings
 from templates import get_template
 from tests.conftest import WorkerProcess, free_port
@@ -179,7 +184,8 @@ async def test_repeated_failures_regenerate_the_transformer_through_kafka(
     """Break a template's transformer and poll once: the metric is retried after each gap
     (0, 0.5, 0.5 s in the tests), then the worker regenerates the transformer (offline
     generator), promotes version 3, re-polls the metric and writes its point; history keeps
-    versions 1 and 2, and a rollback command brings version 2 back as 4."""
+    versions 1 and 2. A tenant cannot roll the shared transformer back; an operator's
+    rollback brings version 2 back as 4."""
     template_id = "github-repo-open-issues"
     create = CreateMetric(
         organization_id="heal-org",
@@ -210,8 +216,14 @@ async def test_repeated_failures_regenerate_the_transformer_through_kafka(
         (template_id,),
     )
     assert [r["version"] for r in await cur.fetchall()] == [1, 2]
-    rollback = RollbackTransformer(organization_id="heal-org", template_id=template_id, version=2)
-    await kafka.produce("commands", rollback.to_bytes())
+    refused = RollbackTransformer(organization_id="heal-org", template_id=template_id, version=2)
+    await kafka.produce("commands", refused.to_bytes())
+    _, result = await kafka.wait_for(
+        "command-results", lambda v: v["command_id"] == str(refused.command_id), timeout=60
+    )
+    assert result["status"] == "rejected" and "operator command" in result["error"]
+    rollback = RollbackTemplateTransformer(template_id=template_id, version=2)
+    await kafka.produce("operator-commands", rollback.to_bytes())
     _, result = await kafka.wait_for(
         "command-results", lambda v: v["command_id"] == str(rollback.command_id), timeout=60
     )
@@ -274,15 +286,22 @@ async def test_failed_healing_marks_the_transformer_failed_and_alerts(
             ),
         )
     metric = await stored_metric(db_conn, "alerting", template_id=template.id)
+    cur = await db_conn.execute(
+        "UPDATE metric_transformers SET status = 'regenerating' WHERE template_id = %s"
+        " RETURNING version",
+        (template.id,),
+    )
+    version = (await cur.fetchone())["version"]
     model.script("x = 1\n", "x = 2\n", "x = 3\n")
     request = CodegenRequest(
-        kind="metric", reason="heal", template_id=template.id, metric_id=metric.id
+        kind="metric", reason="heal", template_id=template.id, metric_id=metric.id, version=version
     )
     sends = await CodegenStage(generator).handle(
         services, [(Incoming("codegen-requests", 0, 1, None, request.to_bytes()), request)]
     )
     alerts = [s.record for s in sends if isinstance(s.record, Alert)]
     assert len(alerts) == 1 and alerts[0].template_id == template.id
+    assert "o" in alerts[0].organizations
     assert "no valid transformer" in alerts[0].message
     cur = await db_conn.execute(
         "SELECT status FROM metric_transformers WHERE template_id = %s", (template.id,)

@@ -128,11 +128,11 @@ async def test_each_poison_record_is_contained_to_itself(
     for kind, (partition, offset) in poison_at.items():
         answers = [r for r in results if (r["partition"], r["offset"]) == (partition, offset)]
         assert len(answers) == 1 and answers[0]["status"] == "rejected", (kind, answers)
-        _, dead = await kafka.wait_for(
-            "dead-letter",
-            lambda v, p=partition, o=offset: (v["partition"], v["offset"]) == (p, o),
-            timeout=30,
-        )
+
+        def at(v: dict[str, Any], p: int = partition, o: int = offset) -> bool:
+            return (v["partition"], v["offset"]) == (p, o)
+
+        _, dead = await kafka.wait_for("dead-letter", at, timeout=30)
         assert dead["stage"] == "commands", kind
         original = POISON[kind]
         assert dead["original_bytes"] == len(original or b""), kind

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agents.codegen import fetch_sample, generate_metric
 from agents.fetch_client import fetch_payload, request_for
+from agents.generation import fetch_sample, generate_metric
 from agents.generators.offline import OfflineGenerator, chart_code_for
 from agents.services import Services
 from agents.validation import validate_chart_code
@@ -102,7 +102,7 @@ async def test_historical_endpoints_get_their_own_transformer_only_when_shaped_d
     """Commit activity's history (weekly rows) differs from its polling answer
     (participation counts): it gets its own transformer. PostHog's history is the same
     shape with a longer date_from: the polling transformer reads it."""
-    from agents.codegen import shape
+    from agents.generation import shape
 
     template = load_templates()[template_id]
     history = template.for_history()

@@ -1,0 +1,167 @@
+"""Writing a transformer: ask the generator, validate, feed the rejection back.
+
+The model (or the offline generator) only *proposes* code. Every proposal is validated
+before anything is saved (``agents/validation.py``): static checks, then a run in the
+sandbox on a REAL sample and the pydantic models on its output. A rejection goes back to
+the generator with the reason, a bounded number of times (``METRICLOOM_MODEL__MAX_ATTEMPTS``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import structlog
+
+from agents.fetch_client import fetch_payload, request_for
+from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal
+from agents.generators.openai_compatible import ModelAnswerError, ModelRefusedError
+from agents.services import Services
+from agents.transforming import endpoint_config
+from agents.validation import InvalidCodeError, validate_chart_code, validate_metric_code
+from schema.exceptions import MetricloomError
+from schema.models import ChartConfig, Connection, MetricTemplate
+
+log = structlog.get_logger(__name__)
+
+
+class GenerationFailedError(MetricloomError):
+    """No valid proposal within the attempts allowed."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A proven proposal, with what it cost."""
+
+    code: str
+    generator: str
+    attempts: int
+    model_calls: int
+    seconds: float
+    output: Any
+
+
+T = TypeVar("T")
+
+
+async def _repair_loop(
+    services: Services,
+    what: str,
+    propose: Callable[[list[str]], Awaitable[Proposal]],
+    validate: Callable[[str], Awaitable[T]],
+    feedback: list[str],
+) -> tuple[str, int, int, float, T]:
+    """The one generate-validate-retry loop: ask, validate, feed the rejection back, at
+    most ``model.max_attempts`` times. Returns (code, attempts, model calls, seconds, what
+    validation produced)."""
+    started = time.monotonic()
+    calls = 0
+    last: str | None = None
+    for attempt in range(1, services.settings.model.max_attempts + 1):
+        try:
+            proposal = await propose(list(feedback))
+        except ModelAnswerError as exc:
+            calls += 1
+            feedback.append(f'{exc}; answer with JSON {{"code": "<python module>"}} only')
+            continue
+        except ModelRefusedError as exc:  # a setting to fix: asking again cannot help
+            raise GenerationFailedError(str(exc)) from exc
+        calls += proposal.model_calls
+        try:
+            validated = await validate(proposal.code)
+        except InvalidCodeError as exc:
+            log.info("codegen.rejected", target=what, attempt=attempt, error=str(exc)[:300])
+            feedback.append(str(exc))
+            if proposal.code == last:  # a deterministic generator will not change its mind
+                break
+            last = proposal.code
+            continue
+        return proposal.code, attempt, calls, time.monotonic() - started, validated
+    raise GenerationFailedError(
+        f"no valid {what} after {len(feedback)} rejection(s)"
+        f" and {calls} model call(s): {feedback[-1]}"
+    )
+
+
+async def generate_metric(
+    services: Services,
+    generator: Generator,
+    template: MetricTemplate,
+    sample: Any,
+    config: dict[str, Any],
+    previous_code: str | None = None,
+    errors: list[str] | None = None,
+) -> Outcome:
+    """A validated MetricTransformer for ``template``, proven on ``sample``."""
+    code, attempts, calls, seconds, points = await _repair_loop(
+        services,
+        f"transformer for {template.id}",
+        lambda feedback: generator.metric_code(
+            MetricCodeTask(template, sample, config, previous_code, feedback)
+        ),
+        lambda code: validate_metric_code(services, template, code, sample, config),
+        list(errors or []),
+    )
+    output = [p.model_dump(mode="json") for p in points]
+    return Outcome(code, generator.name, attempts, calls, seconds, output)
+
+
+async def generate_chart(
+    services: Services,
+    generator: Generator,
+    task: ChartCodeTask,
+    preferences: dict[str, Any],
+) -> tuple[Outcome, ChartConfig]:
+    """A validated ChartTransformer for ``task``, proven on its sample series."""
+    code, attempts, calls, seconds, config = await _repair_loop(
+        services,
+        "chart transformer",
+        lambda feedback: generator.chart_code(replace(task, feedback=feedback)),
+        lambda code: validate_chart_code(services, code, task.sample, preferences),
+        list(task.feedback),
+    )
+    outcome = Outcome(
+        code, generator.name, attempts, calls, seconds, config.model_dump(by_alias=True)
+    )
+    return outcome, config
+
+
+async def fetch_sample(
+    services: Services,
+    template: MetricTemplate,
+    params: dict[str, str],
+    connection: Connection | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """A real, fresh payload from the template's polling endpoint, and the endpoint config
+    a transformer is told about: what generation validates the code against."""
+    request = request_for(services.settings, template, template.polling, params, connection)
+    fetched_at = datetime.now(UTC)
+    payload = await fetch_payload(
+        services.http, request, services.settings.fetch, pagination=template.polling.pagination
+    )
+    return payload, endpoint_config(template.id, template.polling.path, params, fetched_at)
+
+
+def aggregation_of(code: str, default: str) -> str:
+    """The aggregation an offline-generated chart declares (AGGREGATE = '...')."""
+    for line in code.splitlines():
+        if line.startswith("AGGREGATE = "):
+            value = line.split("=", 1)[1].strip().strip("'\"")
+            if value in {"sum", "avg", "min", "max", "last", "count"}:
+                return value
+    return default
+
+
+def shape(value: Any, depth: int = 3) -> Any:
+    """The structure of a JSON value (types and keys, first list element), for deciding
+    whether two endpoints answer alike."""
+    if depth == 0:
+        return type(value).__name__
+    if isinstance(value, dict):
+        return {key: shape(item, depth - 1) for key, item in sorted(value.items())}
+    if isinstance(value, list):
+        return ["list", shape(value[0], depth - 1) if value else None]
+    return type(value).__name__
