@@ -132,7 +132,7 @@ class FetchStage(Stage[PollDue]):
         if backfill and template.historical is None:
             error = f"{template.id} has no history"
             async with services.db.transaction() as conn:
-                await ledger.record_poll_failed(conn, tick.poll_id, tick.due_at, error)
+                await ledger.forget_poll(conn, tick.poll_id, tick.due_at)
             return [dead_letter(self.name, message, error, metric.id, metric.organization_id)]
         endpoint = template.historical if backfill and template.historical else template.polling
         fetched_at = datetime.now(UTC)
@@ -153,7 +153,7 @@ class FetchStage(Stage[PollDue]):
             metrics.FETCH_ERRORS.labels(provider=template.provider, status=exc.status).inc()
             async with services.db.transaction() as conn:
                 await catalog.record_metric_error(conn, metric.id, self.name, str(exc))
-                await ledger.record_poll_failed(conn, tick.poll_id, tick.due_at, str(exc))
+                await ledger.forget_poll(conn, tick.poll_id, tick.due_at)
             return self._failed(message, metric, str(exc), backfill)
         metrics.POLLS.labels(provider=template.provider).inc()
         async with services.db.transaction() as conn:
@@ -212,7 +212,7 @@ class FetchStage(Stage[PollDue]):
             error = f"{exc}; gave up after {limit} deferrals"
             async with services.db.transaction() as conn:
                 await catalog.record_metric_error(conn, metric.id, self.name, error)
-                await ledger.record_poll_failed(conn, tick.poll_id, tick.due_at, error)
+                await ledger.forget_poll(conn, tick.poll_id, tick.due_at)
             return self._failed(message, metric, error, tick.reason == "backfill")
         async with services.db.transaction() as conn:
             await ledger.record_deferred(

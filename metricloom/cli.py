@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid5
 
@@ -64,6 +64,12 @@ app.add_typer(charts_app, name="charts")
 app.add_typer(topics_app, name="topics")
 app.add_typer(demo_app, name="demo")
 app.add_typer(transformer_app, name="transformer")
+dead_letter_app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Messages a stage could not process: list, show, replay.",
+)
+app.add_typer(dead_letter_app, name="dead-letter")
 
 Org = Annotated[str, typer.Option("--org", help="Organisation id that owns the metric.")]
 
@@ -471,6 +477,100 @@ def demo_seed(
         _run_command(
             settings, RefreshMetric(organization_id=org, metric_id=place.metric_id), timeout
         )
+
+
+def _dead_letters(
+    stage: str | None,
+    error_type: str | None,
+    org: str | None,
+    since: datetime | None,
+    ids: list[str] | None = None,
+) -> list[Any]:
+    from streams.dead_letters import Filter, read
+
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    wanted = Filter(stage, error_type, org, since, frozenset(ids or []))
+
+    async def collect() -> list[Any]:
+        return [letter async for letter in read(get_settings(), wanted)]
+
+    try:
+        return asyncio.run(collect())
+    except MetricloomError as exc:
+        _fail(str(exc), 2)
+    return []
+
+
+StageOption = Annotated[str | None, typer.Option(help="Only this stage's (fetch, transform, ...).")]
+ErrorTypeOption = Annotated[str | None, typer.Option(help="Only this error type.")]
+OrgOption = Annotated[str | None, typer.Option("--org", help="Only this organisation's.")]
+SinceOption = Annotated[
+    datetime | None, typer.Option(help="Only those failed at or after this time (UTC).")
+]
+
+
+@dead_letter_app.command("list")
+def dead_letter_list(
+    stage: StageOption = None,
+    error_type: ErrorTypeOption = None,
+    org: OrgOption = None,
+    since: SinceOption = None,
+) -> None:
+    """One line per dead letter (JSON): id, when, stage, topic, error, metric."""
+    for letter in _dead_letters(stage, error_type, org, since):
+        _print(
+            {
+                "id": str(letter.id),
+                "failed_at": letter.failed_at.isoformat(),
+                "stage": letter.stage,
+                "topic": letter.topic,
+                "error_type": letter.error_type,
+                "error": letter.error[:200],
+                "metric_id": str(letter.metric_id) if letter.metric_id else None,
+                "organization_id": letter.organization_id,
+                "replayable": not letter.truncated,
+            }
+        )
+
+
+@dead_letter_app.command("show")
+def dead_letter_show(
+    dead_letter_id: Annotated[str, typer.Argument(help="A dead letter's id (or its first 8).")],
+) -> None:
+    """A dead letter whole, its original included."""
+    found = _dead_letters(None, None, None, None, [dead_letter_id])
+    if not found:
+        _fail(f"no dead letter {dead_letter_id} on the topic (it keeps 30 days)")
+    _print(found[-1].model_dump(mode="json"))
+
+
+@dead_letter_app.command("replay")
+def dead_letter_replay(
+    dead_letter_ids: Annotated[
+        list[str] | None, typer.Argument(help="Ids to replay (or filter with the options).")
+    ] = None,
+    stage: StageOption = None,
+    error_type: ErrorTypeOption = None,
+    org: OrgOption = None,
+    since: SinceOption = None,
+    force: Annotated[bool, typer.Option(help="Replay even those replayed before.")] = False,
+) -> None:
+    """Send each original again to its topic (after fixing its cause); each dead letter is
+    replayed once unless --force. Prints one line per dead letter with what happened."""
+    from streams.dead_letters import replay
+
+    if not dead_letter_ids and not (stage or error_type or org or since):
+        _fail(
+            "name dead letters to replay, or filter them (--stage, --error-type, --org, --since)", 2
+        )
+    letters = _dead_letters(stage, error_type, org, since, dead_letter_ids)
+    try:
+        outcomes = asyncio.run(replay(get_settings(), letters, force))
+    except MetricloomError as exc:
+        _fail(str(exc), 2)
+    for done in outcomes:
+        _print({"id": str(done.letter.id), "topic": done.letter.topic, "outcome": done.outcome})
 
 
 if __name__ == "__main__":

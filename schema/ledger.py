@@ -23,7 +23,7 @@ from psycopg.types.json import Json, Jsonb
 
 from schema.db import Conn
 
-PollState = Literal["new", "refetch", "fetched", "deferred", "failed", "done"]
+PollState = Literal["new", "refetch", "fetched", "deferred", "done"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,8 @@ class PollClaim:
 
     ``new``: fetch it. ``refetch``: an earlier attempt died with its request in flight;
     fetch again. ``fetched``: re-emit ``payload``. ``deferred``: the provider asked to
-    come back later and that time has not come (the scheduler will send the tick). ``done``
-    and ``failed``: handled before; nothing to do."""
+    come back later and that time has not come (the scheduler will send the tick).
+    ``done``: its points are stored; nothing to do. (A failed poll is forgotten.)"""
 
     state: PollState
     attempts: int = 1
@@ -82,7 +82,7 @@ async def claim_poll(
         )
     if state == "deferred":
         return PollClaim("deferred", attempts)
-    return PollClaim("failed" if state == "failed" else "done", attempts)
+    return PollClaim("done", attempts)
 
 
 async def record_fetched(
@@ -101,13 +101,11 @@ async def record_fetched(
     )
 
 
-async def record_poll_failed(conn: Conn, poll_id: UUID, due_at: datetime, error: str) -> None:
-    """The poll failed for good (its dead letter carries the tick for a replay)."""
-    await conn.execute(
-        "UPDATE polls SET state = 'failed', error = %s, payload = NULL, updated_at = now()"
-        " WHERE id = %s AND due_at = %s",
-        (error[:4000], poll_id, due_at),
-    )
+async def forget_poll(conn: Conn, poll_id: UUID, due_at: datetime) -> None:
+    """A poll that failed for good, or was held back before its request, is forgotten: the
+    same tick delivered again (a replay of its dead letter once the cause is fixed) is a
+    new attempt."""
+    await conn.execute("DELETE FROM polls WHERE id = %s AND due_at = %s", (poll_id, due_at))
 
 
 async def record_deferred(
@@ -125,12 +123,6 @@ async def record_deferred(
         " updated_at = now() WHERE id = %s AND due_at = %s",
         (retry_at, Jsonb(tick), error[:4000], poll_id, due_at),
     )
-
-
-async def forget_poll(conn: Conn, poll_id: UUID, due_at: datetime) -> None:
-    """A poll held back before its request (no transformer yet, a paused metric): the
-    same tick, delivered again later, is a new attempt."""
-    await conn.execute("DELETE FROM polls WHERE id = %s AND due_at = %s", (poll_id, due_at))
 
 
 async def record_written(conn: Conn, poll_ids: list[UUID]) -> None:

@@ -11,7 +11,7 @@ CREATE TABLE polls (
     due_at      timestamptz NOT NULL,
     metric_id   uuid NOT NULL,
     reason      text NOT NULL,
-    state       text NOT NULL CHECK (state IN ('fetching', 'fetched', 'deferred', 'failed', 'done')),
+    state       text NOT NULL CHECK (state IN ('fetching', 'fetched', 'deferred', 'done')),
     attempts    integer NOT NULL DEFAULT 1,
     fetched_at  timestamptz,
     endpoint    text,
