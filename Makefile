@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 COMPOSE := docker compose
 
-.PHONY: up test down host images venv pglite services lint typecheck pytest logs clean benchmark
+.PHONY: up test down host images venv pglite services lint typecheck pytest logs clean benchmark chaos
 
 up: host images
 	@# migrations and topics first (the migrate service), then a worker that is ready
@@ -68,6 +68,10 @@ benchmark: host images venv services
 	$(BIN)/python -m benchmarks.chart_read
 	$(BIN)/python -m benchmarks.codegen
 	$(BIN)/python -m benchmarks.load
+
+# The full fault suite (about 10 minutes; JSON out; see the README's fault-suite figures).
+chaos: host images venv services
+	$(BIN)/python -m tests.chaos
 
 logs:
 	$(COMPOSE) logs -f --tail=50

@@ -117,7 +117,12 @@ class FetchStage(Stage[PollDue]):
             log.info("fetch.repeat", poll_id=str(tick.poll_id), state=claim.state)
             return []
         if claim.state == "refetch":
-            log.warning("fetch.refetch", poll_id=str(tick.poll_id), attempts=claim.attempts)
+            log.warning(
+                "fetch.refetch",
+                poll_id=str(tick.poll_id),
+                metric_id=str(tick.metric_id),
+                attempts=claim.attempts,
+            )
             metrics.REFETCHES.inc()
         return await self._fetch(services, message, metric, tick, claim.attempts)
 

@@ -18,7 +18,7 @@ import structlog
 
 from agents.fetch_client import fetch_payload, request_for
 from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal
-from agents.generators.openai_compatible import ModelAnswerError, ModelRefusedError
+from agents.generators.exceptions import ModelAnswerError, ModelRefusedError
 from agents.services import Services
 from agents.transforming import endpoint_config
 from agents.validation import InvalidCodeError, validate_chart_code, validate_metric_code

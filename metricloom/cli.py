@@ -15,7 +15,6 @@ from typing import Annotated, Any
 from uuid import UUID, uuid5
 
 import typer
-from rich.console import Console
 
 from schema.exceptions import MetricloomError
 from schema.models import ChartType, PollFrequency
@@ -204,6 +203,7 @@ def metric_create(
 async def _create_and_follow(settings: Settings, command: CreateMetric, wait_s: float) -> None:
     """Send the command while already following backfill-progress, and draw the steps
     (fetched, then written) as a progress bar on stderr."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from streams.client import CommandTimeoutError, follow, send_command

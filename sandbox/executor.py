@@ -156,7 +156,13 @@ class SandboxExecutor:
     def client(self) -> docker.DockerClient:
         if self._client is None:
             try:
-                self._client = docker.from_env(timeout=int(self.limits.connect_timeout_s))
+                timeout = int(self.limits.connect_timeout_s)
+                if self.limits.docker_url:
+                    self._client = docker.DockerClient(
+                        base_url=self.limits.docker_url, timeout=timeout
+                    )
+                else:
+                    self._client = docker.from_env(timeout=timeout)
             except docker.errors.DockerException as exc:
                 raise SandboxUnavailableError(f"cannot reach the Docker engine: {exc}") from exc
         return self._client
@@ -401,13 +407,21 @@ def _remove(container: Any) -> None:
     except docker.errors.APIError as exc:
         if exc.status_code != 409:  # 409: auto-remove is already removing it
             log.warning("sandbox.remove_failed", container=container.name, error=str(exc))
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        # The engine went away mid-batch: the container removes itself when its stdin
+        # closes (auto_remove), and a sweep takes any stray past its deadline.
+        log.warning("sandbox.remove_failed", container=container.name, error=str(exc))
 
 
 def sweep_stale(client: docker.DockerClient, now: float | None = None) -> int:
     """Remove sandbox containers past their deadline (left by a worker that died)."""
     now = time.time() if now is None else now
     removed = 0
-    for container in list_sandboxes(client):
+    try:
+        stale = list_sandboxes(client)
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise SandboxUnavailableError(f"cannot list sandbox containers: {exc}") from exc
+    for container in stale:
         deadline = int(container.attrs.get("Labels", {}).get(DEADLINE_LABEL, "0") or 0)
         if deadline < now:
             _remove(container)

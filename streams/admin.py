@@ -49,3 +49,21 @@ async def partitions(settings: Settings, base: str) -> list[int]:
     if described["error_code"] == UnknownTopicOrPartitionError.errno:
         raise MissingTopicError(f"topic {name} does not exist (run `metricloom setup`)")
     return sorted(p["partition"] for p in described["partitions"])
+
+
+async def delete_topics(settings: Settings) -> list[str]:
+    """Delete this prefix's topics, Faust's own included (test runs clean up after
+    themselves: a broker with thousands of stale partitions restarts in minutes)."""
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        ours = {topic_name(settings, base) for base in TOPICS}
+        existing = set(await admin.list_topics())
+        doomed = sorted(
+            t for t in existing if t in ours or t.startswith(f"{settings.app_id}-__assignor")
+        )
+        if doomed:
+            await admin.delete_topics(doomed)
+        return doomed
+    finally:
+        await admin.close()

@@ -56,7 +56,8 @@ STAGES: list[tuple[str, Stage[Any]]] = [
 ]
 """Which topic feeds which stage: the whole data path, in order."""
 
-Producer = Callable[[Sequence[Outgoing]], Awaitable[None]]
+Producer = Callable[[Sequence[Outgoing]], Awaitable[list[bool]]]
+"""Produces records, answering which ones the broker acknowledged."""
 
 
 def create_app(settings: Settings, services: Services) -> faust.App:
@@ -65,6 +66,9 @@ def create_app(settings: Settings, services: Services) -> faust.App:
     datadir.mkdir(exist_ok=True)
     app = faust.App(
         settings.app_id,
+        # No idempotent producer: aiokafka's does not recover from the broker losing its
+        # sequence state in a restart (every later send fails with OutOfOrderSequence);
+        # the runner sends again only what the broker did not acknowledge (README).
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
         key_serializer="raw",
         value_serializer="raw",
@@ -84,6 +88,7 @@ def create_app(settings: Settings, services: Services) -> faust.App:
         broker_commit_every=settings.kafka.commit_every,
         broker_commit_interval=settings.kafka.commit_interval_s,
         # A dead worker's partitions move to the others within the session timeout.
+        consumer_group_instance_id=settings.kafka.group_instance_id,
         broker_session_timeout=settings.kafka.session_timeout_s,
         broker_heartbeat_interval=settings.kafka.heartbeat_interval_s,
         broker_rebalance_timeout=settings.kafka.rebalance_timeout_s,
@@ -108,24 +113,30 @@ def create_app(settings: Settings, services: Services) -> faust.App:
         for base, spec in TOPICS.items()
     }
 
-    async def produce(records: Sequence[Outgoing]) -> None:
-        """Produce every record and wait until the broker has acknowledged all of them;
-        a broker that does not is a service away (the caller retries the batch)."""
-        try:
-            pending = [await topics[r.topic].send(key=r.key, value=r.value) for r in records]
-            if pending:
-                await asyncio.gather(*pending)
-        except KafkaError as exc:
-            raise KafkaUnavailableError(f"the broker did not take a record: {exc!r}") from exc
+    async def produce(records: Sequence[Outgoing]) -> list[bool]:
+        """Produce every record and wait for the broker's answers: which were acknowledged
+        (the runner raises for the rest, and sends only those again)."""
+        pending: list[Awaitable[object]] = []
         for record in records:
-            metrics.PRODUCED.labels(topic=record.topic).inc()
+            try:
+                pending.append(await topics[record.topic].send(key=record.key, value=record.value))
+            except KafkaError as exc:
+                pending.append(_failed(exc))
+        answers = await asyncio.gather(*pending, return_exceptions=True)
+        acked = [not isinstance(answer, BaseException) for answer in answers]
+        for record, ok in zip(records, acked, strict=True):
+            if ok:
+                metrics.PRODUCED.labels(topic=record.topic).inc()
+        return acked
 
     for source, stage in STAGES:
         runner = StageRunner(stage, services, produce, settings)
         app.agent(topics[source], name=f"metricloom.{stage.name}")(runner.agent(app))
 
     async def send_all(sends: list[Send]) -> None:
-        await produce([encode(send) for send in sends])
+        records = [encode(send) for send in sends]
+        if not all(await produce(records)):
+            raise KafkaUnavailableError("the broker did not take every record")
 
     @app.timer(  # type: ignore[untyped-decorator]
         interval=settings.scheduler_interval_s, on_leader=True, name="metricloom.scheduler"
@@ -194,14 +205,22 @@ class StageRunner:
         return agent
 
     async def run(self, batch: Sequence[Incoming]) -> None:
-        """Process and deliver one batch, however long a service stays away."""
+        """Process and deliver one batch, however long a service stays away. A record the
+        broker took in an earlier attempt of the same batch is not sent again (the stages'
+        answers to a repeat are the same bytes)."""
         delay = self.settings.pause_initial_s
         paused_at: float | None = None
+        delivered: set[Outgoing] = set()
         while True:
             started = time.monotonic()
             try:
                 records = await process_batch(self.stage, self.services, batch)
-                await self.produce(records)
+                todo = [r for r in records if r not in delivered]
+                acked = await self.produce(todo)
+                delivered.update(r for r, ok in zip(todo, acked, strict=True) if ok)
+                if not all(acked):
+                    missing = acked.count(False)
+                    raise KafkaUnavailableError(f"the broker did not take {missing} record(s)")
                 await self.stage.delivered(self.services, batch)
             except ServiceUnavailableError as exc:
                 if paused_at is None:
@@ -229,6 +248,11 @@ class StageRunner:
             metrics.BATCHES.labels(stage=self.stage.name).observe(time.monotonic() - started)
             metrics.CONSUMED.labels(stage=self.stage.name).inc(len(batch))
             return
+
+
+async def _failed(exc: BaseException) -> None:
+    """A send that failed before it was queued, as an answer to gather."""
+    raise exc
 
 
 def _base_topic(settings: Settings, name: str) -> str:

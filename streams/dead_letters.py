@@ -67,15 +67,16 @@ async def read(settings: Settings, wanted: Filter) -> AsyncIterator[DeadLetter]:
         await consumer.start()
         tps = [TopicPartition(topic, p) for p in await partitions(settings, "dead-letter")]
         consumer.assign(tps)
+        begins = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
-        starts: dict[TopicPartition, int] = {}
+        starts: dict[TopicPartition, int] = dict(begins)
         if wanted.since is not None:
             found = await consumer.offsets_for_times(
                 dict.fromkeys(tps, int(wanted.since.timestamp() * 1000))
             )
-            starts = {tp: at.offset for tp, at in found.items() if at is not None}
+            starts = {tp: at.offset if at is not None else ends[tp] for tp, at in found.items()}
         for tp in tps:
-            consumer.seek(tp, starts.get(tp, ends[tp] if wanted.since else 0))
+            consumer.seek(tp, starts[tp])
         pending = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
         while pending:
             batch = await consumer.getmany(*pending, timeout_ms=1000)

@@ -28,6 +28,9 @@ class SandboxLimits(BaseModel, frozen=True):
     input_memory_mb: int = Field(128, ge=16)
     max_concurrent: int = Field(2, ge=1)
     connect_timeout_s: float = Field(10.0, gt=0)
+    docker_url: str | None = None
+    """The Docker engine's API (``unix:///var/run/docker.sock`` style); default: the
+    environment's (``DOCKER_HOST``, else the local socket)."""
 
 
 class ModelSettings(BaseModel, frozen=True):
@@ -72,8 +75,11 @@ class KafkaSettings(BaseModel, frozen=True):
     worker's partitions move: its session expires after ``session_timeout_s`` (the broker's
     minimum is 6 s) and the survivors take them over in the rebalance that follows."""
 
+    group_instance_id: str | None = None
+    """Static membership: a worker restarted with the same id takes its partitions back at
+    once, with no rebalance (give each worker process its own, e.g. its host name)."""
     session_timeout_s: float = Field(6.0, ge=1)
-    heartbeat_interval_s: float = Field(1.5, gt=0)
+    heartbeat_interval_s: float = Field(0.5, gt=0)
     rebalance_timeout_s: float = Field(20.0, gt=0)
     max_poll_interval_s: float = Field(3600.0, gt=0)
     produce_timeout_s: float = Field(30.0, gt=0)

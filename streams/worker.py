@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import faust
 import structlog
 
 from agents.services import Services
 from sandbox.executor import sweep_stale
+from schema.exceptions import MetricloomError
 from streams.admin import ensure_topics
 from streams.app import create_app
 from streams.health import Health
@@ -35,6 +37,18 @@ class Worker(faust.Worker):
         await super().on_stop()
 
 
+def _sweep(services: Services) -> None:
+    """Remove sandbox containers a dead worker left past their deadline (beside the start:
+    a worker is ready without waiting for the engine's answer)."""
+    try:
+        removed = sweep_stale(services.sandbox.client)
+    except MetricloomError as exc:
+        log.warning("sandbox.sweep_failed", error=str(exc))
+        return
+    if removed:
+        log.info("sandbox.swept", containers=removed)
+
+
 def run_worker(settings: Settings) -> None:
     """Run one worker in the foreground. Faust handles SIGTERM/SIGINT: it stops the
     agents after the batch in hand, commits offsets and exits."""
@@ -53,9 +67,7 @@ def run_worker(settings: Settings) -> None:
     if created:
         log.info("topics.created", topics=created)
     services = Services.from_settings(settings)
-    removed = sweep_stale(services.sandbox.client)
-    if removed:
-        log.info("sandbox.swept", containers=removed)
+    threading.Thread(target=_sweep, args=(services,), daemon=True).start()
     app = create_app(settings, services)
     worker = Worker(app, health, settings.log_level.lower())
     try:

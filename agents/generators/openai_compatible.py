@@ -10,22 +10,9 @@ import openai
 from pydantic import BaseModel, ValidationError
 
 from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal
+from agents.generators.exceptions import ModelAnswerError, ModelRefusedError, ModelUnavailableError
 from agents.generators.prompts import CODE_SCHEMA, chart_messages, metric_messages
-from schema.exceptions import MetricloomError, ServiceUnavailableError
 from streams.settings import ModelSettings
-
-
-class ModelUnavailableError(ServiceUnavailableError):
-    """The model server could not be reached, timed out, or answered 5xx or 429."""
-
-
-class ModelRefusedError(MetricloomError):
-    """The model server refused the request for good (401, 403, 404, 400): a setting to
-    fix (key, model name, base URL), not an outage to wait out."""
-
-
-class ModelAnswerError(MetricloomError):
-    """The model answered, but not with ``{"code": "..."}``."""
 
 
 class _Answer(BaseModel):

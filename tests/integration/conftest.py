@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from agents.generators.offline import metric_code_for
 from schema import catalog
 from schema.models import Metric, MetricTransformer, PollFrequency
-from streams.admin import ensure_topics
+from streams.admin import delete_topics, ensure_topics
 from streams.settings import Settings
 from streams.topics import topic_name
 from templates import get_template
@@ -25,8 +25,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
-def topics(settings: Settings) -> None:
+def topics(settings: Settings) -> Iterator[None]:
+    """The session's topics, created once and deleted at the end."""
     asyncio.run(ensure_topics(settings))
+    yield
+    asyncio.run(delete_topics(settings))
 
 
 @pytest.fixture(scope="session")

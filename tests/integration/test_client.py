@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.admin import ensure_topics
+from streams.admin import delete_topics, ensure_topics
 from streams.client import follow, send_command
 from streams.messages import RefreshMetric
 from streams.settings import Settings
@@ -25,6 +25,13 @@ async def test_following_since_a_time_skips_what_was_published_before(settings: 
     # topics of its own: the session's chart-configs are read from the beginning elsewhere
     settings = settings.model_copy(update={"topic_prefix": f"follow-{uuid.uuid4().hex[:8]}-"})
     await ensure_topics(settings)
+    try:
+        await _follow_since(settings)
+    finally:
+        await delete_topics(settings)
+
+
+async def _follow_since(settings: Settings) -> None:
     kafka = Kafka(settings)
     before, after = uuid.uuid4().hex, uuid.uuid4().hex
     await kafka.produce("chart-configs", json.dumps({"marker": before}).encode(), b"k")

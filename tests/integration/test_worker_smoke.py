@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
 import pytest
 
+from streams.admin import delete_topics
 from streams.settings import Settings
 from tests.conftest import WorkerProcess
 
@@ -29,4 +31,5 @@ def test_worker_joins_the_group_and_stops_cleanly_on_sigterm(
             )
     finally:
         code = worker.stop()
+        asyncio.run(delete_topics(own))
     assert code == 0, worker.output()[-3000:]

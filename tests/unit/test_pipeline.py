@@ -82,15 +82,32 @@ async def test_the_runner_pauses_through_an_outage_and_delivers_once_it_is_over(
     produced: list[list[Outgoing]] = []
     refusals = [KafkaUnavailableError("broker away")]
 
-    async def produce(records: Sequence[Outgoing]) -> None:
+    async def produce(records: Sequence[Outgoing]) -> list[bool]:
         if refusals:
             raise refusals.pop()
         produced.append(list(records))
+        return [True] * len(records)
 
     runner = StageRunner(stage, _services(), produce, _services().settings)
     await runner.run([_tick(1), _tick(2)])
     assert stage.calls == 4
     assert [[o.topic for o in batch] for batch in produced] == [["poll-due", "poll-due"]]
+    assert stage.delivered_batches == [2]
+
+
+async def test_records_the_broker_took_are_not_sent_again() -> None:
+    """The broker takes the first record and refuses the second: the retry sends only the
+    second (the stage's answer to the repeat is the same bytes), so nothing lands twice."""
+    stage = Recorder()
+    sent: list[list[str]] = []
+
+    async def produce(records: Sequence[Outgoing]) -> list[bool]:
+        sent.append([json.loads(r.value)["metric_id"][-1] for r in records])
+        return [True, False] if len(sent) == 1 else [True] * len(records)
+
+    runner = StageRunner(stage, _services(), produce, _services().settings)
+    await runner.run([_tick(1), _tick(2)])
+    assert sent == [["1", "2"], ["2"]]
     assert stage.delivered_batches == [2]
 
 
