@@ -11,24 +11,31 @@ VENV := .venv
 BIN := $(VENV)/bin
 COMPOSE := docker compose
 
-.PHONY: up test down host images venv pglite services lint typecheck pytest logs clean benchmark chaos
+.PHONY: up test down host secrets images venv pglite services lint typecheck pytest logs clean benchmark chaos
 
-up: host images
-	@# migrations and topics first (the migrate service), then a worker that is ready
+up: host secrets images
+	@# migrations, topics and ACLs first (the migrate service), then a worker that is ready
 	@# (its health check: every agent consuming) before anything is sent to it
 	$(COMPOSE) up -d --wait kafka timescaledb demo-api
 	$(COMPOSE) up -d --wait worker
+	@# the demo organisation: its principal, ACLs and topics (its password from .env)
+	grep '^METRICLOOM_DEMO_PASSWORD=' .env | cut -d= -f2- | \
+	  $(COMPOSE) run --rm -T migrate tenant add demo --password-stdin >/dev/null
 	@# only the configs this seed causes: on an old volume the topic holds earlier ones
 	since=$$(date -u +%Y-%m-%dT%H:%M:%S) && \
-	  $(COMPOSE) exec -T worker metricloom demo seed && \
-	  echo "--- chart configs published since $$since on the chart-configs topic ---" && \
-	  $(COMPOSE) exec -T worker metricloom charts tail --since "$$since" --count 4 --timeout 120
+	  $(COMPOSE) run --rm -T demo demo seed && \
+	  echo "--- chart configs published since $$since on chart-configs.demo (as the demo tenant) ---" && \
+	  $(COMPOSE) run --rm -T demo charts tail --org demo --since "$$since" --count 4 --timeout 120
 	@echo "--- the cluster keeps running: 'make logs' to watch, 'make down' to stop ---"
 
-test: host images venv pglite services lint typecheck pytest
+test: host secrets images venv pglite services lint typecheck pytest
 
 host:
 	bash scripts/host-setup.sh
+
+# The local cluster's passwords, generated once into .env (never in git).
+secrets:
+	bash scripts/secrets.sh
 
 images: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash images/build.sh
@@ -73,11 +80,13 @@ benchmark: host images venv services
 chaos: host images venv services
 	$(BIN)/python -m tests.chaos
 
-logs:
+logs: secrets
 	$(COMPOSE) logs -f --tail=50
 
-down:
+down: secrets
 	$(COMPOSE) down
 
-clean:
-	$(COMPOSE) down -v
+# Removes the volumes, and the passwords with them (the next `make up` makes new ones).
+clean: secrets
+	$(COMPOSE) --profile tools down -v
+	rm -f .env

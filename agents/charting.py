@@ -96,7 +96,7 @@ class ChartStage(Stage[MetricUpdated]):
             transformer_version=ct.version,
             config=config,
         )
-        return Send("chart-configs", str(dm.id), record)
+        return Send("chart-configs", str(dm.id), record, org=dm.organization_id)
 
 
 def redraw(dm: DashboardMetric) -> Send:

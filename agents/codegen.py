@@ -205,7 +205,7 @@ class CodegenStage(Stage[CodegenRequest]):
         except GenerationFailedError as exc:
             async with services.db.transaction() as conn:
                 await jobs.close(conn, target)
-            return [_alert(template, f"its historical transformer: {exc}", [])]
+            return _alert(template, f"its historical transformer: {exc}", [])
         async with services.db.transaction() as conn:
             await catalog.set_historical_code(conn, template.id, code)
             await jobs.close(conn, target)
@@ -313,7 +313,7 @@ class CodegenStage(Stage[CodegenRequest]):
             if current is not None:
                 await catalog.set_transformer_status(conn, template.id, "failed", error)
         organizations = sorted({m.organization_id for m in metrics})
-        sends = [_alert(template, error, organizations)]
+        sends = _alert(template, error, organizations)
         if current is None:
             for metric in metrics:
                 sends += _no_backfill(template, metric, error)
@@ -374,7 +374,8 @@ class CodegenStage(Stage[CodegenRequest]):
                 message=str(exc)[:2000],
             )
             return [
-                Send("alerts", str(dm.id), alert),
+                Send("alerts", str(dm.id), alert, org=dm.organization_id),
+                Send("operator-alerts", str(dm.id), alert),
                 dead_letter(self.name, message, exc, dm.metric_id, dm.organization_id),
             ]
         chart = ChartTransformer(
@@ -462,14 +463,23 @@ async def _after_heal(
     return sends
 
 
-def _alert(template: MetricTemplate, error: str, organizations: list[str]) -> Send:
+def _alert(template: MetricTemplate, error: str, organizations: list[str]) -> list[Send]:
+    """The operators' alert, and each affected organisation's."""
+    return alerts(template.id, error, organizations)
+
+
+def alerts(template_id: str, error: str, organizations: list[str]) -> list[Send]:
+    """A template's transformer could not be written: on the operators' topic, and on each
+    organisation's whose metrics wait for it."""
     alert = Alert(
         kind="transformer_failed",
-        template_id=template.id,
+        template_id=template_id,
         organizations=organizations,
         message=error[:2000],
     )
-    return Send("alerts", template.id, alert)
+    return [Send("operator-alerts", template_id, alert)] + [
+        Send("alerts", template_id, alert, org=org) for org in organizations
+    ]
 
 
 def _no_backfill(template: MetricTemplate, metric: Metric, error: str) -> list[Send]:
@@ -482,4 +492,4 @@ def _no_backfill(template: MetricTemplate, metric: Metric, error: str) -> list[S
         state="failed",
         error=f"no transformer: {error}"[:2000],
     )
-    return [Send("backfill-progress", str(metric.id), progress)]
+    return [Send("backfill-progress", str(metric.id), progress, org=metric.organization_id)]

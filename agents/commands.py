@@ -9,6 +9,7 @@ changes nothing and answers the same.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID, uuid5
@@ -27,6 +28,7 @@ from schema.models import DashboardMetric, Metric
 from streams.messages import (
     COMMAND_ADAPTER,
     COMMAND_NAMESPACE,
+    OPERATOR,
     OPERATOR_ADAPTER,
     RECORD_TYPES,
     AnyCommand,
@@ -41,6 +43,7 @@ from streams.messages import (
     RegenerateTransformer,
     RollbackTemplateTransformer,
     RollbackTransformer,
+    TenantCommand,
 )
 from templates import TemplateError, get_template
 
@@ -54,15 +57,39 @@ class CommandStage(Stage[AnyCommand]):
 
     adapter: TypeAdapter[Any] = COMMAND_ADAPTER
 
+    def received(self, message: Incoming) -> Received:
+        """The tenant record behind a ``command-inbox`` message: its organisation (the
+        topic it was produced to), its bytes and its coordinates."""
+        envelope = TenantCommand.model_validate_json(message.body())
+        return Received(
+            envelope.organization_id,
+            envelope.body(),
+            envelope.topic,
+            envelope.partition,
+            envelope.offset,
+        )
+
     def decode(self, message: Incoming) -> AnyCommand:
+        received = self.received(message)
+        if not received.body:
+            raise MalformedRecordError("the record has no value (null or empty)")
         try:
-            doc = orjson.loads(message.body())
+            doc = orjson.loads(received.body)
         except orjson.JSONDecodeError as exc:
             raise MalformedRecordError(f"Invalid JSON: {exc}") from exc
-        if isinstance(doc, dict) and doc.get("command_id") is None:
-            # No id given: the record's own coordinates name it, so the same record
-            # delivered twice is the same command (a record sent again is a new one).
-            doc["command_id"] = str(natural_command_id(message))
+        if isinstance(doc, dict):
+            named = doc.get("organization_id")
+            if named is None:
+                doc["organization_id"] = received.organization_id
+            elif named != received.organization_id:
+                raise MalformedRecordError(
+                    f"the command names organisation {named!r} but was produced to"
+                    f" {received.organization_id!r}'s topic {received.topic}"
+                )
+            if doc.get("command_id") is None:
+                # No id given: the record's own coordinates name it, so the same record
+                # delivered twice is the same command (a record sent again is a new one).
+                doc["command_id"] = str(received.natural_id())
         command: AnyCommand = self.adapter.validate_python(doc)
         return command
 
@@ -71,28 +98,45 @@ class CommandStage(Stage[AnyCommand]):
         return await execute(conn, command)
 
     def rejected(self, message: Incoming, error: Exception) -> list[Send]:
-        envelope = _best_effort_envelope(message)
+        try:
+            received = self.received(message)
+        except ValueError:  # not even an envelope: nobody to answer (the dead letter stays)
+            return []
+        envelope = _best_effort_envelope(received)
         result = CommandResult(
             command_id=envelope.get("command_id"),
-            organization_id=envelope.get("organization_id"),
+            organization_id=received.organization_id,
             type=envelope.get("type"),
             status="rejected",
             error=describe_validation_error(error),
-            partition=message.partition,
-            offset=message.offset,
+            partition=received.partition,
+            offset=received.offset,
         )
-        return [Send("command-results", str(result.command_id), result)]
+        return [answer(result)]
 
     async def handle(
         self, services: Services, batch: list[tuple[Incoming, AnyCommand]]
     ) -> list[Send]:
         sends: list[Send] = []
+        seen: set[tuple[UUID, str]] = set()
         for message, command in batch:
+            source = self.received(message).source()
+            if (command.command_id, source) in seen:
+                continue  # the same record twice in one batch (the ingress passed it on twice)
+            seen.add((command.command_id, source))
             async with services.db.transaction() as conn:
                 logged = await ledger.logged_command(conn, command.command_id)
-                if logged is not None:  # delivered again: answer as before, or not at all
+                if logged is not None and logged.source == source:
+                    # the same record delivered again: answer as before, or not at all
                     if not logged.delivered:
                         sends += [stored_send(item) for item in logged.sends]
+                    continue
+                if logged is not None:  # the same command sent again: its first answer
+                    sends += [
+                        stored_send(item)
+                        for item in logged.sends
+                        if item["topic"] in ("command-results", "operator-results")
+                    ]
                     continue
                 try:
                     async with savepoint(conn):  # a rejection undoes all the command did
@@ -107,6 +151,7 @@ class CommandStage(Stage[AnyCommand]):
                     command.organization_id,
                     command.type,
                     status,
+                    source,
                     [storable(send) for send in out],
                 )
             sends += out
@@ -133,7 +178,7 @@ class CommandStage(Stage[AnyCommand]):
             error=error,
         )
         return [
-            Send("command-results", str(command.command_id), result),
+            answer(result),
             dead_letter(
                 self.name,
                 message,
@@ -151,6 +196,13 @@ class OperatorStage(CommandStage):
     name = "operator-commands"
     adapter = OPERATOR_ADAPTER
 
+    def received(self, message: Incoming) -> Received:
+        """An operator's record, as produced (only the worker's principal may write the
+        topic)."""
+        return Received(
+            OPERATOR, message.value, message.topic, message.partition or 0, message.offset or 0
+        )
+
     async def execute(self, conn: Conn, command: Any) -> list[Send]:
         if isinstance(command, RollbackTemplateTransformer):
             return await _rollback_template(conn, command)
@@ -158,19 +210,43 @@ class OperatorStage(CommandStage):
         return await _regenerate(conn, command)
 
 
-def natural_command_id(message: Incoming) -> UUID:
-    """The id of a command sent without one: its topic, partition and offset."""
-    return uuid5(COMMAND_NAMESPACE, f"record:{message.topic}:{message.partition}:{message.offset}")
+@dataclass(frozen=True)
+class Received:
+    """A command record as its sender produced it."""
+
+    organization_id: str
+    body: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+    def natural_id(self) -> UUID:
+        """The id of a command sent without one: its topic, partition and offset."""
+        return natural_command_id(self.topic, self.partition, self.offset)
+
+    def source(self) -> str:
+        """Where the record is (a redelivery is the same record; a re-send is another)."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
 
 
-def storable(send: Send) -> dict[str, str]:
+def natural_command_id(topic: str, partition: int | None, offset: int | None) -> UUID:
+    return uuid5(COMMAND_NAMESPACE, f"record:{topic}:{partition}:{offset}")
+
+
+def storable(send: Send) -> dict[str, str | None]:
     """A send as the command log keeps it: the record's exact bytes, to send again."""
-    return {"topic": send.topic, "key": send.key, "value": send.record.to_bytes().decode()}
+    return {
+        "topic": send.topic,
+        "org": send.org,
+        "key": send.key,
+        "value": send.record.to_bytes().decode(),
+    }
 
 
-def stored_send(item: dict[str, str]) -> Send:
-    record = RECORD_TYPES[item["topic"]].model_validate_json(item["value"])
-    return Send(item["topic"], item["key"], record)
+def stored_send(item: dict[str, str | None]) -> Send:
+    topic, value = str(item["topic"]), str(item["value"])
+    record = RECORD_TYPES[topic].model_validate_json(value)
+    return Send(topic, str(item["key"]), record, org=item.get("org"))
 
 
 async def execute(conn: Conn, command: Command) -> list[Send]:
@@ -194,7 +270,14 @@ def _accepted(command: Any, **ids: Any) -> Send:
         status="accepted",
         **ids,
     )
-    return Send("command-results", str(command.command_id), result)
+    return answer(result)
+
+
+def answer(result: CommandResult) -> Send:
+    """Where a command's result goes: its organisation's results topic, or the operators'."""
+    if result.organization_id == OPERATOR:
+        return Send("operator-results", str(result.command_id), result)
+    return Send("command-results", str(result.command_id), result, org=result.organization_id)
 
 
 async def _create_metric(conn: Conn, command: CreateMetric) -> list[Send]:
@@ -406,24 +489,24 @@ async def _refresh_metric(conn: Conn, command: RefreshMetric) -> list[Send]:
     return [_accepted(command, metric_id=metric.id), Send("poll-due", str(metric.id), tick)]
 
 
-def _best_effort_envelope(message: Incoming) -> dict[str, Any]:
+def _best_effort_envelope(received: Received) -> dict[str, Any]:
     """The ids of a command that failed validation, when they can be read at all; a
     record without a usable ``command_id`` gets its natural one."""
-    out: dict[str, Any] = {"command_id": str(natural_command_id(message))}
+    out: dict[str, Any] = {"command_id": str(received.natural_id())}
     try:
-        doc = orjson.loads(message.value or b"")
+        doc = orjson.loads(received.body or b"")
     except orjson.JSONDecodeError:
         return out
     if not isinstance(doc, dict):
         return out
-    for key in ("command_id", "organization_id", "type"):
+    for key in ("command_id", "type"):
         value = doc.get(key)
         if isinstance(value, str) and 0 < len(value) <= 200 and "\x00" not in value:
             out[key] = value
     try:
         CommandResult(command_id=out.get("command_id"), status="rejected")
     except ValidationError:
-        out["command_id"] = str(natural_command_id(message))
+        out["command_id"] = str(received.natural_id())
     return out
 
 

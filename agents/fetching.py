@@ -198,7 +198,9 @@ class FetchStage(Stage[PollDue]):
                 chunk=tick.chunk,
                 chunks=tick.chunks,
             )
-            sends.append(Send("backfill-progress", str(metric.id), progress))
+            sends.append(
+                Send("backfill-progress", str(metric.id), progress, org=metric.organization_id)
+            )
         return sends
 
     async def _defer(
@@ -249,5 +251,7 @@ class FetchStage(Stage[PollDue]):
                 state="failed",
                 error=error[:2000],
             )
-            sends.append(Send("backfill-progress", str(metric.id), progress))
+            sends.append(
+                Send("backfill-progress", str(metric.id), progress, org=metric.organization_id)
+            )
         return sends

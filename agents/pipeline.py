@@ -77,16 +77,19 @@ class Incoming:
 
 @dataclass(frozen=True)
 class Send:
-    """A record to produce: ``topic`` is the base name (without the prefix)."""
+    """A record to produce: ``topic`` is the registry name (without the prefix); ``org``
+    names the organisation for an organisation's own topic (``chart-configs.<org>``)."""
 
     topic: str
     key: str
     record: Record
+    org: str | None = None
 
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A record encoded for the wire, checked against its topic's size limit."""
+    """A record encoded for the wire, checked against its topic's size limit; ``topic``
+    is the name without the deployment's prefix (``chart-configs.acme``)."""
 
     topic: str
     key: bytes
@@ -124,13 +127,16 @@ def encode(send: Send) -> Outgoing:
         raise UnencodableRecordError(
             f"{type(send.record).__name__} for {send.topic} cannot be encoded: {exc}"
         ) from exc
-    limit = TOPICS[send.topic].max_bytes
-    if len(value) > limit:
+    spec = TOPICS[send.topic]
+    if spec.tenant != (send.org is not None):
+        raise ValueError(f"{send.topic} {'needs' if spec.tenant else 'takes no'} organisation")
+    if len(value) > spec.max_bytes:
         raise RecordTooLargeError(
             f"{type(send.record).__name__} for {send.topic} is {len(value)} bytes"
-            f" (the topic takes {limit})"
+            f" (the topic takes {spec.max_bytes})"
         )
-    return Outgoing(send.topic, key, value)
+    topic = f"{send.topic}.{send.org}" if send.org is not None else send.topic
+    return Outgoing(topic, key, value)
 
 
 def dead_letter_id(stage: str, message: Incoming) -> UUID:

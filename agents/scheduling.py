@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 
 import structlog
 
+from agents.codegen import alerts
 from agents.pipeline import Send
 from agents.services import Services
 from schema import catalog, jobs, ledger
 from schema.db import Conn
-from streams.messages import Alert, CodegenRequest, PollDue
+from streams.messages import CodegenRequest, PollDue
 
 log = structlog.get_logger(__name__)
 
@@ -79,11 +80,5 @@ async def due_generations(conn: Conn, now: datetime, attempts: int) -> list[Send
         if request.reason == "heal":
             await catalog.set_transformer_status(conn, template_id, "failed", error)
         log.warning("scheduler.generation_given_up", target=job.target, error=error[:300])
-        alert = Alert(
-            kind="transformer_failed",
-            template_id=template_id,
-            organizations=sorted({m.organization_id for m in metrics}),
-            message=error[:2000],
-        )
-        sends.append(Send("alerts", template_id, alert))
+        sends += alerts(template_id, error, sorted({m.organization_id for m in metrics}))
     return sends

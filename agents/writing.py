@@ -66,6 +66,7 @@ class WriteStage(Stage[PointsBatch]):
                     first_ts=min(stamps, default=None),
                     last_ts=max(stamps, default=None),
                 ),
+                org=organizations[metric_id],
             )
             for (metric_id, chunk, chunks), stamps in history.items()
         ]

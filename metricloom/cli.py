@@ -63,6 +63,12 @@ app.add_typer(charts_app, name="charts")
 app.add_typer(topics_app, name="topics")
 app.add_typer(demo_app, name="demo")
 app.add_typer(transformer_app, name="transformer")
+tenant_app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Organisations as Kafka principals: add, remove, list (run as the admin principal).",
+)
+app.add_typer(tenant_app, name="tenant")
 dead_letter_app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -140,12 +146,82 @@ def migrate() -> None:
 
 @app.command()
 def setup() -> None:
-    """Everything a worker needs before it starts: the migrations and the topics (what the
-    local cluster runs once, before its first worker, so nothing races a worker's start)."""
+    """Everything a worker needs before it starts: the migrations, the topics, and (on an
+    authenticated cluster, run as its admin principal) the worker principal's ACLs — what
+    the local cluster runs once before its first worker, so nothing races a worker's start."""
     from streams.admin import ensure_topics
+    from streams.tenants import Tenants
 
     migrate()
-    _print({"topics_created": asyncio.run(ensure_topics(get_settings()))})
+    settings = get_settings()
+    try:
+        created = asyncio.run(ensure_topics(settings))
+        if settings.kafka.username is not None:
+            password = settings.kafka.worker_password
+            Tenants(settings).grant_worker(password.get_secret_value() if password else None)
+    except MetricloomError as exc:
+        _fail(str(exc), 2)
+    _print({"topics_created": created, "worker": settings.kafka.worker_username})
+
+
+@tenant_app.command("add")
+def tenant_add(
+    org: Annotated[str, typer.Argument(help="The organisation id (lower case, a-z 0-9 _ -).")],
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from stdin instead of generating one.")
+    ] = False,
+) -> None:
+    """Create an organisation's principal, its ACLs and its topics; prints its credentials
+    once (they are kept nowhere else: the broker stores only a salted hash)."""
+    from streams.admin import ensure_tenant_topics
+    from streams.tenants import Tenants
+    from streams.topics import check_organization
+
+    settings = get_settings()
+    try:
+        check_organization(org)
+        given = sys.stdin.readline().strip() if password_stdin else None
+        if password_stdin and not given:
+            _fail("--password-stdin given but stdin held no password", 2)
+        password = Tenants(settings).add_tenant(org, given)
+        topics = asyncio.run(ensure_tenant_topics(settings, org))
+    except MetricloomError as exc:
+        _fail(str(exc), 2)
+    _print(
+        {
+            "organization": org,
+            "username": org,
+            "password": None if given else password,
+            "mechanism": "SCRAM-SHA-512",
+            "topics_created": topics,
+        }
+    )
+
+
+@tenant_app.command("remove")
+def tenant_remove(org: Annotated[str, typer.Argument(help="The organisation id.")]) -> None:
+    """Revoke an organisation's principal and ACLs (its commands stop at once; its topics
+    and data stay until deleted by hand)."""
+    from streams.tenants import Tenants
+
+    try:
+        Tenants(get_settings()).remove_tenant(org)
+    except MetricloomError as exc:
+        _fail(str(exc), 2)
+    _print({"organization": org, "removed": True})
+
+
+@tenant_app.command("list")
+def tenant_list() -> None:
+    """The organisations that have a principal."""
+    from streams.tenants import Tenants
+
+    try:
+        tenants = Tenants(get_settings()).tenants()
+    except MetricloomError as exc:
+        _fail(str(exc), 2)
+    for org in tenants:
+        _print({"organization": org})
 
 
 @topics_app.command("create")
@@ -215,7 +291,7 @@ async def _create_and_follow(settings: Settings, command: CreateMetric, wait_s: 
         TimeElapsedColumn(),
         console=Console(stderr=True),
     )
-    events = follow(settings, "backfill-progress", from_beginning=True)
+    events = follow(settings, "backfill-progress", command.organization_id, from_beginning=True)
     try:
         result = await send_command(settings, command, wait_s)
     except (CommandTimeoutError, MetricloomError) as exc:
@@ -393,6 +469,7 @@ def transformer_regenerate(
 
 @charts_app.command("tail")
 def charts_tail(
+    org: Org,
     from_beginning: Annotated[bool, typer.Option(help="Start from the oldest record.")] = False,
     since: Annotated[
         datetime | None,
@@ -401,14 +478,15 @@ def charts_tail(
     count: Annotated[int, typer.Option(help="Stop after this many (0: never).")] = 0,
     timeout: Annotated[float, typer.Option(help="Stop after this many seconds (0: never).")] = 0,
 ) -> None:
-    """Print chart configs as they are published, one JSON object per line."""
+    """Print an organisation's chart configs as they are published, one JSON object per
+    line (from its ``chart-configs.<org>`` topic)."""
     from streams.client import follow
 
     seen = 0
 
     async def run() -> None:
         nonlocal seen
-        async for key, value in follow(get_settings(), "chart-configs", from_beginning, since):
+        async for key, value in follow(get_settings(), "chart-configs", org, from_beginning, since):
             _print({"key": key, "value": value})
             seen += 1
             if count and seen >= count:

@@ -161,14 +161,16 @@ async def release_deferred(conn: Conn, now: datetime, limit: int) -> list[dict[s
 @dataclass(frozen=True)
 class LoggedCommand:
     status: str
-    sends: list[dict[str, str]]
+    source: str
+    sends: list[dict[str, str | None]]
     delivered: bool
 
 
 async def logged_command(conn: Conn, command_id: UUID) -> LoggedCommand | None:
     """The stored outcome of a command handled before (locked for this transaction)."""
     cur = await conn.execute(
-        "SELECT status, sends, delivered_at FROM command_log WHERE command_id = %s FOR UPDATE",
+        "SELECT status, source, sends, delivered_at FROM command_log"
+        " WHERE command_id = %s FOR UPDATE",
         (command_id,),
     )
     row = await cur.fetchone()
@@ -176,6 +178,7 @@ async def logged_command(conn: Conn, command_id: UUID) -> LoggedCommand | None:
         return None
     return LoggedCommand(
         str(row["status"]),
+        str(row["source"]),
         list(row["sends"]),  # type: ignore[call-overload]
         row["delivered_at"] is not None,
     )
@@ -187,12 +190,13 @@ async def log_command(
     organization_id: str,
     command_type: str | None,
     status: str,
-    sends: list[dict[str, str]],
+    source: str,
+    sends: list[dict[str, str | None]],
 ) -> None:
     await conn.execute(
-        "INSERT INTO command_log (command_id, organization_id, type, status, sends)"
-        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (command_id) DO NOTHING",
-        (command_id, organization_id, command_type, status, Jsonb(sends)),
+        "INSERT INTO command_log (command_id, organization_id, type, status, source, sends)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (command_id) DO NOTHING",
+        (command_id, organization_id, command_type, status, source, Jsonb(sends)),
     )
 
 

@@ -1,33 +1,39 @@
-"""Kafka administration: creating the topics and reading their partitions."""
+"""Kafka administration with aiokafka: creating topics and reading their partitions.
+
+(Principals and ACLs, which aiokafka cannot manage, are in ``streams/tenants.py``.)
+"""
 
 from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import UnknownTopicOrPartitionError
 
+from streams.security import aiokafka_auth
 from streams.settings import Settings
-from streams.topics import TOPICS, MissingTopicError, topic_name
+from streams.topics import INTERNAL, TENANT, TOPICS, MissingTopicError, topic_name
 
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, **aiokafka_auth(settings)
+    )
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the missing topics with their configuration; return the names created."""
+async def _create(settings: Settings, wanted: dict[str, str]) -> list[str]:
+    """Create the topics of ``wanted`` (full name -> registry name) that are missing."""
     admin = admin_client(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(
-                name=topic_name(settings, base),
+                name=name,
                 num_partitions=settings.topic_partitions,
                 replication_factor=settings.topic_replication,
-                topic_configs=spec.config,
+                topic_configs=TOPICS[base].config,
             )
-            for base, spec in TOPICS.items()
-            if topic_name(settings, base) not in existing
+            for name, base in wanted.items()
+            if name not in existing
         ]
         if missing:
             await admin.create_topics(missing)
@@ -36,10 +42,20 @@ async def ensure_topics(settings: Settings) -> list[str]:
         await admin.close()
 
 
-async def partitions(settings: Settings, base: str) -> list[int]:
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create the worker's own topics that are missing; return the names created."""
+    return await _create(settings, {topic_name(settings, base): base for base in INTERNAL})
+
+
+async def ensure_tenant_topics(settings: Settings, org: str) -> list[str]:
+    """Create an organisation's topics (``commands.<org>``, ``chart-configs.<org>``, ...)."""
+    return await _create(settings, {topic_name(settings, base, org): base for base in TENANT})
+
+
+async def partitions(settings: Settings, base: str, org: str | None = None) -> list[int]:
     """The partition ids of a topic; a topic that does not exist is an error (a consumer
     of it would otherwise wait forever)."""
-    name = topic_name(settings, base)
+    name = topic_name(settings, base, org)
     admin = admin_client(settings)
     await admin.start()
     try:
@@ -47,23 +63,35 @@ async def partitions(settings: Settings, base: str) -> list[int]:
     finally:
         await admin.close()
     if described["error_code"] == UnknownTopicOrPartitionError.errno:
-        raise MissingTopicError(f"topic {name} does not exist (run `metricloom setup`)")
+        raise MissingTopicError(
+            f"topic {name} does not exist"
+            + (f" (is {org!r} a tenant? `metricloom tenant add {org}`)" if org else "")
+            + ("" if org else " (run `metricloom setup`)")
+        )
+    if described["error_code"]:
+        raise MissingTopicError(f"topic {name}: error {described['error_code']}")
     return sorted(p["partition"] for p in described["partitions"])
 
 
 async def delete_topics(settings: Settings) -> list[str]:
-    """Delete this prefix's topics, Faust's own included (test runs clean up after
-    themselves: a broker with thousands of stale partitions restarts in minutes)."""
+    """Delete this prefix's topics, every organisation's and Faust's own included (test runs
+    clean up after themselves: a broker with thousands of stale partitions restarts in
+    minutes). Refused without a prefix: that would be a deployment's topics."""
+    if not settings.topic_prefix:
+        raise ValueError("delete_topics only deletes a prefixed (test) deployment's topics")
     admin = admin_client(settings)
     await admin.start()
     try:
-        ours = {topic_name(settings, base) for base in TOPICS}
-        existing = set(await admin.list_topics())
-        doomed = sorted(
-            t for t in existing if t in ours or t.startswith(f"{settings.app_id}-__assignor")
-        )
+        doomed = []
+        for name in await admin.list_topics():
+            if not name.startswith(settings.topic_prefix):
+                continue
+            bare = name[len(settings.topic_prefix) :]
+            family = bare.partition(".")[0]
+            if bare in INTERNAL or family in TENANT or bare.startswith("metricloom-__assignor"):
+                doomed.append(name)
         if doomed:
-            await admin.delete_topics(doomed)
+            await admin.delete_topics(sorted(doomed))
         return doomed
     finally:
         await admin.close()

@@ -40,13 +40,16 @@ from agents.writing import WriteStage
 from schema import policies
 from schema.exceptions import KafkaUnavailableError, MetricloomError, ServiceUnavailableError
 from streams import metrics
+from streams.admin import admin_client
+from streams.ingress import CommandIngress
+from streams.security import faust_credentials
 from streams.settings import Settings
 from streams.topics import PRODUCER_REQUEST_BYTES, TOPICS, topic_name
 
 log = structlog.get_logger(__name__)
 
 STAGES: list[tuple[str, Stage[Any]]] = [
-    ("commands", CommandStage()),
+    ("command-inbox", CommandStage()),
     ("operator-commands", OperatorStage()),
     ("poll-due", FetchStage()),
     ("raw-payloads", TransformStage()),
@@ -80,6 +83,7 @@ def create_app(settings: Settings, services: Services) -> faust.App:
         datadir=str(datadir / settings.app_id),
         web_enabled=False,
         autodiscover=False,
+        broker_credentials=faust_credentials(settings),
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_request_size=PRODUCER_REQUEST_BYTES,
@@ -98,7 +102,7 @@ def create_app(settings: Settings, services: Services) -> faust.App:
         stream_wait_empty=False,
         stream_recovery_delay=0.0,
     )
-    topics = {
+    sources = {
         base: app.topic(
             topic_name(settings, base),
             key_type=bytes,
@@ -107,31 +111,44 @@ def create_app(settings: Settings, services: Services) -> faust.App:
             value_serializer="raw",
             partitions=settings.topic_partitions,
             replicas=settings.topic_replication,
-            compacting=spec.compacted or None,
-            config=spec.config,
+            config=TOPICS[base].config,
         )
-        for base, spec in TOPICS.items()
+        for base, _ in STAGES
     }
+    tenant_topics = TenantTopics(settings)
 
     async def produce(records: Sequence[Outgoing]) -> list[bool]:
         """Produce every record and wait for the broker's answers: which were acknowledged
-        (the runner raises for the rest, and sends only those again)."""
+        (the runner raises for the rest, and sends only those again). A record for an
+        organisation whose topics are gone (the tenant was removed) is dropped, logged."""
         pending: list[Awaitable[object]] = []
         for record in records:
+            name = f"{settings.topic_prefix}{record.topic}"
+            if "." in record.topic and not await tenant_topics.exists(name):
+                log.warning("produce.no_tenant_topic", topic=name)
+                metrics.UNDELIVERABLE.labels(topic=record.topic.partition(".")[0]).inc()
+                pending.append(_done())
+                continue
             try:
-                pending.append(await topics[record.topic].send(key=record.key, value=record.value))
+                sent = await app.producer.send(name, record.key, record.value, None, None, None)
+                pending.append(sent)
             except KafkaError as exc:
                 pending.append(_failed(exc))
         answers = await asyncio.gather(*pending, return_exceptions=True)
         acked = [not isinstance(answer, BaseException) for answer in answers]
         for record, ok in zip(records, acked, strict=True):
             if ok:
-                metrics.PRODUCED.labels(topic=record.topic).inc()
+                metrics.PRODUCED.labels(topic=record.topic.partition(".")[0]).inc()
         return acked
 
     for source, stage in STAGES:
         runner = StageRunner(stage, services, produce, settings)
-        app.agent(topics[source], name=f"metricloom.{stage.name}")(runner.agent(app))
+        app.agent(sources[source], name=f"metricloom.{stage.name}")(runner.agent(app))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def ingress() -> None:
+        """Tenants' commands, from their own topics into the command stage's inbox."""
+        await CommandIngress(settings).run()
 
     async def send_all(sends: list[Send]) -> None:
         records = [encode(send) for send in sends]
@@ -253,6 +270,35 @@ class StageRunner:
 async def _failed(exc: BaseException) -> None:
     """A send that failed before it was queued, as an answer to gather."""
     raise exc
+
+
+async def _done() -> None:
+    """A record settled without a send (its tenant is gone), as an answer to gather."""
+
+
+class TenantTopics:
+    """Which organisations' topics exist (a removed tenant's are gone): looked up when a
+    name is not known yet, at most every ``REFRESH_S``."""
+
+    REFRESH_S = 10.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._known: set[str] = set()
+        self._checked_at = 0.0
+
+    async def exists(self, name: str) -> bool:
+        if name not in self._known and time.monotonic() - self._checked_at > self.REFRESH_S:
+            admin = admin_client(self.settings)
+            try:
+                await admin.start()
+                self._known = set(await admin.list_topics())
+                self._checked_at = time.monotonic()
+            except KafkaError:
+                return True  # cannot tell: try the send (a broker away pauses the stage)
+            finally:
+                await admin.close()
+        return name in self._known
 
 
 def _base_topic(settings: Settings, name: str) -> str:

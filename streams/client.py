@@ -1,5 +1,9 @@
 """A small Kafka client for metricloom's users: send a command and wait for its result,
-and follow the chart configs. The CLI uses it; so can any Python service."""
+and follow an organisation's topics. The CLI uses it; so can any Python service.
+
+A tenant's client authenticates as its organisation (``METRICLOOM_KAFKA__USERNAME`` /
+``__PASSWORD``): it may write only ``commands.<org>`` and read only its own answer topics.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from aiokafka.errors import KafkaError
 from schema.exceptions import KafkaUnavailableError, MetricloomError
 from streams.admin import partitions
 from streams.messages import CommandBase, CommandResult, OperatorCommandBase
+from streams.security import aiokafka_auth
 from streams.settings import Settings
 from streams.topics import topic_name
 
@@ -23,10 +28,21 @@ class CommandTimeoutError(MetricloomError):
     """No worker answered the command in time (is a worker running?)."""
 
 
-async def _end_positions(consumer: AIOKafkaConsumer, settings: Settings, base_topic: str) -> None:
+def _consumer(settings: Settings, **options: Any) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        **aiokafka_auth(settings),
+        **options,
+    )
+
+
+async def _end_positions(
+    consumer: AIOKafkaConsumer, settings: Settings, base: str, org: str | None
+) -> None:
     """Assign every partition of the topic at its current end, before anything is sent."""
-    topic = topic_name(settings, base_topic)
-    tps = [TopicPartition(topic, p) for p in await partitions(settings, base_topic)]
+    topic = topic_name(settings, base, org)
+    tps = [TopicPartition(topic, p) for p in await partitions(settings, base, org)]
     consumer.assign(tps)
     await consumer.seek_to_end(*tps)
     for tp in tps:  # resolve the positions now, before the command is produced
@@ -38,21 +54,26 @@ async def send_command(
     command: CommandBase | OperatorCommandBase,
     timeout_s: float = 60.0,
 ) -> CommandResult:
-    """Produce ``command`` on its topic (``commands``, or ``operator-commands`` for an
-    operator command) and wait for its CommandResult."""
-    topic = "operator-commands" if isinstance(command, OperatorCommandBase) else "commands"
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
-    )
+    """Produce ``command`` and wait for its CommandResult: a tenant's on ``commands.<org>``
+    (answered on ``command-results.<org>``), an operator's on ``operator-commands``
+    (answered on ``operator-results``)."""
+    if isinstance(command, OperatorCommandBase):
+        topic, results, org = "operator-commands", "operator-results", None
+    else:
+        topic, results, org = "commands", "command-results", command.organization_id
+    consumer = _consumer(settings)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        **aiokafka_auth(settings),
     )
     try:
         await consumer.start()
         await producer.start()
-        await _end_positions(consumer, settings, "command-results")
+        await _end_positions(consumer, settings, results, org)
         await producer.send_and_wait(
-            topic_name(settings, topic),
+            topic_name(settings, topic, org),
             key=command.organization_id.encode(),
             value=command.to_bytes(),
         )
@@ -76,22 +97,24 @@ async def send_command(
 async def follow(
     settings: Settings,
     base_topic: str,
+    org: str | None = None,
     from_beginning: bool = False,
     since: datetime | None = None,
 ) -> AsyncIterator[tuple[str | None, Any]]:
-    """Yield (key, decoded JSON value) from a topic, forever: from its oldest record, from
-    the first record stamped at or after ``since``, or (default) from now on."""
-    topic = topic_name(settings, base_topic)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-    )
+    """Yield (key, decoded JSON value) from a topic (an organisation's, with ``org``),
+    forever: from its oldest record, from the first record stamped at or after ``since``,
+    or (default) from now on."""
+    topic = topic_name(settings, base_topic, org)
+    consumer = _consumer(settings, auto_offset_reset="earliest" if from_beginning else "latest")
     try:
         await consumer.start()
-        consumer.assign([TopicPartition(topic, p) for p in await partitions(settings, base_topic)])
+        tps = [TopicPartition(topic, p) for p in await partitions(settings, base_topic, org)]
+        consumer.assign(tps)
         if since is not None:
             await _seek_to_time(consumer, since)
+        elif from_beginning:
+            for tp, offset in (await consumer.beginning_offsets(tps)).items():
+                consumer.seek(tp, offset)
     except KafkaError as exc:
         await consumer.stop()
         raise KafkaUnavailableError(f"Kafka at {settings.kafka_bootstrap}: {exc}") from exc

@@ -22,9 +22,10 @@ from pydantic import ValidationError
 from schema.db import Database
 from schema.exceptions import KafkaUnavailableError, MetricloomError
 from streams.admin import partitions
-from streams.messages import DeadLetter
+from streams.messages import DeadLetter, TenantCommand
+from streams.security import aiokafka_auth
 from streams.settings import Settings
-from streams.topics import PRODUCER_REQUEST_BYTES, TOPICS, topic_name
+from streams.topics import PRODUCER_REQUEST_BYTES, TOPICS, split_tenant, topic_name
 
 
 class ReplayRefusedError(MetricloomError):
@@ -62,6 +63,7 @@ async def read(settings: Settings, wanted: Filter) -> AsyncIterator[DeadLetter]:
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
         max_partition_fetch_bytes=PRODUCER_REQUEST_BYTES,
+        **aiokafka_auth(settings),
     )
     try:
         await consumer.start()
@@ -113,6 +115,7 @@ async def replay(
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",
         max_request_size=PRODUCER_REQUEST_BYTES,
+        **aiokafka_auth(settings),
     )
     out: list[Replayed] = []
     try:
@@ -121,7 +124,8 @@ async def replay(
             if letter.truncated:
                 out.append(Replayed(letter, "not replayable: the original was truncated"))
                 continue
-            if letter.topic not in TOPICS:
+            base, org = split_tenant(settings, letter.topic)
+            if base not in TOPICS:
                 out.append(Replayed(letter, f"not replayable: unknown topic {letter.topic!r}"))
                 continue
             async with db.transaction() as conn:
@@ -136,7 +140,7 @@ async def replay(
                     out.append(Replayed(letter, "already replayed (--force to replay again)"))
                     continue
                 await producer.send_and_wait(
-                    topic_name(settings, letter.topic),
+                    topic_name(settings, base, org),
                     value=letter.original_value(),
                     key=letter.key.encode() if letter.key else None,
                 )
@@ -152,11 +156,14 @@ async def replay(
 async def _forget_rejection(conn: Any, letter: DeadLetter) -> None:
     """A rejected command is remembered (so a redelivery answers nothing twice); replaying
     it after fixing its cause must run it again, so its rejection is forgotten first."""
-    if letter.topic not in ("commands", "operator-commands") or letter.original is None:
+    if letter.topic not in ("command-inbox", "operator-commands") or letter.original is None:
         return
     try:
-        command_id = UUID(str(orjson.loads(letter.original).get("command_id")))
-    except (orjson.JSONDecodeError, AttributeError, ValueError):
+        doc = orjson.loads(letter.original)
+        if letter.topic == "command-inbox":  # the tenant's record, inside its envelope
+            doc = orjson.loads(TenantCommand.model_validate(doc).body() or b"")
+        command_id = UUID(str(doc.get("command_id")))
+    except (ValueError, AttributeError):
         return  # no id of its own: replayed, it is a new command anyway
     await conn.execute(
         "DELETE FROM command_log WHERE command_id = %s AND status = 'rejected'", (command_id,)

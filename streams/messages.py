@@ -42,6 +42,10 @@ Text = Annotated[StorableText, Field(max_length=2000)]
 
 
 class CommandBase(Record):
+    """A tenant's command. ``organization_id`` may be left out: the organisation is the one
+    whose ``commands.<org>`` topic the command was produced to; one that names another
+    organisation is rejected."""
+
     command_id: UUID = Field(default_factory=uuid4)
     organization_id: StorableText = Field(min_length=1, max_length=200)
 
@@ -104,6 +108,30 @@ class RollbackTransformer(CommandBase):
     template_id: Text | None = None
     dashboard_metric_id: UUID | None = None
     version: int = Field(ge=1)
+
+
+class TenantCommand(Record):
+    """A record an organisation produced to its ``commands.<org>`` topic, as the worker's
+    ingress passes it on (internal topic ``command-inbox``): the organisation is the one
+    whose topic it came from — never what the record says — and the record's own bytes and
+    coordinates are kept (its natural command id and its rejection name them)."""
+
+    organization_id: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    value: str | None = None
+    value_base64: str | None = None
+    received_at: AwareDatetime = Field(default_factory=utcnow)
+
+    def body(self) -> bytes | None:
+        """The original record's value (None for a null record)."""
+        if self.value_base64 is not None:
+            import base64
+
+            return base64.b64decode(self.value_base64)
+        return self.value.encode() if self.value is not None else None
 
 
 # --- operator commands (in: topic "operator-commands", the worker principal's only) -------
@@ -360,6 +388,9 @@ class DeadLetter(Record):
 
 RECORD_TYPES: dict[str, type[Record]] = {
     "command-results": CommandResult,
+    "operator-results": CommandResult,
+    "operator-alerts": Alert,
+    "command-inbox": TenantCommand,
     "poll-due": PollDue,
     "raw-payloads": RawPayload,
     "points": PointsBatch,

@@ -53,3 +53,8 @@ REFETCHES = Counter(
     "metricloom_polls_refetched_total",
     "Polls fetched again because the worker that sent the request died before recording it",
 )
+UNDELIVERABLE = Counter(
+    "metricloom_records_undeliverable_total",
+    "Records for an organisation whose topics are gone (a removed tenant), dropped",
+    ["topic"],
+)

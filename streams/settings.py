@@ -71,9 +71,18 @@ class FetchSettings(BaseModel, frozen=True):
 
 
 class KafkaSettings(BaseModel, frozen=True):
-    """How the worker talks to the broker. The group settings decide how fast a dead
-    worker's partitions move: its session expires after ``session_timeout_s`` (the broker's
-    minimum is 6 s) and the survivors take them over in the rebalance that follows."""
+    """How this process talks to the broker. With a ``username`` every client authenticates
+    with SASL/SCRAM-SHA-512 (``SASL_PLAINTEXT``; TLS is the deployment's to add in front).
+    The group settings decide how fast a dead worker's partitions move: its session expires
+    after ``session_timeout_s`` and the survivors take them over in the rebalance that
+    follows (6 s is the broker's default minimum; the local cluster allows 3)."""
+
+    username: str | None = None
+    password: SecretStr | None = None
+    worker_username: str = "worker"
+    """The principal the worker runs as (``metricloom setup`` grants it its ACLs)."""
+    worker_password: SecretStr | None = None
+    """Set by ``metricloom setup`` (run as the admin principal) as the worker's password."""
 
     group_instance_id: str | None = None
     """Static membership: a worker restarted with the same id takes its partitions back at

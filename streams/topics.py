@@ -15,6 +15,7 @@ services produce, are held to 1 MiB, the broker's default.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from schema.exceptions import MetricloomError
@@ -36,6 +37,25 @@ class MissingTopicError(MetricloomError):
     """The topic has not been created (``metricloom setup`` or a worker creates them)."""
 
 
+ORGANIZATION_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+"""What an organisation id may be: it names its topics (``commands.<org>``) and its Kafka
+principal, so it is kept to what a topic name and a principal both take, lower case."""
+RESERVED_PRINCIPALS = frozenset({"admin", "worker", "dashboard", "operator", "anonymous"})
+
+
+class InvalidOrganizationError(MetricloomError):
+    """An organisation id that cannot name topics and a principal."""
+
+
+def check_organization(org: str) -> str:
+    if not ORGANIZATION_ID.match(org) or org in RESERVED_PRINCIPALS:
+        raise InvalidOrganizationError(
+            f"organisation id {org!r} must match {ORGANIZATION_ID.pattern} and not be one of"
+            f" {', '.join(sorted(RESERVED_PRINCIPALS))}"
+        )
+    return org
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     key: str
@@ -43,6 +63,9 @@ class TopicSpec:
     max_bytes: int = DATA_RECORD_BYTES
     compacted: bool = False
     retention_days: int | None = None
+    tenant: bool = False
+    """One topic per organisation, ``<name>.<org>``, which only that organisation's
+    principal may use (write ``commands``, read the others) besides the worker."""
 
     @property
     def config(self) -> dict[str, str]:
@@ -60,24 +83,46 @@ class TopicSpec:
 
 
 TOPICS: dict[str, TopicSpec] = {
-    "commands": TopicSpec("organization id", "Command", max_bytes=COMMAND_RECORD_BYTES),
-    "operator-commands": TopicSpec(
-        "template id", "OperatorCommand", max_bytes=COMMAND_RECORD_BYTES
+    # an organisation's own topics, "<name>.<org>"
+    "commands": TopicSpec(
+        "any (the organisation is the topic's)", "Command", COMMAND_RECORD_BYTES, tenant=True
     ),
-    "command-results": TopicSpec("command id", "CommandResult"),
+    "command-results": TopicSpec("command id", "CommandResult", tenant=True),
+    "chart-configs": TopicSpec(
+        "dashboard metric id", "ChartConfigMessage", compacted=True, tenant=True
+    ),
+    "alerts": TopicSpec("template id or dashboard metric id", "Alert", tenant=True),
+    "backfill-progress": TopicSpec("metric id", "BackfillProgress", retention_days=7, tenant=True),
+    # the worker's own
+    "command-inbox": TopicSpec("organization id", "TenantCommand", retention_days=7),
+    "operator-commands": TopicSpec("template id", "OperatorCommand", COMMAND_RECORD_BYTES),
+    "operator-results": TopicSpec("command id", "CommandResult"),
+    "operator-alerts": TopicSpec("template id or dashboard metric id", "Alert"),
     "poll-due": TopicSpec("metric id", "PollDue", retention_days=7),
     "raw-payloads": TopicSpec("metric id", "RawPayload", retention_days=7),
     "points": TopicSpec("metric id", "PointsBatch", retention_days=7),
     "metric-updated": TopicSpec("metric id", "MetricUpdated", retention_days=7),
-    "chart-configs": TopicSpec("dashboard metric id", "ChartConfigMessage", compacted=True),
     "codegen-requests": TopicSpec("template id or dashboard metric id", "CodegenRequest"),
-    "backfill-progress": TopicSpec("metric id", "BackfillProgress", retention_days=7),
-    "alerts": TopicSpec("template id or dashboard metric id", "Alert"),
     "dead-letter": TopicSpec("metric id or stage", "DeadLetter", retention_days=30),
 }
+INTERNAL = tuple(base for base, spec in TOPICS.items() if not spec.tenant)
+TENANT = tuple(base for base, spec in TOPICS.items() if spec.tenant)
 
 
-def topic_name(settings: Settings, base: str) -> str:
-    if base not in TOPICS:
+def topic_name(settings: Settings, base: str, org: str | None = None) -> str:
+    """A topic's full name: the deployment's prefix, the name, and for an organisation's
+    topic its id (``<prefix>chart-configs.acme``)."""
+    spec = TOPICS.get(base)
+    if spec is None:
         raise KeyError(f"unknown topic {base!r}")
-    return f"{settings.topic_prefix}{base}"
+    if spec.tenant != (org is not None):
+        raise KeyError(f"topic {base!r} {'needs' if spec.tenant else 'takes no'} organisation")
+    return f"{settings.topic_prefix}{base}" + (f".{org}" if org is not None else "")
+
+
+def split_tenant(settings: Settings, name: str) -> tuple[str, str | None]:
+    """The registry name and organisation of a full topic name (the inverse of
+    :func:`topic_name`); an organisation's topic is recognised by its dot."""
+    bare = name[len(settings.topic_prefix) :] if name.startswith(settings.topic_prefix) else name
+    base, dot, org = bare.partition(".")
+    return (base, org) if dot else (bare, None)

@@ -41,6 +41,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -49,34 +50,37 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import SecretStr
 
 from schema import rollups
 from schema.models import PollFrequency
-from streams.admin import delete_topics, ensure_topics, partitions
+from streams.admin import admin_client, partitions
 from streams.client import send_command
 from streams.messages import (
     CommandBase,
     CreateDashboardMetric,
     CreateMetric,
     RefreshMetric,
+    TenantCommand,
 )
+from streams.security import aiokafka_auth
 from streams.settings import Settings
 from streams.topics import topic_name
-from tests.conftest import ROOT, WorkerProcess, migrated_database, running_demo_api
+from tests.conftest import ROOT, WorkerProcess, admin_kafka, migrated_database, running_demo_api
+from tests.integration.conftest import prepare_cluster, unprepare_cluster
 
+ORG = "chaos"
 STAGE_TOPICS = (
-    "commands",
+    "command-inbox",
     "operator-commands",
     "poll-due",
     "raw-payloads",
@@ -84,6 +88,7 @@ STAGE_TOPICS = (
     "metric-updated",
     "codegen-requests",
 )
+"""The topics the stages' group consumes (the ingress's group consumes ``commands.chaos``)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,7 @@ class Report:
     rollup_mismatches: int = 0
     commands_without_result: int = 0
     commands_with_several_results: int = 0
+    repeated_results: list[dict[str, Any]] = field(default_factory=list)
     polled_more_than_due: int = 0
     refetched_after_crash: int = 0
     lag: dict[str, int] = field(default_factory=dict)
@@ -222,10 +228,18 @@ class Expected:
     polls: int = 0
     charted: bool = False
 
-    def points(self) -> int:
+    def points(self, days: tuple[date, date] | None = None) -> int:
+        """Points this metric should have. A daily series (posthog-events) has one point per
+        day: 90 days of history, and a poll on a later UTC day (the run crossed midnight)
+        adds that day. So its stored span of days, when it is at least 90 and ends by today,
+        is what it should hold: a missing or doubled day still shows as a difference."""
         if self.template == "github-commit-activity":
             return 52 + self.polls
         if self.template == "posthog-events":
+            if days is not None:
+                span = (days[1] - days[0]).days + 1
+                if span >= 90 and days[1] <= datetime.now(UTC).date():
+                    return span
             return 90
         return self.polls
 
@@ -284,7 +298,7 @@ class Chaos:
         """A refresh command; True once answered. Whether it was accepted (one more poll
         of its metric) is read from the results at the end: a command the sender gave up
         on may still have been produced, and answered later."""
-        command = RefreshMetric(organization_id="chaos", metric_id=uuid.UUID(metric_id))
+        command = RefreshMetric(organization_id=ORG, metric_id=uuid.UUID(metric_id))
         try:
             await self.command(command, timeout=timeout)
         except Exception:
@@ -313,7 +327,7 @@ class Chaos:
         }
         for template, params in templates.items():
             command = CreateMetric(
-                organization_id="chaos-warm-up",
+                organization_id=f"{ORG}-warm-up",
                 template_id=template,
                 params=params,
                 poll_frequency=PollFrequency.MANUAL,
@@ -350,7 +364,7 @@ class Chaos:
                     suffix = "/stats/participation" if template == "github-commit-activity" else ""
                     path = f"/github/repos/chaos/{repo}{suffix}"
                 command = CreateMetric(  # manual until its one scheduled poll is set
-                    organization_id="chaos",
+                    organization_id=ORG,
                     template_id=template,
                     params=params,
                     poll_frequency=PollFrequency.MANUAL,
@@ -366,7 +380,7 @@ class Chaos:
         )
         places = [
             CreateDashboardMetric(
-                organization_id="chaos",
+                organization_id=ORG,
                 dashboard_id="chaos",
                 metric_id=uuid.UUID(m),
                 date_range_days=90 if self.expected[m].template == "posthog-events" else 30,
@@ -395,15 +409,29 @@ class Chaos:
 
     # -- faults --------------------------------------------------------------------------
 
+    def note(self, what: str) -> None:
+        """A progress line on stderr (pytest shows it when the test fails or times out)."""
+        print(f"chaos {datetime.now(UTC):%H:%M:%S}: {what}", file=sys.stderr, flush=True)
+
     async def fault(self, name: str, action: Any) -> None:
         started = time.monotonic()
         self.last_fault_at = datetime.now(UTC)
+        self.note(f"{name}: begins")
         detail = dict(await action() or {})
+        self.note(f"{name}: done {detail}; probing")
         recovered = await self.probe(started)
+        self.note(f"{name}: answered after {recovered:.1f} s")
         self.last_fault_at = datetime.now(UTC)
         if "back_s" in detail:  # how long the cluster took once the service was back
             detail["answered_after_back_s"] = round(recovered - detail["back_s"], 2)
-        self.report.faults.append({"fault": name, "recovered_s": round(recovered, 2), **detail})
+        self.report.faults.append(
+            {
+                "fault": name,
+                "at": self.last_fault_at.isoformat(timespec="seconds"),
+                "recovered_s": round(recovered, 2),
+                **detail,
+            }
+        )
 
     async def kill_worker(self) -> dict[str, Any]:
         """SIGKILL a worker; the survivors must answer within the session timeout (its
@@ -457,11 +485,14 @@ class Chaos:
             + b'"}',
         ]
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, acks="all", max_request_size=2_000_000
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            acks="all",
+            max_request_size=2_000_000,
+            **aiokafka_auth(self.settings),
         )
         await producer.start()
         try:
-            topic = topic_name(self.settings, "commands")
+            topic = topic_name(self.settings, "commands", ORG)
             for value in records:
                 meta = await producer.send_and_wait(topic, value=value, key=b"chaos")
                 self.poison.append((meta.partition, meta.offset))
@@ -484,37 +515,51 @@ class Chaos:
         started = time.monotonic()
         deadline = started + self.config.settle_timeout_s
         while time.monotonic() < deadline:
-            counts = await self.point_counts(conn)
+            counts, last_days = await self.point_counts(conn)
             lag = await self.lag()
-            if all(counts.get(m, 0) >= e.points() for m, e in self.expected.items()) and not any(
-                lag.values()
-            ):
+            if all(
+                counts.get(m, 0) >= e.points(last_days.get(m)) for m, e in self.expected.items()
+            ) and not any(lag.values()):
                 break
             await asyncio.sleep(2)
         await asyncio.sleep(3)  # anything still moving shows up as a duplicate
         self.report.settle_s = round(time.monotonic() - started, 1)
 
-    async def point_counts(self, conn: Any) -> dict[str, int]:
+    async def point_counts(self, conn: Any) -> tuple[dict[str, int], dict[str, tuple[date, date]]]:
+        """Points stored per metric, and the UTC days of each metric's first and last point."""
         cur = await conn.execute(
-            "SELECT metric_id::text AS m, count(*) AS n FROM metric_data_points"
+            "SELECT metric_id::text AS m, count(*) AS n,"
+            " (min(time) AT TIME ZONE 'UTC')::date AS first,"
+            " (max(time) AT TIME ZONE 'UTC')::date AS last FROM metric_data_points"
             " WHERE metric_id = ANY(%s::uuid[]) GROUP BY 1",
             (list(self.expected),),
         )
-        return {row["m"]: int(row["n"]) for row in await cur.fetchall()}
+        rows = await cur.fetchall()
+        return (
+            {r["m"]: int(r["n"]) for r in rows},
+            {r["m"]: (r["first"], r["last"]) for r in rows},
+        )
 
     async def lag(self) -> dict[str, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
+        admin = admin_client(self.settings)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, **aiokafka_auth(self.settings)
+        )
         await admin.start()
         await consumer.start()
         try:
             out = {}
             offsets = await admin.list_consumer_group_offsets(self.settings.app_id)
-            for base in STAGE_TOPICS:
-                topic = topic_name(self.settings, base)
-                tps = [TopicPartition(topic, p) for p in await partitions(self.settings, base)]
+            groups: list[tuple[str, str, str | None]] = [
+                (self.settings.app_id, base, None) for base in STAGE_TOPICS
+            ]
+            groups.append((f"{self.settings.app_id}-ingress", "commands", ORG))
+            for group, base, org in groups:
+                offsets = await admin.list_consumer_group_offsets(group)
+                topic = topic_name(self.settings, base, org)
+                tps = [TopicPartition(topic, p) for p in await partitions(self.settings, base, org)]
                 ends = await consumer.end_offsets(tps)
-                out[base] = sum(
+                out[topic.removeprefix(self.settings.topic_prefix)] = sum(
                     ends[tp] - (max(0, offsets[tp].offset) if tp in offsets else 0) for tp in tps
                 )
             return out
@@ -524,9 +569,9 @@ class Chaos:
 
     async def judge(self, conn: Any) -> None:
         report = self.report
-        counts = await self.point_counts(conn)
+        counts, last_days = await self.point_counts(conn)
         for metric_id, expected in self.expected.items():
-            have, want = counts.get(metric_id, 0), expected.points()
+            have, want = counts.get(metric_id, 0), expected.points(last_days.get(metric_id))
             report.expected_points += want
             report.stored_points += have
             report.lost_points += max(0, want - have)
@@ -542,22 +587,33 @@ class Chaos:
             asked = int(stats.get(expected.path, 0))
             if asked > expected.requests() + refetches.get(metric_id, 0):
                 report.polled_more_than_due += 1
-        results = await self.read_all("command-results")
+        results = await self.read_all("command-results", ORG)
         answered = Counter(str(r.get("command_id")) for r in results)
         poisoned = set(self.poison)
         sent = [
             str(c["command_id"])
-            for c in await self.read_all("commands", with_coordinates=True)
+            for c in await self.read_all("commands", ORG, with_coordinates=True)
             if (c["partition"], c["offset"]) not in poisoned and "command_id" in c
         ]
         report.commands = len(sent)
         report.commands_without_result = sum(1 for c in sent if answered[c] == 0)
         report.commands_with_several_results = sum(1 for c in sent if answered[c] > 1)
+        for command_id in sorted(c for c in set(sent) if answered[c] > 1):
+            copies = [r for r in results if str(r.get("command_id")) == command_id]
+            report.repeated_results.append(
+                {
+                    "command_id": command_id,
+                    "type": copies[0].get("type"),
+                    "copies": len(copies),
+                    "identical": all(c == copies[0] for c in copies),
+                    "at": sorted({str(c.get("at")) for c in copies}),
+                }
+            )
         dead = await self.read_all("dead-letter")
         poison = set(self.poison)
-        report.poison_dead_letters = sum(1 for d in dead if (d["partition"], d["offset"]) in poison)
+        report.poison_dead_letters = sum(1 for d in dead if _tenant_coordinates(d) in poison)
         report.healthy_dead_letters = len(dead) - report.poison_dead_letters
-        configs = await self.read_all("chart-configs")
+        configs = await self.read_all("chart-configs", ORG)
         latest: dict[str, str] = {}
         for config in configs:
             latest[config["dashboard_metric_id"]] = max(
@@ -576,18 +632,21 @@ class Chaos:
                     out[json.loads(line)["metric_id"]] += 1
         return out
 
-    async def read_all(self, base: str, with_coordinates: bool = False) -> list[dict[str, Any]]:
+    async def read_all(
+        self, base: str, org: str | None = None, with_coordinates: bool = False
+    ) -> list[dict[str, Any]]:
         """Every JSON object on a topic now (with ``partition`` and ``offset`` added when
         asked); records that are not JSON objects are skipped."""
-        topic = topic_name(self.settings, base)
+        topic = topic_name(self.settings, base, org)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             enable_auto_commit=False,
             max_partition_fetch_bytes=17 * 1024 * 1024,
+            **aiokafka_auth(self.settings),
         )
         await consumer.start()
         try:
-            tps = [TopicPartition(topic, p) for p in await partitions(self.settings, base)]
+            tps = [TopicPartition(topic, p) for p in await partitions(self.settings, base, org)]
             consumer.assign(tps)
             begins = await consumer.beginning_offsets(tps)
             ends = await consumer.end_offsets(tps)
@@ -615,6 +674,7 @@ class Chaos:
         self.demo_url = demo_url
         run = uuid.uuid4().hex[:8]
         self.settings = Settings(
+            kafka=admin_kafka(),
             topic_prefix=f"chaos-{run}-",
             topic_partitions=4,
             database_url=SecretStr(database_url),
@@ -629,7 +689,8 @@ class Chaos:
                 "sheets": f"{demo_url}/sheets/v4",
             },
         )
-        await ensure_topics(self.settings)
+        self.note("preparing the cluster")
+        await prepare_cluster(self.settings, [ORG, f"{ORG}-warm-up"])
         self.proxy.up()
         for index in range(self.config.workers):
             await asyncio.to_thread(self.start_worker, index)
@@ -637,7 +698,9 @@ class Chaos:
             database_url, autocommit=True, row_factory=dict_row
         )
         try:
+            self.note("workers started; warming up")
             await self.warm_up(conn)
+            self.note("creating metrics")
             await self.create_metrics()
             await self.schedule_polls(conn)
             stop = asyncio.Event()
@@ -654,6 +717,7 @@ class Chaos:
                 await background
             # every chart redrawn after the last fault: its metric polled once more
             await asyncio.gather(*(self.refresh(m, timeout=120) for m in set(self.charts.values())))
+            self.note("charts redrawn after the faults; settling")
             await self.count_refreshes()
             await conn.close()
             conn = await psycopg.AsyncConnection.connect(
@@ -665,14 +729,14 @@ class Chaos:
             await conn.close()
             self.stop_all()
             self.proxy.down()
-            await delete_topics(self.settings)
+            await unprepare_cluster(self.settings)
         return self.report
 
     async def count_refreshes(self) -> None:
         """Every refresh on the commands topic that was accepted is one more poll."""
         accepted = {
             r["command_id"]: r["metric_id"]  # once per command, however often answered
-            for r in await self.read_all("command-results")
+            for r in await self.read_all("command-results", ORG)
             if r.get("status") == "accepted" and r.get("type") == "refresh_metric"
         }
         for metric_id in accepted.values():
@@ -696,6 +760,14 @@ WHERE t.count IS DISTINCT FROM s.count OR t.min IS DISTINCT FROM s.min
    OR abs(coalesce(t.sum, 0) - coalesce(s.sum, 0)) > 1e-6 * greatest(1, abs(coalesce(t.sum, 0)))
 """
 """Rows of one rollup relation that differ from a recomputation from the points."""
+
+
+def _tenant_coordinates(letter: dict[str, Any]) -> tuple[int, int] | None:
+    """Where a dead-lettered command was produced (its inbox envelope says)."""
+    if letter.get("topic") != "command-inbox" or not letter.get("original"):
+        return None
+    inbox = TenantCommand.model_validate_json(letter["original"])
+    return inbox.partition, inbox.offset
 
 
 async def rollup_mismatches(conn: Any, metric_ids: list[str]) -> int:

@@ -8,6 +8,7 @@ leaves that cluster's data alone.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -24,14 +25,49 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
+from agents.pipeline import Incoming
 from agents.services import Services
 from schema.migrate import apply_migrations
+from streams.messages import TenantCommand
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get(
     "METRICLOOM_TEST_ADMIN_URL", "postgresql://metricloom:metricloom@127.0.0.1:5432/postgres"
 )
+
+
+def local_secret(name: str) -> str:
+    """A password of the local cluster: from the environment, else from the .env that
+    scripts/secrets.sh wrote (`make test` makes sure it exists)."""
+    if os.environ.get(name):
+        return os.environ[name]
+    env = ROOT / ".env"
+    for line in env.read_text().splitlines() if env.exists() else []:
+        key, _, value = line.partition("=")
+        if key == name:
+            return value
+    raise RuntimeError(f"{name} is not set and not in {env} (run `make secrets`)")
+
+
+TEST_ORGS = (
+    "o",
+    "acme",
+    "beta",
+    "heal-org",
+    "backfill-org",
+    "owner-org",
+    "other-org",
+    "cred-org",
+    "client-org",
+    "e2e-org",
+    "sched-org",
+    "dl-org",
+    "chaos",
+    "bench",
+)
+"""The organisations the tests use: each has its topics from the session's start (the
+worker's ingress subscribes to every organisation's commands topic)."""
 
 
 def free_port() -> int:
@@ -53,6 +89,26 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The fault suite runs last: it restarts the broker and the database others share."""
     items.sort(key=lambda item: item.get_closest_marker("chaos") is not None)
+
+
+def inbox_message(value: bytes | None, org: str = "o", offset: int = 7) -> Incoming:
+    """A record ``org`` produced to its commands topic, as the ingress passes it on to the
+    command stage (``command-inbox``)."""
+    text, encoded = None, None
+    if value is not None:
+        try:
+            text = value.decode()
+        except UnicodeDecodeError:
+            encoded = base64.b64encode(value).decode()
+    envelope = TenantCommand(
+        organization_id=org,
+        topic=f"commands.{org}",
+        partition=0,
+        offset=offset,
+        value=text,
+        value_base64=encoded,
+    )
+    return Incoming("command-inbox", 0, offset, org.encode(), envelope.to_bytes())
 
 
 @pytest.fixture(scope="session")
@@ -107,9 +163,20 @@ def running_demo_api(rate_limit: int | None = None) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+def admin_kafka() -> dict[str, object]:
+    """The admin principal (a super user): what the tests' own clients run as."""
+    return {
+        "username": "admin",
+        "password": SecretStr(local_secret("METRICLOOM_KAFKA_ADMIN_PASSWORD")),
+        "worker_password": SecretStr(local_secret("METRICLOOM_KAFKA_WORKER_PASSWORD")),
+        "session_timeout_s": 4.0,
+    }
+
+
 @pytest.fixture(scope="session")
 def settings(run_id: str, database_url: str, demo_api_url: str) -> Settings:
     return Settings(
+        kafka=admin_kafka(),
         topic_prefix=f"test-{run_id}-",
         topic_partitions=2,
         database_url=SecretStr(database_url),
@@ -127,12 +194,17 @@ def settings(run_id: str, database_url: str, demo_api_url: str) -> Settings:
     )
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a worker process read these settings."""
+def settings_env(settings: Settings, principal: str = "worker") -> dict[str, str]:
+    """The environment that makes a process read these settings, as the worker principal
+    (or, with ``principal="admin"``, as the admin one: operator commands)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("METRICLOOM_")}
+    password = settings.kafka.worker_password if principal == "worker" else settings.kafka.password
     env.update(
         {
             "METRICLOOM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "METRICLOOM_KAFKA__USERNAME": principal,
+            "METRICLOOM_KAFKA__PASSWORD": password.get_secret_value() if password else "",
+            "METRICLOOM_KAFKA__SESSION_TIMEOUT_S": str(settings.kafka.session_timeout_s),
             "METRICLOOM_TOPIC_PREFIX": settings.topic_prefix,
             "METRICLOOM_TOPIC_PARTITIONS": str(settings.topic_partitions),
             "METRICLOOM_DATABASE_URL": settings.database_url.get_secret_value(),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -15,21 +16,52 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from agents.generators.offline import metric_code_for
 from schema import catalog
 from schema.models import Metric, MetricTransformer, PollFrequency
-from streams.admin import delete_topics, ensure_topics
+from streams.admin import delete_topics, ensure_tenant_topics, ensure_topics
+from streams.messages import CommandBase
+from streams.security import aiokafka_auth
 from streams.settings import Settings
+from streams.tenants import Tenants, worker_grants
 from streams.topics import topic_name
 from templates import get_template
-from tests.conftest import WorkerProcess
+from tests.conftest import TEST_ORGS, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
 def topics(settings: Settings) -> Iterator[None]:
-    """The session's topics, created once and deleted at the end."""
-    asyncio.run(ensure_topics(settings))
-    yield
-    asyncio.run(delete_topics(settings))
+    """The session's topics (the worker's, and every test organisation's) and the worker
+    principal's ACLs for them, made once; deleted and revoked at the end."""
+    with prepared_cluster(settings, TEST_ORGS):
+        yield
+
+
+@contextmanager
+def prepared_cluster(settings: Settings, orgs: Iterable[str]) -> Iterator[None]:
+    """What `metricloom setup` and `tenant add` do, for a prefixed (test) deployment;
+    undone at the end."""
+    asyncio.run(prepare_cluster(settings, orgs))
+    try:
+        yield
+    finally:
+        asyncio.run(unprepare_cluster(settings))
+
+
+async def prepare_cluster(settings: Settings, orgs: Iterable[str]) -> None:
+    password = settings.kafka.worker_password
+    await asyncio.to_thread(
+        Tenants(settings).grant_worker, password.get_secret_value() if password else None
+    )
+    await ensure_topics(settings)
+    for org in orgs:
+        await ensure_tenant_topics(settings, org)
+
+
+async def unprepare_cluster(settings: Settings) -> None:
+    await delete_topics(settings)
+    await asyncio.to_thread(
+        Tenants(settings).ungrant, settings.kafka.worker_username, worker_grants(settings)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -51,23 +83,41 @@ class Kafka:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def produce(self, base: str, value: bytes, key: bytes | None = None) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
+    async def produce(
+        self, base: str, value: bytes | None, key: bytes | None = None, org: str | None = None
+    ) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            acks="all",
+            max_request_size=2_000_000,
+            **aiokafka_auth(self.settings),
+        )
         await producer.start()
         try:
-            await producer.send_and_wait(topic_name(self.settings, base), value=value, key=key)
+            await producer.send_and_wait(topic_name(self.settings, base, org), value=value, key=key)
         finally:
             await producer.stop()
 
+    async def command(self, command: CommandBase) -> None:
+        """A tenant's command, on its organisation's commands topic."""
+        org = command.organization_id
+        await self.produce("commands", command.to_bytes(), org.encode(), org=org)
+
     async def wait_for(
-        self, base: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0
+        self,
+        base: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = 60.0,
+        org: str | None = None,
     ) -> tuple[bytes | None, dict[str, Any]]:
-        """The first record (from the topic's beginning) whose JSON value matches."""
+        """The first record (from the topic's beginning) whose JSON value matches; an
+        organisation's topic with ``org``."""
         consumer = AIOKafkaConsumer(
-            topic_name(self.settings, base),
+            topic_name(self.settings, base, org),
             bootstrap_servers=self.settings.kafka_bootstrap,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
+            **aiokafka_auth(self.settings),
         )
         await consumer.start()
         try:

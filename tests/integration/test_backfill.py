@@ -27,13 +27,19 @@ async def test_new_metric_is_backfilled_from_its_historical_endpoint(
         template_id="github-commit-activity",
         params={"OWNER": "octocat", "REPO": "history"},
     )
-    await kafka.produce("commands", create.to_bytes())
+    await kafka.command(create)
     metric_id = str(create.resolved_metric_id())
     _, fetched = await kafka.wait_for(
-        "backfill-progress", lambda v: v["metric_id"] == metric_id and v["state"] == "fetched", 90
+        "backfill-progress",
+        lambda v: v["metric_id"] == metric_id and v["state"] == "fetched",
+        90,
+        "backfill-org",
     )
     _, written = await kafka.wait_for(
-        "backfill-progress", lambda v: v["metric_id"] == metric_id and v["state"] == "written", 90
+        "backfill-progress",
+        lambda v: v["metric_id"] == metric_id and v["state"] == "written",
+        90,
+        "backfill-org",
     )
     assert fetched["organization_id"] == "backfill-org"
     assert written["points"] == 52
@@ -67,7 +73,7 @@ async def test_history_is_fetched_in_chunks(
     create = CreateMetric(
         organization_id="backfill-org", template_id="posthog-events", params={"PROJECT_ID": "77"}
     )
-    await kafka.produce("commands", create.to_bytes())
+    await kafka.command(create)
     metric_id = str(create.resolved_metric_id())
     chunks = set()
     for chunk in (1, 2, 3):
@@ -75,7 +81,7 @@ async def test_history_is_fetched_in_chunks(
         def chunk_written(v: dict[str, Any], c: int = chunk) -> bool:
             return bool(v["metric_id"] == metric_id and v["state"] == "written" and v["chunk"] == c)
 
-        _, written = await kafka.wait_for("backfill-progress", chunk_written, 90)
+        _, written = await kafka.wait_for("backfill-progress", chunk_written, 90, "backfill-org")
         assert written["chunks"] == 3 and written["points"] == 30
         chunks.add(written["first_ts"][:10])
     assert len(chunks) == 3

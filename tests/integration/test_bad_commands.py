@@ -14,9 +14,9 @@ from tests.integration.conftest import Kafka
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-async def _result_for(kafka: Kafka, command_id: str) -> dict[str, Any]:
+async def _result_for(kafka: Kafka, command_id: str, org: str = "acme") -> dict[str, Any]:
     _, result = await kafka.wait_for(
-        "command-results", lambda v: v.get("command_id") == command_id, timeout=60
+        "command-results", lambda v: v.get("command_id") == command_id, 60, org
     )
     return result
 
@@ -24,9 +24,10 @@ async def _result_for(kafka: Kafka, command_id: str) -> dict[str, Any]:
 async def test_unknown_template_is_rejected_with_reason(
     worker: WorkerProcess, kafka: Kafka
 ) -> None:
-    """An unknown template id is rejected, naming the templates that exist."""
+    """An unknown template id is rejected, naming the templates that exist; the dead letter
+    keeps the inbox envelope, which holds the tenant's record."""
     command = CreateMetric(organization_id="acme", template_id="no-such-template", params={})
-    await kafka.produce("commands", command.to_bytes())
+    await kafka.command(command)
     result = await _result_for(kafka, str(command.command_id))
     assert result["status"] == "rejected"
     assert "unknown template 'no-such-template'" in result["error"]
@@ -34,8 +35,9 @@ async def test_unknown_template_is_rejected_with_reason(
     _, dead = await kafka.wait_for(
         "dead-letter", lambda v: str(command.command_id) in (v["original"] or ""), timeout=30
     )
-    assert dead["stage"] == "commands"
+    assert dead["stage"] == "commands" and dead["topic"] == "command-inbox"
     assert dead["error_type"] == "CommandRejectedError"
+    assert dead["organization_id"] == "acme"
 
 
 async def test_missing_parameter_is_rejected_with_reason(
@@ -45,7 +47,7 @@ async def test_missing_parameter_is_rejected_with_reason(
     command = CreateMetric(
         organization_id="acme", template_id="github-repo-stars", params={"OWNER": "octocat"}
     )
-    await kafka.produce("commands", command.to_bytes())
+    await kafka.command(command)
     result = await _result_for(kafka, str(command.command_id))
     assert result["status"] == "rejected"
     assert "needs parameter(s) REPO" in result["error"]
@@ -57,7 +59,7 @@ async def test_malformed_json_and_schema_errors_are_dead_lettered(
     """Bytes that are not JSON, and JSON that is not a command, each produce a rejection
     event and a dead letter carrying the original; a valid command after them still runs."""
     marker = uuid.uuid4().hex
-    await kafka.produce("commands", f"{{not json {marker}".encode())
+    await kafka.produce("commands", f"{{not json {marker}".encode(), org="acme")
     _, dead = await kafka.wait_for(
         "dead-letter", lambda v: marker in (v["original"] or ""), timeout=60
     )
@@ -69,6 +71,7 @@ async def test_malformed_json_and_schema_errors_are_dead_lettered(
     await kafka.produce(
         "commands",
         f'{{"type": "create_metric", "command_id": "{bad_id}", "organization_id": "acme"}}'.encode(),
+        org="acme",
     )
     result = await _result_for(kafka, bad_id)
     assert result["status"] == "rejected"
@@ -79,7 +82,7 @@ async def test_malformed_json_and_schema_errors_are_dead_lettered(
         template_id="github-repo-stars",
         params={"OWNER": "octocat", "REPO": "still-running"},
     )
-    await kafka.produce("commands", good.to_bytes())
+    await kafka.command(good)
     assert (await _result_for(kafka, str(good.command_id)))["status"] == "accepted"
 
 
@@ -92,8 +95,8 @@ async def test_dashboard_metric_for_another_organisations_metric_is_rejected(
         template_id="github-repo-stars",
         params={"OWNER": "octocat", "REPO": "private-ish"},
     )
-    await kafka.produce("commands", owner.to_bytes())
-    created = await _result_for(kafka, str(owner.command_id))
+    await kafka.command(owner)
+    created = await _result_for(kafka, str(owner.command_id), "owner-org")
     assert created["status"] == "accepted"
     intruder_id = str(uuid.uuid4())
     await kafka.produce(
@@ -102,7 +105,8 @@ async def test_dashboard_metric_for_another_organisations_metric_is_rejected(
             '{{"type": "create_dashboard_metric", "command_id": "{}", "organization_id": "other-org",'
             ' "dashboard_id": "d", "metric_id": "{}"}}'.format(intruder_id, created["metric_id"])
         ).encode(),
+        org="other-org",
     )
-    result = await _result_for(kafka, intruder_id)
+    result = await _result_for(kafka, intruder_id, "other-org")
     assert result["status"] == "rejected"
     assert "has no metric" in result["error"]

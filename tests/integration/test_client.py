@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.admin import delete_topics, ensure_topics
+from streams.admin import delete_topics, ensure_tenant_topics
 from streams.client import follow, send_command
 from streams.messages import RefreshMetric
 from streams.settings import Settings
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 async def test_following_since_a_time_skips_what_was_published_before(settings: Settings) -> None:
     # topics of its own: the session's chart-configs are read from the beginning elsewhere
     settings = settings.model_copy(update={"topic_prefix": f"follow-{uuid.uuid4().hex[:8]}-"})
-    await ensure_topics(settings)
+    await ensure_tenant_topics(settings, "o")
     try:
         await _follow_since(settings)
     finally:
@@ -34,14 +34,14 @@ async def test_following_since_a_time_skips_what_was_published_before(settings: 
 async def _follow_since(settings: Settings) -> None:
     kafka = Kafka(settings)
     before, after = uuid.uuid4().hex, uuid.uuid4().hex
-    await kafka.produce("chart-configs", json.dumps({"marker": before}).encode(), b"k")
+    await kafka.produce("chart-configs", json.dumps({"marker": before}).encode(), b"k", "o")
     await asyncio.sleep(0.05)  # Kafka stamps records in milliseconds
     since = datetime.now(UTC)
     await asyncio.sleep(0.05)
-    await kafka.produce("chart-configs", json.dumps({"marker": after}).encode(), b"k")
+    await kafka.produce("chart-configs", json.dumps({"marker": after}).encode(), b"k", "o")
     seen: list[object] = []
     async with asyncio.timeout(30):
-        async for _, value in follow(settings, "chart-configs", since=since):
+        async for _, value in follow(settings, "chart-configs", "o", since=since):
             seen.append(value.get("marker") if isinstance(value, dict) else None)
             if seen[-1] == after:
                 break
@@ -51,7 +51,7 @@ async def _follow_since(settings: Settings) -> None:
 async def test_following_a_topic_that_does_not_exist_is_a_clear_error(settings: Settings) -> None:
     nowhere = settings.model_copy(update={"topic_prefix": f"absent-{uuid.uuid4().hex[:8]}-"})
     with pytest.raises(MissingTopicError, match="does not exist"):
-        async for _ in follow(nowhere, "chart-configs"):
+        async for _ in follow(nowhere, "chart-configs", "o"):
             pass
 
 

@@ -192,7 +192,7 @@ async def test_repeated_failures_regenerate_the_transformer_through_kafka(
         template_id=template_id,
         params={"OWNER": "octocat", "REPO": f"heal-{uuid.uuid4().hex[:6]}"},
     )
-    await kafka.produce("commands", create.to_bytes())
+    await kafka.command(create)
     metric_id = str(create.resolved_metric_id())
     await _wait_points(db_conn, metric_id, 1, worker)
     broken = (
@@ -203,7 +203,7 @@ async def test_repeated_failures_regenerate_the_transformer_through_kafka(
         (broken, template_id),
     )
     refresh = RefreshMetric(organization_id="heal-org", metric_id=metric_id)
-    await kafka.produce("commands", refresh.to_bytes())
+    await kafka.command(refresh)
     row = await _wait_transformer(db_conn, template_id, lambda r: r["version"] == 3, worker)
     assert row["status"] == "active" and row["failure_count"] == 0 and "broken" not in row["code"]
     _, retry = await kafka.wait_for(
@@ -217,15 +217,15 @@ async def test_repeated_failures_regenerate_the_transformer_through_kafka(
     )
     assert [r["version"] for r in await cur.fetchall()] == [1, 2]
     refused = RollbackTransformer(organization_id="heal-org", template_id=template_id, version=2)
-    await kafka.produce("commands", refused.to_bytes())
+    await kafka.command(refused)
     _, result = await kafka.wait_for(
-        "command-results", lambda v: v["command_id"] == str(refused.command_id), timeout=60
+        "command-results", lambda v: v["command_id"] == str(refused.command_id), 60, "heal-org"
     )
     assert result["status"] == "rejected" and "operator command" in result["error"]
     rollback = RollbackTemplateTransformer(template_id=template_id, version=2)
     await kafka.produce("operator-commands", rollback.to_bytes())
     _, result = await kafka.wait_for(
-        "command-results", lambda v: v["command_id"] == str(rollback.command_id), timeout=60
+        "operator-results", lambda v: v["command_id"] == str(rollback.command_id), timeout=60
     )
     assert result["status"] == "accepted"
     row = await _wait_transformer(db_conn, template_id, lambda r: r["version"] == 4, worker)
@@ -299,10 +299,12 @@ async def test_failed_healing_marks_the_transformer_failed_and_alerts(
     sends = await CodegenStage(generator).handle(
         services, [(Incoming("codegen-requests", 0, 1, None, request.to_bytes()), request)]
     )
-    alerts = [s.record for s in sends if isinstance(s.record, Alert)]
-    assert len(alerts) == 1 and alerts[0].template_id == template.id
-    assert "o" in alerts[0].organizations
-    assert "no valid transformer" in alerts[0].message
+    alerts = [(s.topic, s.org, s.record) for s in sends if isinstance(s.record, Alert)]
+    topics = sorted((topic, org) for topic, org, _ in alerts)
+    assert ("operator-alerts", None) in topics and ("alerts", "o") in topics
+    alert = alerts[0][2]
+    assert alert.template_id == template.id and "o" in alert.organizations
+    assert "no valid transformer" in alert.message
     cur = await db_conn.execute(
         "SELECT status FROM metric_transformers WHERE template_id = %s", (template.id,)
     )

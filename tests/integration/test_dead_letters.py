@@ -8,7 +8,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +25,7 @@ def _cli(settings: Settings, *args: str) -> list[dict[str, Any]]:
     done = subprocess.run(
         [sys.executable, "-m", "metricloom.cli", "dead-letter", *args],
         cwd=ROOT,
-        env=settings_env(settings),
+        env=settings_env(settings, principal="admin"),
         capture_output=True,
         text=True,
         timeout=60,
@@ -44,7 +43,7 @@ async def test_a_failed_poll_is_listed_shown_and_replayed_once_fixed(
     metric = await stored_metric(
         db_conn,
         "missing",
-        org=f"dl-{uuid.uuid4().hex[:6]}",
+        org="dl-org",
         next_poll_at=datetime.now(UTC) - timedelta(seconds=1),
         frequency=PollFrequency.DAILY,
     )
@@ -82,7 +81,7 @@ def test_replay_without_a_selection_is_one_clear_line(settings: Settings) -> Non
     done = subprocess.run(
         [sys.executable, "-m", "metricloom.cli", "dead-letter", "replay"],
         cwd=ROOT,
-        env=settings_env(settings),
+        env=settings_env(settings, principal="admin"),
         capture_output=True,
         text=True,
         timeout=60,

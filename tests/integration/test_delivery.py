@@ -14,17 +14,17 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.commands import CommandStage
 from agents.fetching import FetchStage
 from agents.pipeline import Incoming, process_batch
 from agents.services import Services
-from streams.admin import partitions
-from streams.messages import CommandResult, CreateMetric, PollDue, RefreshMetric
+from streams.admin import admin_client, partitions
+from streams.messages import CommandResult, CreateMetric, PollDue, RefreshMetric, TenantCommand
+from streams.security import aiokafka_auth
 from streams.settings import Settings
 from streams.topics import topic_name
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, inbox_message
 from tests.integration.conftest import Kafka, stored_metric
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,11 +53,14 @@ POISON: dict[str, bytes | None] = {
 async def _produce_all(settings: Settings, records: list[bytes | None]) -> list[tuple[int, int]]:
     """Produce the records in one go (so they land in one batch); their (partition, offset)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", max_request_size=2_000_000
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        max_request_size=2_000_000,
+        **aiokafka_auth(settings),
     )
     await producer.start()
     try:
-        topic = topic_name(settings, "commands")
+        topic = topic_name(settings, "commands", "o")
         futures = [await producer.send(topic, value=value, key=b"o") for value in records]
         sent = [await future for future in futures]
     finally:
@@ -71,10 +74,11 @@ async def _results(
     """The command results that are ``mine``, read from the topic's start until ``wanted``
     of them arrived (or the time is up: the caller's assertions say what is missing)."""
     consumer = AIOKafkaConsumer(
-        topic_name(settings, "command-results"),
+        topic_name(settings, "command-results", "o"),
         bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **aiokafka_auth(settings),
     )
     await consumer.start()
     out: list[dict[str, Any]] = []
@@ -95,9 +99,9 @@ async def test_each_poison_record_is_contained_to_itself(
     worker: WorkerProcess, kafka: Kafka, settings: Settings
 ) -> None:
     """Null, empty, invalid UTF-8, a lone surrogate, NUL, an unknown schema version and a
-    record of about 1 MB, between two valid commands in one batch: each poison record gets
-    its own dead letter and a rejection naming its partition and offset; both valid
-    commands are accepted."""
+    record of about 1 MB, between two valid commands on an organisation's commands topic:
+    each poison record gets its own dead letter and a rejection naming its partition and
+    offset (on that organisation's results topic); both valid commands are accepted."""
     good = [
         CreateMetric(
             organization_id="o",
@@ -130,49 +134,59 @@ async def test_each_poison_record_is_contained_to_itself(
         assert len(answers) == 1 and answers[0]["status"] == "rejected", (kind, answers)
 
         def at(v: dict[str, Any], p: int = partition, o: int = offset) -> bool:
-            return (v["partition"], v["offset"]) == (p, o)
+            if v["topic"] != "command-inbox" or not v["original"]:
+                return False
+            inbox = TenantCommand.model_validate_json(v["original"])
+            return (inbox.organization_id, inbox.partition, inbox.offset) == ("o", p, o)
 
         _, dead = await kafka.wait_for("dead-letter", at, timeout=30)
-        assert dead["stage"] == "commands", kind
-        original = POISON[kind]
-        assert dead["original_bytes"] == len(original or b""), kind
-        assert dead["original_null"] == (original is None), kind
+        assert dead["stage"] == "commands" and dead["organization_id"] is None, kind
+        inbox = TenantCommand.model_validate_json(dead["original"])
+        assert inbox.organization_id == "o" and inbox.body() == POISON[kind], kind
         assert not dead["truncated"], kind
 
 
 async def test_committed_offsets_are_the_next_to_read(
     worker: WorkerProcess, kafka: Kafka, settings: Settings
 ) -> None:
-    """Once the worker has answered, its group's committed offset on every partition of
-    the commands topic is that partition's end: nothing is one behind, nothing would be
-    run again after a restart."""
+    """Once the worker has answered, the committed offset of every partition it consumed
+    on the way — the organisation's commands topic (the ingress's group) and the inbox (the
+    stages' group) — is that partition's end: nothing is one behind, nothing would be run
+    again after a restart."""
     command = RefreshMetric(organization_id="o", metric_id=uuid.uuid4())
-    await kafka.produce("commands", command.to_bytes(), key=b"o")
+    await kafka.command(command)
     await kafka.wait_for(
-        "command-results", lambda v: v["command_id"] == str(command.command_id), timeout=60
+        "command-results", lambda v: v["command_id"] == str(command.command_id), 60, "o"
     )
-    topic = topic_name(settings, "commands")
-    tps = [TopicPartition(topic, p) for p in await partitions(settings, "commands")]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, **aiokafka_auth(settings)
+    )
+    admin = admin_client(settings)
     await consumer.start()
     await admin.start()
+    lagging: dict[str, int] = {}
     try:
-        committed: dict[TopicPartition, int] = {}
-        ends: dict[TopicPartition, int] = {}
         for _ in range(40):
-            ends = await consumer.end_offsets(tps)
-            offsets = await admin.list_consumer_group_offsets(settings.app_id, partitions=tps)
-            committed = {tp: meta.offset for tp, meta in offsets.items()}
-            if all(committed.get(tp, 0) == ends[tp] for tp in tps if ends[tp] > 0):
+            lagging = {}
+            for group, base, org in (
+                (f"{settings.app_id}-ingress", "commands", "o"),
+                (settings.app_id, "command-inbox", None),
+            ):
+                topic = topic_name(settings, base, org)
+                tps = [TopicPartition(topic, p) for p in await partitions(settings, base, org)]
+                ends = await consumer.end_offsets(tps)
+                offsets = await admin.list_consumer_group_offsets(group, partitions=tps)
+                for tp in tps:
+                    committed = offsets[tp].offset if tp in offsets else 0
+                    if ends[tp] > 0 and committed != ends[tp]:
+                        lagging[f"{tp.topic}[{tp.partition}]"] = ends[tp] - committed
+            if not lagging:
                 break
             await asyncio.sleep(0.5)
     finally:
         await consumer.stop()
         await admin.close()
-    assert {tp: committed.get(tp) for tp in tps if ends[tp] > 0} == {
-        tp: ends[tp] for tp in tps if ends[tp] > 0
-    }
+    assert lagging == {}
 
 
 async def test_a_redelivered_tick_fetches_once(
@@ -199,22 +213,38 @@ async def test_a_redelivered_tick_fetches_once(
 
 
 async def test_a_redelivered_command_answers_once(services: Services) -> None:
-    """A command handled, its records delivered, then delivered again: the second time it
-    sends nothing (no second result, no second first poll). Delivered again before its
-    records were confirmed, it sends the very same bytes."""
+    """A command handled, its records delivered, then its record delivered again: the
+    second time it sends nothing (no second result, no second first poll). Delivered
+    again before its records were confirmed, it sends the very same bytes. Sent again in a
+    new record (a client that gave up waiting), it gets its first result again, and
+    nothing is redone."""
     stage = CommandStage()
     command = CreateMetric(
         organization_id="o",
         template_id="github-repo-stars",
         params={"OWNER": "octocat", "REPO": f"again-{uuid.uuid4().hex[:6]}"},
     )
-    message = Incoming("commands", 0, 5, b"o", command.to_bytes())
+    message = inbox_message(command.to_bytes(), "o", offset=5)
     first = await process_batch(stage, services, [message])
     second = await process_batch(stage, services, [message])
     assert [(o.topic, o.value) for o in second] == [(o.topic, o.value) for o in first]
     results = [
-        CommandResult.model_validate_json(o.value) for o in first if o.topic == "command-results"
+        CommandResult.model_validate_json(o.value) for o in first if o.topic == "command-results.o"
     ]
     assert [r.status for r in results] == ["accepted"]
+    assert any(o.topic == "poll-due" for o in first)
     await stage.delivered(services, [message])
     assert await process_batch(stage, services, [message]) == []
+    resent = await process_batch(stage, services, [inbox_message(command.to_bytes(), "o", 6)])
+    assert [(o.topic, o.value) for o in resent] == [
+        (o.topic, o.value) for o in first if o.topic == "command-results.o"
+    ]
+
+
+async def test_the_same_record_twice_in_one_batch_is_answered_once(services: Services) -> None:
+    """The ingress can pass a record on twice (its worker died before it committed): both
+    copies may land in one batch of the command stage, which answers the command once."""
+    command = RefreshMetric(organization_id="o", metric_id=uuid.uuid4())
+    message = inbox_message(command.to_bytes(), "o", offset=11)
+    out = await process_batch(CommandStage(), services, [message, message])
+    assert [o.topic for o in out].count("command-results.o") == 1

@@ -4,7 +4,6 @@ produced to the commands topic, observed by independent Kafka consumers."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,16 +23,16 @@ async def test_command_to_chart_config_end_to_end(
 ) -> None:
     """create_metric → points in the hypertable → create_dashboard_metric → a ChartConfig
     on chart-configs keyed by the dashboard metric id, within a bounded time."""
-    org = f"org-{uuid.uuid4().hex[:6]}"
+    org = "e2e-org"
     create = CreateMetric(
         organization_id=org,
         template_id="github-repo-stars",
         params={"OWNER": "octocat", "REPO": "hello-world"},
     )
     before = datetime.now(UTC)
-    await kafka.produce("commands", create.to_bytes(), key=org.encode())
+    await kafka.command(create)
     _, result = await kafka.wait_for(
-        "command-results", lambda v: v["command_id"] == str(create.command_id), timeout=60
+        "command-results", lambda v: v["command_id"] == str(create.command_id), 60, org
     )
     assert result["status"] == "accepted", result
     metric_id = result["metric_id"]
@@ -61,15 +60,15 @@ async def test_command_to_chart_config_end_to_end(
     place = CreateDashboardMetric(
         organization_id=org, dashboard_id="main", metric_id=metric_id, chart_type="bar"
     )
-    await kafka.produce("commands", place.to_bytes(), key=org.encode())
+    await kafka.command(place)
     _, placed = await kafka.wait_for(
-        "command-results", lambda v: v["command_id"] == str(place.command_id), timeout=60
+        "command-results", lambda v: v["command_id"] == str(place.command_id), 60, org
     )
     assert placed["status"] == "accepted", placed
     dm_id = placed["dashboard_metric_id"]
 
     key, message = await kafka.wait_for(
-        "chart-configs", lambda v: v["dashboard_metric_id"] == dm_id, timeout=90
+        "chart-configs", lambda v: v["dashboard_metric_id"] == dm_id, 90, org
     )
     assert key == dm_id.encode()
     assert message["organization_id"] == org
@@ -80,16 +79,17 @@ async def test_command_to_chart_config_end_to_end(
 
 
 async def test_chart_configs_topic_is_compacted(kafka: Kafka) -> None:
-    """Subscribers can rebuild every current chart from chart-configs: it is compacted."""
-    from aiokafka.admin import AIOKafkaAdminClient
+    """Subscribers can rebuild every current chart from an organisation's chart-configs:
+    it is compacted."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+    from streams.admin import admin_client
     from streams.topics import topic_name
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.settings.kafka_bootstrap)
+    admin = admin_client(kafka.settings)
     await admin.start()
     try:
-        name = topic_name(kafka.settings, "chart-configs")
+        name = topic_name(kafka.settings, "chart-configs", "e2e-org")
         described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
     finally:
         await admin.close()

@@ -32,7 +32,7 @@ from streams.messages import (
     RegenerateTransformer,
 )
 from streams.settings import Settings
-from tests.conftest import migrated_database
+from tests.conftest import inbox_message, migrated_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -66,7 +66,7 @@ async def _create(svc: Services, template_id: str, repo: str, org: str = "exits-
     command = CreateMetric(
         organization_id=org, template_id=template_id, params={"OWNER": "octocat", "REPO": repo}
     )
-    message = Incoming("commands", 0, 1, None, command.to_bytes())
+    message = inbox_message(command.to_bytes(), org)
     return await CommandStage().handle(svc, [(message, command)])
 
 
@@ -108,9 +108,13 @@ async def test_a_first_sample_that_cannot_be_fetched_is_tried_again_then_given_u
     sends: list[Send] = []
     for hour in range(2, 5):  # lost each time: sent again at each deadline, then given up
         sends += await due_generations(conn, later + timedelta(hours=hour), attempts=3)
-    alerts = [s.record for s in sends if isinstance(s.record, Alert)]
-    assert len(alerts) == 1 and alerts[0].organizations == ["exits-org"]
-    assert "gave up after 3 attempts" in alerts[0].message
+    alerts = [(s.topic, s.org, s.record) for s in sends if isinstance(s.record, Alert)]
+    assert sorted((topic, org) for topic, org, _ in alerts) == [
+        ("alerts", "exits-org"),
+        ("operator-alerts", None),
+    ]
+    alert = alerts[0][2]
+    assert alert.organizations == ["exits-org"] and "gave up after 3 attempts" in alert.message
     assert await _job(conn, "metric:github-code-frequency") is None
 
 
