@@ -34,7 +34,7 @@ import structlog
 from agents.backfill import backfill_ticks
 from agents.charting import redraw
 from agents.fetch_client import FetchError, RetryLaterError
-from agents.fetching import connection_for
+from agents.fetching import SharedBudget, budget_key, connection_for
 from agents.generation import (
     GenerationFailedError,
     aggregation_of,
@@ -241,9 +241,13 @@ class CodegenStage(Stage[CodegenRequest]):
     async def _sample(
         self, services: Services, template: MetricTemplate, metric: Metric
     ) -> tuple[Any, dict[str, Any]]:
-        """A real, fresh sample from the metric's endpoint, with its own credentials."""
+        """A real, fresh sample from the metric's endpoint, with its own credentials and
+        from its connection's rate budget (a sample is a request like any poll)."""
         connection = await connection_for(services, metric)
-        return await fetch_sample(services, template, metric.params, connection)
+        budget = SharedBudget(services.db, budget_key(metric, template.provider))
+        return await fetch_sample(
+            services, template, metric.params, connection, metric.organization_id, budget
+        )
 
     async def _no_worse(
         self,

@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from agents.backfill import backfill_ticks
 from agents.charting import redraw
+from agents.fetch_client import unsafe_params
 from agents.pipeline import Incoming, MalformedRecordError, Send, Stage, dead_letter
 from agents.services import Services
 from schema import catalog, jobs, ledger
@@ -290,6 +291,9 @@ async def _create_metric(conn: Conn, command: CreateMetric) -> list[Send]:
         raise CommandRejectedError(
             f"template {template.id!r} needs parameter(s) {', '.join(missing)}"
         )
+    unsafe = unsafe_params(command.params)
+    if unsafe:
+        raise CommandRejectedError(f"template {template.id!r}: {'; '.join(unsafe)}")
     unknown = sorted(set(command.params) - set(template.params))
     if unknown:
         raise CommandRejectedError(

@@ -11,7 +11,13 @@ The policy, in one place (:func:`fetch_payload`):
   worker;
 * GitHub's ``202 Accepted`` ("statistics are being computed") is :class:`RetryLaterError`
   after a configured delay;
-* the body is read as a stream and refused past a size cap, before it is all in memory.
+* the body is read as a stream and refused past a size cap, before it is all in memory;
+* a request never leaves its scope: the provider's base URL (the Nango proxy's, for a
+  Nango connection). A redirect or a ``link`` next page that points elsewhere is refused,
+  not followed, so the credentials on the request (and the answer it would bring back
+  into a sample, a transformer's input or a chart) stay with the provider; a parameter
+  that is a dot segment (``.``, ``..``), which URL normalisation would walk up the path
+  with, is refused before any request.
 
 Credentials are added here and only here; errors name the method and URL without query.
 """
@@ -42,6 +48,36 @@ class FetchError(MetricloomError):
     def __init__(self, message: str, status: str = "request") -> None:
         super().__init__(message)
         self.status = status
+
+
+def unsafe_params(params: dict[str, str]) -> list[str]:
+    """Why each unusable parameter value is unusable. Values are quoted into the path
+    (``/`` and ``?`` stay inside their segment), but a whole segment of ``.`` or ``..`` is
+    a dot segment that URL normalisation resolves, walking the request up the provider's
+    path with the organisation's credentials; control characters belong in no id."""
+    problems = []
+    for name, value in sorted(params.items()):
+        if value in {".", ".."}:
+            problems.append(f"parameter {name} may not be {value!r} (a dot segment)")
+        elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            problems.append(f"parameter {name} may not hold control characters")
+    return problems
+
+
+def within(url: httpx.URL, scope: httpx.URL) -> bool:
+    """Whether ``url`` is inside ``scope``: same scheme, host and port, and a path under
+    the scope's path (a path that is just the scope's, or continues after a ``/``)."""
+    if (url.scheme, url.host, url.port) != (scope.scheme, scope.host, scope.port):
+        return False
+    base = scope.path.rstrip("/")
+    return url.path == base or url.path.startswith(base + "/")
+
+
+def scope_of(settings: Settings, template: MetricTemplate, connection: Connection | None) -> str:
+    """Where a metric's requests may go: the provider's base URL, or the Nango proxy's."""
+    if connection is not None and connection.auth == "nango":
+        return settings.nango.base_url.rstrip("/") + "/proxy"
+    return str(getattr(settings.provider_urls, template.provider)).rstrip("/")
 
 
 class RetryLaterError(MetricloomError):
@@ -76,14 +112,21 @@ def request_for(
     endpoint: Endpoint,
     params: dict[str, str],
     connection: Connection | None = None,
+    organization_id: str | None = None,
 ) -> httpx.Request:
     """The HTTP request for one metric's endpoint, credentials included.
 
     Credentials come from the metric's connection: a direct token (``Authorization:
     Bearer``), or the Nango proxy (the request goes to ``{nango}/proxy/{path}`` with the
     connection id and provider config key, and Nango adds the provider's credentials).
-    Without a connection, the deployment's default token for the provider, if any."""
-    base = getattr(settings.provider_urls, template.provider).rstrip("/")
+    Without a connection, the deployment's default token for the provider — but only for
+    the organisations ``METRICLOOM_DEFAULT_TOKEN_ORGANIZATIONS`` names: whatever that
+    token can read, any other organisation could otherwise read too. Others go
+    unauthenticated."""
+    problems = unsafe_params(params)
+    if problems:
+        raise FetchError(f"{template.id}: {'; '.join(problems)}")
+    base = scope_of(settings, template, None)
     try:
         path = endpoint.path.format(**{k: quote(v, safe="") for k, v in params.items()})
         query = {k: v.format(**params) for k, v in endpoint.query.items()}
@@ -94,7 +137,9 @@ def request_for(
     if template.provider == "github":
         headers["Accept"] = "application/vnd.github+json"
         headers["X-GitHub-Api-Version"] = "2022-11-28"
-    token = getattr(settings.provider_tokens, template.provider)
+    token = None
+    if organization_id is not None and organization_id in settings.default_token_organizations:
+        token = getattr(settings.provider_tokens, template.provider)
     if connection is not None and connection.provider != template.provider:
         raise FetchError(
             f"connection {connection.id} is for {connection.provider}, not {template.provider}"
@@ -104,7 +149,7 @@ def request_for(
     if connection is not None and connection.auth == "nango":
         if settings.nango.secret_key is None:
             raise FetchError("a Nango connection needs METRICLOOM_NANGO__SECRET_KEY")
-        base = settings.nango.base_url.rstrip("/") + "/proxy"
+        base = scope_of(settings, template, connection)
         headers["Connection-Id"] = connection.nango_connection_id or ""
         headers["Provider-Config-Key"] = connection.nango_provider_config_key or ""
         token = settings.nango.secret_key
@@ -157,12 +202,16 @@ async def fetch_payload(
     policy: FetchSettings | None = None,
     budget: Budget | None = None,
     pagination: Pagination | None = None,
+    scope: str | None = None,
 ) -> Any:
     """Send the request under the fetch policy and return the JSON body; with
-    ``pagination``, read every page and return one body holding all the items.
+    ``pagination``, read every page and return one body holding all the items. Redirects
+    and next pages are followed only inside ``scope`` (:func:`scope_of`; by default the
+    request's own origin).
 
     Raises FetchError (give up for this poll) or RetryLaterError (come back at a time)."""
-    body, headers = await _fetch_one(http, request, policy, budget)
+    bounds = httpx.URL(scope) if scope is not None else request.url.copy_with(path="/", query=None)
+    body, headers = await _fetch_one(http, request, policy, budget, bounds)
     if pagination is None:
         return body
     where = f"{request.method} {request.url.copy_with(query=None)}"
@@ -172,7 +221,13 @@ async def fetch_payload(
         following = _next_request(request, page, headers, pagination, len(items))
         if following is None:
             return _with_items(body, pagination, items)
-        page, headers = await _fetch_one(http, following, policy, budget)
+        if not within(following.url, bounds):
+            raise FetchError(
+                f"{where}: the next page is at {_origin(following.url)}, outside {bounds};"
+                " not followed",
+                "request",
+            )
+        page, headers = await _fetch_one(http, following, policy, budget, bounds)
         more = _items(page, pagination, where)
         if not more:
             return _with_items(body, pagination, items)
@@ -214,7 +269,9 @@ def _next_request(
     """The request for the page after ``page``, or None when there is none."""
     if pagination.kind == "link":
         link = httpx.Response(200, headers=headers).links.get("next", {}).get("url")
-        return None if not link else httpx.Request(request.method, link, headers=request.headers)
+        if not link:
+            return None
+        return httpx.Request(request.method, request.url.join(link), headers=request.headers)
     url: httpx.URL
     if pagination.kind == "page_token":
         token = _at(page, pagination.token_path)
@@ -233,12 +290,15 @@ async def _fetch_one(
     request: httpx.Request,
     policy: FetchSettings | None,
     budget: Budget | None,
+    bounds: httpx.URL,
 ) -> tuple[Any, httpx.Headers]:
-    """One request under the policy: the JSON body and the headers."""
+    """One request under the policy: the JSON body and the headers. Redirects inside
+    ``bounds`` are followed (at most ``MAX_REDIRECTS``); any other is an error."""
     policy = policy or FetchSettings()
-    where = f"{request.method} {request.url.copy_with(query=None)}"
     waited = 0.0
+    redirects = 0
     while True:
+        where = f"{request.method} {request.url.copy_with(query=None)}"
         try:
             async for attempt in stamina.retry_context(
                 on=_TransientError,
@@ -253,6 +313,10 @@ async def _fetch_one(
             raise FetchError(
                 f"{where}: {exc} (after {policy.attempts} attempts)", exc.status
             ) from exc
+        if status in REDIRECTS:
+            request = _redirected(request, status, headers, bounds, where, redirects)
+            redirects += 1
+            continue
         now = datetime.now(UTC)
         limited = status == 429 or (status == 403 and headers.get("x-ratelimit-remaining") == "0")
         if limited:
@@ -274,6 +338,47 @@ async def _fetch_one(
             return orjson.loads(body), headers
         except orjson.JSONDecodeError as exc:
             raise FetchError(f"{where}: body is not JSON ({exc})", "body") from exc
+
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+
+
+def _origin(url: httpx.URL) -> str:
+    return f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}"
+
+
+def _redirected(
+    request: httpx.Request,
+    status: int,
+    headers: httpx.Headers,
+    bounds: httpx.URL,
+    where: str,
+    redirects: int,
+) -> httpx.Request:
+    """The request a redirect asks for, if it stays inside ``bounds``. 301/302/303 become
+    a GET without a body (as browsers and httpx do); 307/308 keep method and body."""
+    location = headers.get("location")
+    if not location:
+        raise FetchError(f"{where}: HTTP {status} without a Location", str(status))
+    if redirects >= MAX_REDIRECTS:
+        raise FetchError(f"{where}: more than {MAX_REDIRECTS} redirects", str(status))
+    target = request.url.join(location)
+    if not within(target, bounds):
+        raise FetchError(
+            f"{where}: HTTP {status} to {_origin(target)}, outside {bounds}; not followed",
+            str(status),
+        )
+    if status in {307, 308}:
+        return httpx.Request(
+            request.method, target, headers=request.headers, content=request.content
+        )
+    kept = {
+        k: v
+        for k, v in request.headers.items()
+        if k.lower() not in {"content-type", "content-length"}
+    }
+    return httpx.Request("GET", target, headers=kept)
 
 
 async def _send(

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import structlog
 
-from agents.fetch_client import FetchError, RetryLaterError, fetch_payload, request_for
+from agents.fetch_client import FetchError, RetryLaterError, fetch_payload, request_for, scope_of
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from schema import catalog, ledger
@@ -143,13 +143,20 @@ class FetchStage(Stage[PollDue]):
         fetched_at = datetime.now(UTC)
         try:
             connection = await connection_for(services, metric)
-            request = request_for(services.settings, template, endpoint, params, connection)
+            request = request_for(
+                services.settings, template, endpoint, params, connection, metric.organization_id
+            )
             budget = SharedBudget(services.db, budget_key(metric, template.provider))
             async with self._limit(
                 budget.key, services.settings.fetch.max_concurrent_per_connection
             ):
                 payload = await fetch_payload(
-                    services.http, request, services.settings.fetch, budget, endpoint.pagination
+                    services.http,
+                    request,
+                    services.settings.fetch,
+                    budget,
+                    endpoint.pagination,
+                    scope_of(services.settings, template, connection),
                 )
         except RetryLaterError as exc:
             return await self._defer(services, message, metric, tick, attempts, exc)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from agents.fetch_client import fetch_payload, request_for
+from agents.fetch_client import Budget, fetch_payload, request_for, scope_of
 from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal
 from agents.generators.exceptions import ModelAnswerError, ModelRefusedError
 from agents.services import Services
@@ -134,13 +134,24 @@ async def fetch_sample(
     template: MetricTemplate,
     params: dict[str, str],
     connection: Connection | None = None,
+    organization_id: str | None = None,
+    budget: Budget | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """A real, fresh payload from the template's polling endpoint, and the endpoint config
-    a transformer is told about: what generation validates the code against."""
-    request = request_for(services.settings, template, template.polling, params, connection)
+    a transformer is told about: what generation validates the code against. Fetched as
+    the metric's organisation (its connection, or the default token if it may use it),
+    spending from the same rate ``budget`` as its polls."""
+    request = request_for(
+        services.settings, template, template.polling, params, connection, organization_id
+    )
     fetched_at = datetime.now(UTC)
     payload = await fetch_payload(
-        services.http, request, services.settings.fetch, pagination=template.polling.pagination
+        services.http,
+        request,
+        services.settings.fetch,
+        budget,
+        pagination=template.polling.pagination,
+        scope=scope_of(services.settings, template, connection),
     )
     return payload, endpoint_config(template.id, template.polling.path, params, fetched_at)
 

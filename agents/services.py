@@ -32,7 +32,7 @@ class Services:
             sandbox=SandboxExecutor(settings.sandbox),
             http=httpx.AsyncClient(
                 timeout=httpx.Timeout(settings.fetch.timeout_s, connect=5.0),
-                follow_redirects=True,
+                follow_redirects=False,  # followed by fetch_client, only inside scope
                 headers={"User-Agent": "metricloom/0.1"},
             ),
         )

@@ -77,6 +77,14 @@ class Behaviours:
                 status=403,
                 headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
             )
+        if name == "redirect-away":  # a provider sending its client to a link-local address
+            return web.Response(
+                status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"}
+            )
+        if name == "redirect-home":  # a renamed repository: the same API, another path
+            return web.Response(
+                status=301, headers={"Location": path.replace("redirect-home", "hello-world")}
+            )
         if name == "computing":
             return _json({}, status=202)
         if kind == "computing" and n.isdigit() and count <= int(n):
@@ -169,7 +177,9 @@ async def github_stargazers(request: web.Request) -> web.Response:
     ]
     links = []
     last = max(1, -(-total // per_page))
-    if page < last:
+    if page < last and request.match_info["repo"].startswith("link-away"):
+        links.append('<http://169.254.169.254/repos/x/stargazers?page=2>; rel="next"')
+    elif page < last:
         links.append(f'<{request.url.update_query(page=str(page + 1))}>; rel="next"')
         links.append(f'<{request.url.update_query(page=str(last))}>; rel="last"')
     headers = {"Link": ", ".join(links)} if links else {}

@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     healing: HealingSettings = HealingSettings()
     provider_urls: ProviderUrls = ProviderUrls()
     provider_tokens: ProviderTokens = ProviderTokens()
+    default_token_organizations: frozenset[str] = frozenset()
+    """Organisations whose metrics without a connection use ``provider_tokens`` (the
+    deployment's own). Anyone else's such metrics fetch unauthenticated: otherwise any
+    organisation could read whatever the deployment's token can."""
     nango: NangoSettings = NangoSettings()
 
     @property

@@ -15,6 +15,7 @@ from agents.fetching import FetchStage
 from agents.pipeline import Incoming
 from agents.services import Services
 from schema import ledger
+from schema.models import Pagination
 from streams.messages import PollDue
 from streams.settings import FetchSettings, Settings
 from templates import get_template
@@ -117,3 +118,46 @@ async def test_rate_limited_poll_is_deferred_then_sent_again_as_the_same_poll(
     assert [t.poll_id for t in mine] == [tick.poll_id]
     again = await ledger.release_deferred(db_conn, later + timedelta(minutes=1), 100)
     assert all(t["metric_id"] != str(metric.id) for t in again)  # released once
+
+
+async def test_a_redirect_inside_the_provider_is_followed(
+    services: Services, settings: Settings
+) -> None:
+    """A 301 to another path of the same provider (a renamed repository) is followed."""
+    owner = f"o{uuid.uuid4().hex[:6]}"
+    request = request_for(
+        settings, TEMPLATE, TEMPLATE.polling, {"OWNER": owner, "REPO": "redirect-home"}
+    )
+    payload = await fetch_payload(services.http, request, FAST)
+    assert payload["full_name"] == f"{owner}/hello-world"
+
+
+async def test_a_redirect_out_of_the_provider_is_refused(
+    services: Services, settings: Settings
+) -> None:
+    """A 302 to a link-local address (a cloud metadata service) is an error on the metric,
+    never a request: neither the credentials nor the answer travel."""
+    with pytest.raises(FetchError, match=r"HTTP 302 to http://169\.254\.169\.254.*not followed"):
+        await fetch_payload(
+            services.http,
+            _request(settings, "redirect-away"),
+            FAST,
+            scope=settings.provider_urls.github,
+        )
+
+
+async def test_a_next_page_out_of_the_provider_is_refused(
+    services: Services, settings: Settings
+) -> None:
+    """A ``link`` header naming another origin ends the fetch with an error instead of
+    sending the request's headers (its Authorization) there."""
+    base = settings.provider_urls.github
+    request = httpx.Request(
+        "GET",
+        f"{base}/repos/o/link-away-90/stargazers?per_page=30",
+        headers={"Authorization": "Bearer secret"},
+    )
+    with pytest.raises(FetchError, match=r"next page is at http://169\.254\.169\.254"):
+        await fetch_payload(
+            services.http, request, FAST, pagination=Pagination(kind="link"), scope=base
+        )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from pydantic import SecretStr
 
-from agents.fetch_client import request_for
+from agents.fetch_client import FetchError, request_for
 from streams.settings import ProviderTokens, ProviderUrls, Settings
 from templates import get_template
 
@@ -18,11 +19,49 @@ def test_request_fills_and_quotes_parameters() -> None:
     assert "Authorization" not in request.headers
 
 
+@pytest.mark.parametrize(
+    ("params", "why"),
+    [
+        ({"OWNER": "..", "REPO": "user"}, "OWNER may not be '..'"),
+        ({"OWNER": "octo", "REPO": "."}, "REPO may not be '.'"),
+        ({"OWNER": "octo", "REPO": "a\nb"}, "REPO may not hold control characters"),
+    ],
+)
+def test_a_parameter_that_would_leave_the_path_is_refused(params: dict[str, str], why: str) -> None:
+    """``OWNER=..``, ``REPO=user`` would be ``/repos/../user`` = ``/user`` (the token's own
+    account) once the URL is normalised: refused before any request."""
+    settings = Settings(provider_urls=ProviderUrls(github="http://demo/github"))
+    template = get_template("github-repo-stars")
+    with pytest.raises(FetchError, match=why):
+        request_for(settings, template, template.polling, params)
+
+
+def test_the_default_token_is_only_for_the_organisations_named() -> None:
+    """A metric without a connection gets the deployment's token only if its organisation
+    is listed; any other organisation's goes unauthenticated."""
+    settings = Settings(
+        provider_tokens=ProviderTokens(github=SecretStr("ghp_secret")),
+        default_token_organizations=frozenset({"acme"}),
+    )
+    template = get_template("github-repo-stars")
+    params = {"OWNER": "a", "REPO": "b"}
+    assert (
+        "Authorization"
+        not in request_for(settings, template, template.polling, params, None, "beta").headers
+    )
+    assert "Authorization" not in request_for(settings, template, template.polling, params).headers
+
+
 def test_token_goes_only_into_the_authorization_header() -> None:
     """A configured token is sent as a bearer token and nowhere in the URL."""
-    settings = Settings(provider_tokens=ProviderTokens(github=SecretStr("ghp_secret")))
+    settings = Settings(
+        provider_tokens=ProviderTokens(github=SecretStr("ghp_secret")),
+        default_token_organizations=frozenset({"acme"}),
+    )
     template = get_template("github-repo-stars")
-    request = request_for(settings, template, template.polling, {"OWNER": "a", "REPO": "b"})
+    request = request_for(
+        settings, template, template.polling, {"OWNER": "a", "REPO": "b"}, None, "acme"
+    )
     assert request.headers["Authorization"] == "Bearer ghp_secret"
     assert "ghp_secret" not in str(request.url)
     assert "ghp_secret" not in repr(settings)
