@@ -25,7 +25,7 @@ from typing import Any
 from agents.generators.offline import metric_code_for
 from demo_api.github import repository
 from sandbox.executor import SandboxExecutor
-from streams.settings import SandboxLimits
+from sandbox.limits import SandboxLimits
 from templates import get_template
 
 

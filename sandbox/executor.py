@@ -40,7 +40,7 @@ import structlog
 from pydantic import BaseModel
 
 from sandbox.exceptions import SandboxUnavailableError
-from streams.settings import SandboxLimits
+from sandbox.limits import SandboxLimits
 
 log = structlog.get_logger(__name__)
 

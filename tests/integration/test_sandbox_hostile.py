@@ -11,7 +11,7 @@ import docker
 import pytest
 
 from sandbox.executor import SandboxExecutor, SandboxResult, list_sandboxes
-from streams.settings import SandboxLimits
+from sandbox.limits import SandboxLimits
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

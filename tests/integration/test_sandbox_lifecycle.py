@@ -12,7 +12,7 @@ import docker
 import pytest
 
 from sandbox.executor import DEADLINE_LABEL, LABEL, SandboxExecutor, list_sandboxes, sweep_stale
-from streams.settings import SandboxLimits
+from sandbox.limits import SandboxLimits
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -66,7 +66,7 @@ def test_container_is_removed_when_the_worker_dies_mid_batch() -> None:
     marker = f"dies-{os.getpid()}-{time.time_ns()}"
     script = (
         "from sandbox.executor import SandboxExecutor\n"
-        "from streams.settings import SandboxLimits\n"
+        "from sandbox.limits import SandboxLimits\n"
         "e = SandboxExecutor(SandboxLimits(input_timeout_s=30, batch_timeout_s=60),"
         f" labels={{'test': '{marker}'}})\n"
         "e.run_batch('import time\\ndef transform(x, c):\\n    time.sleep(20)', 'transform', [(1, {})])\n"
