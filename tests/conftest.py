@@ -25,6 +25,7 @@ import pytest
 from pydantic import SecretStr
 
 from agents.services import Services
+from sandbox.limits import SandboxLimits
 from schema.migrate import apply_migrations
 from streams.settings import Settings
 
@@ -32,6 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get(
     "METRICLOOM_TEST_ADMIN_URL", "postgresql://metricloom:metricloom@127.0.0.1:5432/postgres"
 )
+
+
+def sandbox_limits(**overrides: object) -> SandboxLimits:
+    """The sandbox settings the environment gives (``METRICLOOM_SANDBOX__IMAGE``,
+    ``__RUNTIME``, ...: a second checkout tests its own image), with these overrides."""
+    base = Settings().sandbox.model_dump()
+    return SandboxLimits.model_validate(base | overrides)
 
 
 def free_port() -> int:
