@@ -20,9 +20,10 @@ class SandboxLimits(BaseModel, frozen=True):
     sandbox/executor.py)."""
 
     image: str = "metricloom/sandbox"
-    runtime: Runtime = "runc"
-    """The OCI runtime of the sandbox containers: ``runc`` (namespaces, seccomp) or
-    ``runsc`` (gVisor: the code talks to a user-space kernel, not the host's)."""
+    runtime: Runtime = "runsc"
+    """The OCI runtime of the sandbox containers: ``runsc`` (gVisor: the code talks to a
+    user-space kernel, not the host's; registered by scripts/host-setup.sh) or ``runc``
+    (namespaces and seccomp on the host's kernel)."""
     process_per: ProcessPer | None = None
     """``input``: a fresh process per input; ``batch``: one fresh process per batch (one
     organisation), each input in fresh module globals. Default: ``input`` under runc,
