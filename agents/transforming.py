@@ -21,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
-from sandbox.executor import SandboxResult
+from sandbox.protocol import SandboxResult
 from schema import catalog, jobs
 from schema.db import Conn
 from schema.models import DataPoint, MetricTransformer

@@ -3,12 +3,13 @@
 infrastructure::
 
     MetricloomError
-    └── ServiceUnavailableError
-        └── SandboxUnavailableError   engine or runner unreachable, image missing, API failure
-            └── SandboxHardeningError a container failed the harness's own hardening check
+    ├── ServiceUnavailableError
+    │   └── SandboxUnavailableError   engine or runner unreachable, image missing, API failure
+    │       └── SandboxHardeningError a container failed the harness's own hardening check
+    └── SandboxRunnerError            the runner refused a request or answered out of protocol
 """
 
-from schema.exceptions import ServiceUnavailableError
+from schema.exceptions import MetricloomError, ServiceUnavailableError
 
 
 class SandboxUnavailableError(ServiceUnavailableError):
@@ -18,3 +19,8 @@ class SandboxUnavailableError(ServiceUnavailableError):
 class SandboxHardeningError(SandboxUnavailableError):
     """A sandbox container is not hardened as the harness requires (writable paths, IPC
     open, dumpable, capabilities): nothing runs in it until the deployment is fixed."""
+
+
+class SandboxRunnerError(MetricloomError):
+    """The sandbox runner refused the request (HTTP 4xx) or answered what the protocol does
+    not allow: a bug on one side, not an outage."""

@@ -40,17 +40,16 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import docker
 import docker.errors
 import requests.exceptions
 import structlog
-from pydantic import BaseModel
 
 from sandbox.exceptions import SandboxHardeningError, SandboxUnavailableError
 from sandbox.limits import SandboxLimits
+from sandbox.protocol import ErrorKind, SandboxError, SandboxResult, encode_input
 
 log = structlog.get_logger(__name__)
 
@@ -73,49 +72,16 @@ IPC_SYSCTLS = {
     "fs.mqueue.queues_max": "0",
 }
 
-ErrorKind = Literal[
-    "syntax_error",
-    "load",
-    "missing_entry",
-    "exception",
-    "timeout",
-    "memory",
-    "output_too_large",
-    "not_serialisable",
-    "malformed_output",
-    "killed",
-    "crashed",
-    "batch_timeout",
-    "input_not_serialisable",
-    "harness",
+__all__ = [
+    "DEADLINE_LABEL",
+    "IPC_SYSCTLS",
+    "LABEL",
+    "SandboxError",
+    "SandboxExecutor",
+    "SandboxResult",
+    "list_sandboxes",
+    "sweep_stale",
 ]
-
-
-class SandboxError(BaseModel, frozen=True):
-    """Why one input produced no value; ``kind`` is stable, ``message`` is for people."""
-
-    kind: ErrorKind
-    message: str
-    traceback: str | None = None
-
-
-class SandboxResult(BaseModel, frozen=True):
-    """The outcome of one input: a JSON value, or an error. ``prints`` is the start of
-    what the code printed, kept for debugging generated code."""
-
-    value: Any = None
-    error: SandboxError | None = None
-    prints: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-def _json_default(obj: object) -> str:
-    if isinstance(obj, datetime | date):
-        return obj.isoformat()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 @dataclass
@@ -222,6 +188,10 @@ class SandboxExecutor:
             self._client.close()
             self._client = None
 
+    async def aclose(self) -> None:
+        """:meth:`close`, for the :class:`~sandbox.protocol.Sandbox` interface."""
+        self.close()
+
     async def run(
         self,
         code: str,
@@ -265,9 +235,7 @@ class SandboxExecutor:
         encoded: dict[int, bytes] = {}
         for index, args in enumerate(inputs):
             try:
-                encoded[index] = json.dumps(
-                    {"args": list(args)}, default=_json_default, allow_nan=False
-                ).encode()
+                encoded[index] = b'{"args": %s}' % encode_input(args)
             except (TypeError, ValueError) as exc:
                 results[index] = SandboxResult(
                     error=SandboxError(kind="input_not_serialisable", message=str(exc))
