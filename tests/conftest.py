@@ -154,6 +154,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "METRICLOOM_PAUSE_INITIAL_S": str(settings.pause_initial_s),
             "METRICLOOM_PAUSE_MAX_S": str(settings.pause_max_s),
             "METRICLOOM_HEALTH_PORT": "0",  # any free port: several workers run at once
+            "METRICLOOM_SANDBOX__IMAGE": settings.sandbox.image,
+            "METRICLOOM_SANDBOX__RUNTIME": settings.sandbox.runtime,
         }
     )
     return env
