@@ -134,9 +134,11 @@ async def serve(settings: RunnerSettings, stop: asyncio.Event) -> None:
     executor = SandboxExecutor(settings.sandbox, labels={RUNNER_LABEL: str(os.getpid())})
     path = Path(settings.socket_path)
     _clear_socket(path, create_parent=True)  # a socket file left by a runner that died
-    runner = web.AppRunner(create_app(executor), access_log=None)
+    runner = web.AppRunner(
+        create_app(executor), access_log=None, shutdown_timeout=settings.sandbox.batch_timeout_s
+    )
     await runner.setup()
-    site = web.UnixSite(runner, str(path), shutdown_timeout=settings.sandbox.batch_timeout_s)
+    site = web.UnixSite(runner, str(path))
     await site.start()
     os.chmod(path, 0o660)  # the worker (same user, or the group) may connect; nobody else
     sweep = asyncio.create_task(asyncio.to_thread(_sweep, executor))
