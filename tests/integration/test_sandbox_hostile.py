@@ -31,6 +31,9 @@ from tests.conftest import sandbox_limits
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RUNTIMES = ["runc", "runsc"]
+# This module's containers carry this label: others (another checkout's tests, a worker)
+# may run sandbox containers on the same engine at the same time.
+OURS = {"test": f"hostile-{uuid.uuid4().hex[:8]}"}
 
 GOOD = "good"
 WRAP = """
@@ -46,14 +49,15 @@ def transform(arg, cfg):
 @pytest.fixture(scope="module", params=RUNTIMES)
 def executor(request: pytest.FixtureRequest) -> Iterator[SandboxExecutor]:
     executor = SandboxExecutor(
-        sandbox_limits(
+        labels=OURS,
+        limits=sandbox_limits(
             runtime=request.param,
             process_per=None,  # the runtime's default
             input_timeout_s=2.0,
             batch_timeout_s=60.0,
             memory_mb=256,
             input_memory_mb=128,
-        )
+        ),
     )
     yield executor
     executor.close()
@@ -75,15 +79,16 @@ def one_container_or_tenants(executor: SandboxExecutor, count: int) -> list[str]
 
 @pytest.fixture(autouse=True)
 def no_leftover_containers() -> Iterator[None]:
-    """After each test, no sandbox container may remain (a worker's finish within 10 s)."""
+    """After each test, none of its sandbox containers may remain (a worker's finish within
+    10 s)."""
     yield
     client = docker.from_env()
     try:
         deadline = time.monotonic() + 10
-        left = list_sandboxes(client)
+        left = list_sandboxes(client, OURS)
         while left and time.monotonic() < deadline:
             time.sleep(0.2)
-            left = list_sandboxes(client)
+            left = list_sandboxes(client, OURS)
         names = [c.attrs.get("Names") for c in left]
         assert left == [], f"sandbox containers left behind: {names}"
     finally:
@@ -604,7 +609,9 @@ def test_each_tenant_runs_in_its_own_container(executor: SandboxExecutor) -> Non
 def test_a_batch_returns_at_most_its_output_cap(executor: SandboxExecutor) -> None:
     """Inputs whose results together pass the batch's cap fail with output_too_large,
     even though each is under the per-input cap."""
-    capped = SandboxExecutor(executor.limits.model_copy(update={"batch_output_limit_bytes": 4096}))
+    capped = SandboxExecutor(
+        executor.limits.model_copy(update={"batch_output_limit_bytes": 4096}), labels=OURS
+    )
     code = "def transform(a, c):\n    return 'x' * 1500"
     results = capped.run_batch(code, "transform", [(i, {}) for i in range(4)])
     kinds = [r.error.kind if r.error else "ok" for r in results]
@@ -699,7 +706,7 @@ def test_an_unhardened_container_raises_and_runs_nothing(monkeypatch: pytest.Mon
     SandboxHardeningError (the stage pauses) instead of running the code. (Without the
     POSIX queue sysctl, /dev/mqueue is writable: the first thing the harness finds.)"""
     monkeypatch.setattr(executor_module, "IPC_SYSCTLS", {})
-    executor = SandboxExecutor(sandbox_limits(runtime="runc", process_per="input"))
+    executor = SandboxExecutor(sandbox_limits(runtime="runc", process_per="input"), labels=OURS)
     try:
         with pytest.raises(SandboxHardeningError, match="/dev/mqueue is writable"):
             executor.run_batch("def transform(a, c):\n    return a", "transform", [(1, {})])
