@@ -10,6 +10,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 COMPOSE := docker compose
+# The group of the Docker socket, for the sandbox runner (the only service given the socket);
+# expanded when a recipe runs, after `host` has started the engine.
+export METRICLOOM_DOCKER_GID ?= $(shell stat -c %g /var/run/docker.sock 2>/dev/null)
 
 .PHONY: up test down host secrets images venv pglite services lint typecheck pytest logs clean benchmark chaos
 

@@ -62,7 +62,10 @@ class ChartStage(Stage[MetricUpdated]):
         sends: list[Send] = []
         for group in groups.values():
             results = await services.sandbox.run(
-                group[0][2].code, "transform", [(series, prefs) for *_, series, prefs in group]
+                group[0][2].code,
+                "transform",
+                [(series, prefs) for *_, series, prefs in group],
+                [str(job[1].organization_id) for job in group],
             )
             for (message, dm, ct, _, _), result in zip(group, results, strict=True):
                 sends.append(self._publish(message, dm, ct, result.value, result.error))

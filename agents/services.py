@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from sandbox.executor import SandboxExecutor
+from sandbox.limits import SandboxLimits
+from sandbox.protocol import Sandbox
 from schema import rollups
 from schema.db import Database
 from streams.settings import Settings
@@ -20,7 +21,7 @@ from streams.settings import Settings
 class Services:
     settings: Settings
     db: Database
-    sandbox: SandboxExecutor
+    sandbox: Sandbox
     http: httpx.AsyncClient
     _rollup_mode: rollups.Mode | None = field(default=None, repr=False)
 
@@ -29,7 +30,7 @@ class Services:
         return cls(
             settings=settings,
             db=Database(settings.database_url.get_secret_value(), max_size=settings.db_pool_size),
-            sandbox=SandboxExecutor(settings.sandbox),
+            sandbox=sandbox_for(settings.sandbox),
             http=httpx.AsyncClient(
                 timeout=httpx.Timeout(settings.fetch.timeout_s, connect=5.0),
                 follow_redirects=False,  # followed by fetch_client, only inside scope
@@ -47,4 +48,17 @@ class Services:
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.sandbox.aclose()
         await self.db.close()
+
+
+def sandbox_for(limits: SandboxLimits) -> Sandbox:
+    """The sandbox runner's client when a runner socket is configured (the worker then
+    needs no Docker engine), else a local executor that runs the containers itself."""
+    if limits.runner_socket:
+        from sandbox.client import SandboxRunnerClient
+
+        return SandboxRunnerClient(limits)
+    from sandbox.executor import SandboxExecutor
+
+    return SandboxExecutor(limits)

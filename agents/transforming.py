@@ -1,9 +1,10 @@
 """Transform stage: raw payloads become points, by the template's MetricTransformer.
 
-Payloads are grouped by template, and each group runs in ONE sandbox container (start-up
-is paid once per batch). A batch may mix organisations: the code is the template's,
-shared by all of them, and the sandbox runs every input in a fresh process with nothing
-writable, so no input can see another's data. Every result is validated as a list of
+Payloads are grouped by template and organisation, and each group runs in ONE sandbox
+container (start-up is paid once per group). A container never mixes organisations: the
+code is the template's, but a channel inside one container (the pid counter, a process
+shared by a batch's inputs under gVisor) must never reach another tenant; the sandbox
+enforces it too (``tenants``). Every result is validated as a list of
 ``DataPoint`` before it goes anywhere; a failure is recorded on that metric and
 dead-lettered, and the other payloads of the batch go on.
 """
@@ -20,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
-from sandbox.executor import SandboxResult
+from sandbox.protocol import SandboxResult
 from schema import catalog, jobs
 from schema.db import Conn
 from schema.models import DataPoint, MetricTransformer
@@ -112,6 +113,21 @@ def points_from(result: SandboxResult) -> list[DataPoint]:
         raise TransformError(f"output is not a list of DataPoint: {exc}") from exc
 
 
+GroupKey = tuple[str, str, bool]
+
+
+def transform_groups(
+    batch: list[tuple[Incoming, RawPayload]],
+) -> dict[GroupKey, list[tuple[Incoming, RawPayload]]]:
+    """One sandbox batch per (template, organisation, historical): history may have its
+    own code, and organisations never share a container."""
+    groups: dict[GroupKey, list[tuple[Incoming, RawPayload]]] = defaultdict(list)
+    for item in batch:
+        raw = item[1]
+        groups[(raw.template_id, raw.organization_id, raw.historical)].append(item)
+    return groups
+
+
 class TransformStage(Stage[RawPayload]):
     name = "transform"
 
@@ -121,11 +137,8 @@ class TransformStage(Stage[RawPayload]):
     async def handle(
         self, services: Services, batch: list[tuple[Incoming, RawPayload]]
     ) -> list[Send]:
-        groups: dict[tuple[str, bool], list[tuple[Incoming, RawPayload]]] = defaultdict(list)
-        for item in batch:  # one container per transformer: history may have its own code
-            groups[(item[1].template_id, item[1].historical)].append(item)
         sends: list[Send] = []
-        for (template_id, historical), items in groups.items():
+        for (template_id, _, historical), items in transform_groups(batch).items():
             sends += await self._run_group(services, template_id, historical, items)
         return sends
 
@@ -158,7 +171,8 @@ class TransformStage(Stage[RawPayload]):
         code = transformer.code
         if historical and transformer.historical_code:
             code = transformer.historical_code
-        results = await services.sandbox.run(code, "transform", inputs)
+        tenants = [raw.organization_id for _, raw in items]
+        results = await services.sandbox.run(code, "transform", inputs, tenants)
         return await self._collect(services, transformer, items, results)
 
     async def _collect(

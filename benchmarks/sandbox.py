@@ -1,13 +1,18 @@
-"""Sandbox benchmark: the batched executor against one container per input.
+"""Sandbox benchmark: the batched executor under each runtime against one container per input.
 
 Runs on the real Docker engine with the real sandbox image and the github-repo-stars
-transformer over real-shaped payloads. Prints one JSON document: per batch size (1, 10,
-100, 1000) the batch latency p50/p95 and the per-input cost, next to the baseline measured
-in the same run (a bare ``docker run --rm`` of the same image doing the same work for one
-input, via the docker CLI), the ratios the targets are stated in, and the process's peak
-memory (this process plays the worker).
+transformer over real-shaped payloads. Prints one JSON document: the baseline measured in
+the same run (a bare ``docker run --rm`` of the same image doing the same one-input job,
+via the docker CLI, under runc; and the same under runsc, for reference), then for each
+runtime and isolation mode, per batch size, the batch latency p50/p95 and the per-input
+cost, with the ratios the targets are stated in (against one bare runc container per
+input), and the process's peak memory (this process plays the worker).
 
-    python -m benchmarks.sandbox [--quick]
+Modes: runc with a fresh process per input (runc's default), runsc (gVisor) with one
+fresh process per batch (runsc's default), and runsc with a fresh process per input (why
+that is not runsc's default; batch sizes up to 100).
+
+    python -m benchmarks.sandbox [--quick] [--image IMAGE]
 """
 
 from __future__ import annotations
@@ -24,9 +29,16 @@ from typing import Any
 
 from agents.generators.offline import metric_code_for
 from demo_api.github import repository
-from sandbox.executor import SandboxExecutor
-from streams.settings import SandboxLimits
+from sandbox.executor import IPC_SYSCTLS, SandboxExecutor
+from sandbox.limits import ProcessPer, Runtime
 from templates import get_template
+from tests.conftest import sandbox_limits
+
+MODES: list[tuple[Runtime, ProcessPer, list[int]]] = [
+    ("runc", "input", [1, 10, 100, 1000]),
+    ("runsc", "batch", [1, 10, 100, 1000]),
+    ("runsc", "input", [1, 10, 100]),
+]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -35,8 +47,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def bare_docker_run(image: str, code: str, payload: dict[str, Any]) -> float:
-    """One ``docker run --rm -i`` doing the same one-input job through the same harness."""
+# The executor's hardening, which the harness checks before it runs anything.
+HARDENING = [
+    *("--network", "none", "--log-driver", "none", "--read-only", "--cap-drop", "ALL"),
+    *("--user", "10001:10001", "--security-opt", "no-new-privileges", "--ipc", "none"),
+    *[arg for key, value in IPC_SYSCTLS.items() for arg in ("--sysctl", f"{key}={value}")],
+]
+
+
+def bare_docker_run(image: str, runtime: str, code: str, payload: dict[str, Any]) -> float:
+    """One ``docker run --rm -i`` doing the same one-input job through the same harness,
+    with the hardening the harness checks (so it runs the input)."""
     header = json.dumps(
         {
             "code": code,
@@ -54,7 +75,7 @@ def bare_docker_run(image: str, code: str, payload: dict[str, Any]) -> float:
     request = b"%d\n%s%d\n%s" % (len(header), header, len(body), body)
     start = time.perf_counter()
     done = subprocess.run(
-        ["docker", "run", "--rm", "-i", "--network", "none", "--log-driver", "none", image],
+        ["docker", "run", "--rm", "-i", "--runtime", runtime, *HARDENING, image],
         input=request,
         capture_output=True,
         check=True,
@@ -65,67 +86,98 @@ def bare_docker_run(image: str, code: str, payload: dict[str, Any]) -> float:
     return elapsed
 
 
+def measure(
+    executor: SandboxExecutor,
+    code: str,
+    payloads: list[dict[str, Any]],
+    config: dict[str, Any],
+    size: int,
+    reps: int,
+    baseline_p50: float,
+) -> dict[str, Any]:
+    latencies = []
+    for _ in range(reps):
+        inputs = [(payloads[i % len(payloads)], config) for i in range(size)]
+        start = time.perf_counter()
+        results = executor.run_batch(code, "transform", inputs)
+        latencies.append(time.perf_counter() - start)
+        failed = [r.error for r in results if r.error is not None]
+        if failed:
+            raise RuntimeError(f"batch of {size}: {failed[:3]}")
+    p50 = statistics.median(latencies)
+    return {
+        "repetitions": reps,
+        "batch_p50_s": round(p50, 4),
+        "batch_p95_s": round(percentile(latencies, 0.95), 4),
+        "per_input_s": round(p50 / size, 5),
+        "per_input_vs_one_runc_container_per_input": round(baseline_p50 / (p50 / size), 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--image", help="sandbox image (default: the settings')")
     args = parser.parse_args()
-    limits = SandboxLimits()
-    executor = SandboxExecutor(limits)
+    overrides = {"image": args.image} if args.image else {}
+    image = sandbox_limits(**overrides).image
     code = metric_code_for(get_template("github-repo-stars"))
     now = datetime.now(UTC)
     payloads = [repository("octocat", f"repo-{n}", now) for n in range(1000)]
     config = {"fetched_at": now.isoformat()}
-
-    executor.run_batch(code, "transform", [(payloads[0], config)])  # warm the image cache
-    bare_docker_run(limits.image, code, payloads[0])
-
     runs = 5 if args.quick else 15
-    baseline = [bare_docker_run(limits.image, code, payloads[n % 1000]) for n in range(runs)]
-    baseline_p50 = statistics.median(baseline)
+    repetitions = {1: runs, 10: max(3, runs // 2), 100: 3 if args.quick else 5}
+    repetitions[1000] = 1 if args.quick else 3
 
-    repetitions = {
-        1: runs,
-        10: max(3, runs // 2),
-        100: 3 if args.quick else 5,
-        1000: 1 if args.quick else 3,
-    }
-    sizes: dict[str, Any] = {}
-    for size, reps in repetitions.items():
-        latencies = []
-        for _ in range(reps):
-            inputs = [(payloads[i % 1000], config) for i in range(size)]
-            start = time.perf_counter()
-            results = executor.run_batch(code, "transform", inputs)
-            latencies.append(time.perf_counter() - start)
-            failed = [r.error for r in results if r.error is not None]
-            if failed:
-                raise RuntimeError(f"batch of {size}: {failed[:3]}")
-        p50 = statistics.median(latencies)
-        sizes[str(size)] = {
-            "repetitions": reps,
-            "batch_p50_s": round(p50, 4),
-            "batch_p95_s": round(percentile(latencies, 0.95), 4),
-            "per_input_s": round(p50 / size, 5),
-            "per_input_vs_one_container_per_input": round(baseline_p50 / (p50 / size), 1),
+    baselines: dict[str, dict[str, Any]] = {}
+    for runtime in ("runc", "runsc"):
+        bare_docker_run(image, runtime, code, payloads[0])  # warm the image cache
+        times = [bare_docker_run(image, runtime, code, payloads[n]) for n in range(runs)]
+        baselines[runtime] = {
+            "what": f"docker run --rm -i --network none --runtime {runtime} (CLI), same image,"
+            " same one-input job",
+            "runs": runs,
+            "p50_s": round(statistics.median(times), 4),
+            "p95_s": round(percentile(times, 0.95), 4),
         }
-    executor.close()
+    baseline_p50 = baselines["runc"]["p50_s"]
+
+    modes: dict[str, Any] = {}
+    for runtime, process_per, sizes in MODES:
+        limits = sandbox_limits(**overrides, runtime=runtime, process_per=process_per)
+        executor = SandboxExecutor(limits)
+        executor.run_batch(code, "transform", [(payloads[0], config)])  # warm
+        modes[f"{runtime}, process per {process_per}"] = {
+            str(size): measure(
+                executor, code, payloads, config, size, repetitions[size], baseline_p50
+            )
+            for size in sizes
+        }
+        executor.close()
+
+    def ratio(mode: str, size: str) -> float:
+        return float(modes[mode][size]["per_input_vs_one_runc_container_per_input"])
+
     report = {
         "benchmark": "sandbox",
         "measured_at": now.isoformat(),
-        "baseline": {
-            "what": "docker run --rm -i --network none (CLI), same image, same one-input job",
-            "runs": runs,
-            "p50_s": round(baseline_p50, 4),
-            "p95_s": round(percentile(baseline, 0.95), 4),
-        },
-        "batched": sizes,
+        "image": image,
+        "baselines": baselines,
+        "modes": modes,
         "targets": {
-            "batch_100_per_input_at_least_20x_cheaper": sizes["100"][
-                "per_input_vs_one_container_per_input"
-            ]
+            "runc_batch_100_per_input_at_least_20x_cheaper": ratio("runc, process per input", "100")
             >= 20,
-            "batch_1_at_most_1.3x_bare_docker_run": sizes["1"]["batch_p50_s"] <= 1.3 * baseline_p50,
-            "batch_1_vs_bare_docker_run": round(sizes["1"]["batch_p50_s"] / baseline_p50, 2),
+            "runsc_batch_100_per_input_at_least_20x_cheaper": ratio(
+                "runsc, process per batch", "100"
+            )
+            >= 20,
+            "runc_batch_1_vs_bare_runc_run": round(
+                modes["runc, process per input"]["1"]["batch_p50_s"] / baseline_p50, 2
+            ),
+            "runsc_batch_1_vs_bare_runsc_run": round(
+                modes["runsc, process per batch"]["1"]["batch_p50_s"] / baselines["runsc"]["p50_s"],
+                2,
+            ),
         },
         "worker_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

@@ -11,11 +11,15 @@
 # Each image carries a label with the hash of its inputs; an image whose label matches is
 # kept, so a second run costs seconds and a changed harness or Dockerfile is rebuilt.
 # Usage: images/build.sh [image ...]   (default: all)
+# METRICLOOM_IMAGE_TAG=wt tags the built images (sandbox, app, kafka, timescaledb) :wt instead
+# of :latest, so a second checkout can build and test its own without replacing the images
+# another one runs (the base roots are shared: their inputs are the same).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export DOCKER_BUILDKIT=0   # the classic builder needs no buildx plugin and no registry
 log() { printf '[images] %s\n' "$*" >&2; }
+TAG=${METRICLOOM_IMAGE_TAG:-latest}
 
 MIRROR=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
@@ -38,7 +42,7 @@ rootfs() {  # rootfs NAME SUITE PACKAGES
 }
 
 build() {  # build NAME CONTEXT DOCKERFILE [extra hashed files...]
-  local name=$1 ctx=$2 df=$3; shift 3
+  local name=$1:$TAG ctx=$2 df=$3; shift 3
   local h
   h=$(hash_of "$df" $(find "$ctx" -type f -not -path '*/__pycache__/*' -not -name '*.pyc' -not -path '*/.jars/*' | sort) "$@" \
       <(docker image inspect --format '{{.Id}}' "$(awk '/^FROM/ {print $2; exit}' "$df")"))

@@ -115,6 +115,19 @@ def worker() -> None:
     run_worker(get_settings())
 
 
+@app.command("sandbox-runner")
+def sandbox_runner() -> None:
+    """Run the sandbox runner: the only process that starts sandbox containers. It serves
+    one operation on its Unix socket (METRICLOOM_SANDBOX__RUNNER_SOCKET) and reads only
+    the sandbox's settings."""
+    from sandbox.runner import RunnerSettings, run_runner
+    from streams.logging import configure_logging
+
+    settings = RunnerSettings()
+    configure_logging(settings.log_level)
+    run_runner(settings)
+
+
 @app.command()
 def migrate() -> None:
     """Apply the database migrations (safe to run again) and the retention and

@@ -1,19 +1,29 @@
-"""Runs one transformer's code over a batch of inputs in one throwaway Docker container.
+"""Runs one transformer's code over a batch of inputs in throwaway Docker containers.
 
 The contract, as the transform and chart stages see it:
 
-* ``run_batch(code, entry, inputs)`` returns one :class:`SandboxResult` per input, in order.
+* ``run_batch(code, entry, inputs, tenants)`` returns one :class:`SandboxResult` per input,
+  in order. Inputs of different tenants (organisations) never share a container: each
+  tenant's inputs run in their own, so nothing one can do inside a container (IPC, process
+  ids, memory, a shared process under ``process_per=batch``) ever reaches another.
   A failure of the *code* (syntax error, exception, timeout, memory, output too large,
   output not serialisable, a crash of the harness) is data in that input's result; the
   other inputs' results are kept. A failure of the *infrastructure* (no engine, no image)
   raises :class:`~sandbox.exceptions.SandboxUnavailableError`.
-* The container is created per batch with no network, a read-only root and no writable
-  mount, no capabilities, no-new-privileges, Docker's default seccomp profile, pids,
-  memory and CPU limits, no mounts and an empty environment, and is always removed
+* The container is created per batch (per tenant) with no network, a read-only root and no
+  writable mount, no capabilities, no-new-privileges, Docker's default seccomp profile,
+  pids, memory and CPU limits, no mounts, an empty environment, no IPC namespace to share
+  (``ipc_mode=none``, and the IPC sysctls at zero: no SysV shared memory, message queue
+  or semaphore, no POSIX message queue), under the configured runtime (runc or gVisor's
+  runsc), and is always removed
   (``auto_remove`` covers a worker that dies mid-batch; :func:`sweep_stale` removes any
   stray left past its deadline).
 * Code and inputs go in over the attach stream's stdin; results come back as the harness's
   frames on stdout (see ``sandbox/harness.py``), which the code cannot forge.
+
+The harness checks that hardening itself before any code runs; a container that fails the
+check raises :class:`~sandbox.exceptions.SandboxHardeningError` (the stage pauses: nothing
+runs in a container that is not what it should be).
 
 If the harness dies in the middle of a batch (a hostile input may manage that), the input
 it was running gets a ``crashed`` error and the inputs after it run in a fresh container.
@@ -30,17 +40,16 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import docker
 import docker.errors
 import requests.exceptions
 import structlog
-from pydantic import BaseModel
 
-from sandbox.exceptions import SandboxUnavailableError
-from streams.settings import SandboxLimits
+from sandbox.exceptions import SandboxHardeningError, SandboxUnavailableError
+from sandbox.limits import SandboxLimits
+from sandbox.protocol import ErrorKind, SandboxError, SandboxResult, encode_input
 
 log = structlog.get_logger(__name__)
 
@@ -48,50 +57,31 @@ LABEL = "metricloom.sandbox"
 DEADLINE_LABEL = "metricloom.sandbox.deadline"
 STDOUT, STDERR = 1, 2
 PRINT_KEEP = 4096
+FRAME_SLACK = 1 << 20  # frame lines on top of the payload bytes a batch may return
+# Zero IPC resources in the container's own IPC namespace: no SysV shared memory segment,
+# message queue or semaphore set, and no POSIX message queue can be created, so no input
+# can leave anything there for a later one. gVisor keeps its own IPC namespace per
+# container and does not apply these (under runsc a container holds one tenant).
+IPC_SYSCTLS = {
+    "kernel.shmmni": "0",
+    "kernel.shmall": "0",
+    "kernel.shmmax": "0",
+    "kernel.shm_rmid_forced": "1",
+    "kernel.msgmni": "0",
+    "kernel.sem": "0 0 0 0",
+    "fs.mqueue.queues_max": "0",
+}
 
-ErrorKind = Literal[
-    "syntax_error",
-    "load",
-    "missing_entry",
-    "exception",
-    "timeout",
-    "memory",
-    "output_too_large",
-    "not_serialisable",
-    "malformed_output",
-    "killed",
-    "crashed",
-    "batch_timeout",
-    "input_not_serialisable",
-    "harness",
+__all__ = [
+    "DEADLINE_LABEL",
+    "IPC_SYSCTLS",
+    "LABEL",
+    "SandboxError",
+    "SandboxExecutor",
+    "SandboxResult",
+    "list_sandboxes",
+    "sweep_stale",
 ]
-
-
-class SandboxError(BaseModel, frozen=True):
-    """Why one input produced no value; ``kind`` is stable, ``message`` is for people."""
-
-    kind: ErrorKind
-    message: str
-    traceback: str | None = None
-
-
-class SandboxResult(BaseModel, frozen=True):
-    """The outcome of one input: a JSON value, or an error. ``prints`` is the start of
-    what the code printed, kept for debugging generated code."""
-
-    value: Any = None
-    error: SandboxError | None = None
-    prints: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-def _json_default(obj: object) -> str:
-    if isinstance(obj, datetime | date):
-        return obj.isoformat()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 @dataclass
@@ -105,8 +95,20 @@ class _FrameParser:
     result: dict[int, bytearray] = field(default_factory=dict)
     prints: dict[int, bytearray] = field(default_factory=dict)
     done: bool = False
+    fatal: str | None = None
+    limit: int = 1 << 62
+    """Bytes the harness may send in all; past it the parser stops (``overflow``)."""
+    received: int = 0
+    overflow: bool = False
+    corrupt: bool = False
+    """A line that is not a frame: only the code can have written it (under gVisor the
+    harness's descriptors are reachable through /proc/1/fd). Parsing stops there."""
 
     def feed(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.received > self.limit:
+            self.overflow = True
+            return
         self.buffer += data
         while True:
             if self.pending_payload is not None:
@@ -125,16 +127,29 @@ class _FrameParser:
             newline = self.buffer.find(b"\n")
             if newline < 0:
                 return
-            frame = json.loads(self.buffer[:newline])
-            del self.buffer[: newline + 1]
-            if "ch" in frame:
-                self.pending_payload = (int(frame["i"]), str(frame["ch"]), int(frame["n"]))
-            elif frame.get("ev") == "start":
-                self.started.append(int(frame["i"]))
-            elif frame.get("ev") == "end":
-                self.ended[int(frame["i"])] = (str(frame["status"]), str(frame.get("detail", "")))
-            elif frame.get("ev") == "done":
+            try:
+                frame = json.loads(self.buffer[:newline])
+                self._take(frame)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                self.corrupt = True
                 self.done = True
+                return
+            del self.buffer[: newline + 1]
+
+    def _take(self, frame: dict[str, Any]) -> None:
+        if "ch" in frame:
+            self.pending_payload = (int(frame["i"]), str(frame["ch"]), int(frame["n"]))
+        elif frame.get("ev") == "start":
+            self.started.append(int(frame["i"]))
+        elif frame.get("ev") == "end":
+            self.ended[int(frame["i"])] = (str(frame["status"]), str(frame.get("detail", "")))
+        elif frame.get("ev") == "done":
+            self.done = True
+        elif frame.get("ev") == "fatal":
+            if self.started:  # the check runs before any code: a later one is forged
+                raise ValueError("a fatal frame after code ran")
+            self.fatal = str(frame.get("detail", ""))
+            self.done = True
 
 
 class SandboxExecutor:
@@ -173,25 +188,54 @@ class SandboxExecutor:
             self._client.close()
             self._client = None
 
+    async def aclose(self) -> None:
+        """:meth:`close`, for the :class:`~sandbox.protocol.Sandbox` interface."""
+        self.close()
+
     async def run(
-        self, code: str, entry: str, inputs: Sequence[Sequence[Any]]
+        self,
+        code: str,
+        entry: str,
+        inputs: Sequence[Sequence[Any]],
+        tenants: Sequence[str] | None = None,
     ) -> list[SandboxResult]:
         """Async front door: runs :meth:`run_batch` in a thread, at most
         ``limits.max_concurrent`` containers at a time per worker."""
         async with self._semaphore:
-            return await asyncio.to_thread(self.run_batch, code, entry, inputs)
+            return await asyncio.to_thread(self.run_batch, code, entry, inputs, tenants)
 
     def run_batch(
+        self,
+        code: str,
+        entry: str,
+        inputs: Sequence[Sequence[Any]],
+        tenants: Sequence[str] | None = None,
+    ) -> list[SandboxResult]:
+        """Run ``entry(*args)`` from ``code`` once per element of ``inputs``.
+
+        ``tenants[i]`` is the organisation input ``i`` belongs to (None: all one tenant).
+        Each tenant's inputs run in containers of their own."""
+        if tenants is not None and len(tenants) != len(inputs):
+            raise ValueError(f"{len(tenants)} tenants for {len(inputs)} inputs")
+        groups: dict[str, list[int]] = {}
+        for index in range(len(inputs)):
+            groups.setdefault(tenants[index] if tenants else "", []).append(index)
+        results: dict[int, SandboxResult] = {}
+        for indexes in groups.values():
+            got = self._run_tenant(code, entry, [inputs[i] for i in indexes])
+            results.update(zip(indexes, got, strict=True))
+        return [results[i] for i in range(len(inputs))]
+
+    def _run_tenant(
         self, code: str, entry: str, inputs: Sequence[Sequence[Any]]
     ) -> list[SandboxResult]:
-        """Run ``entry(*args)`` from ``code`` once per element of ``inputs``."""
+        """One tenant's inputs, in as many containers as it takes (a fresh one after a
+        crash of the harness)."""
         results: dict[int, SandboxResult] = {}
         encoded: dict[int, bytes] = {}
         for index, args in enumerate(inputs):
             try:
-                encoded[index] = json.dumps(
-                    {"args": list(args)}, default=_json_default, allow_nan=False
-                ).encode()
+                encoded[index] = b'{"args": %s}' % encode_input(args)
             except (TypeError, ValueError) as exc:
                 results[index] = SandboxResult(
                     error=SandboxError(kind="input_not_serialisable", message=str(exc))
@@ -220,14 +264,19 @@ class SandboxExecutor:
                     "input_memory_mb": limits.input_memory_mb,
                     "output_limit_bytes": limits.output_limit_bytes,
                     "print_limit_bytes": limits.print_limit_bytes,
+                    "batch_output_limit_bytes": limits.batch_output_limit_bytes,
                 },
+                "process_per": limits.fresh_process,
+                # runc applies the IPC sysctls (the harness then proves IPC is closed);
+                # gVisor does not, and holds one tenant per container instead.
+                "ipc_closed": limits.runtime == "runc",
             }
         ).encode()
         parts = [b"%d\n" % len(header), header]
         for _, data in items:
             parts += [b"%d\n" % len(data), data]
         container = self._create_container(deadline)
-        parser = _FrameParser()
+        parser = _FrameParser(limit=limits.batch_output_limit_bytes + FRAME_SLACK)
         stderr = bytearray()
         timed_out = False
         sock = None
@@ -248,6 +297,10 @@ class SandboxExecutor:
                 sock._sock.close()
                 sock.close()
             _remove(container)
+        if parser.fatal is not None:
+            raise SandboxHardeningError(
+                f"the sandbox container failed the harness's hardening check: {parser.fatal}"
+            )
         return self._collect(items, parser, stderr, timed_out)
 
     def _create_container(self, deadline: float) -> Any:
@@ -268,6 +321,8 @@ class SandboxExecutor:
                 user="10001:10001",
                 environment={},
                 ipc_mode="none",
+                sysctls=IPC_SYSCTLS,
+                runtime=limits.runtime,
                 log_config=docker.types.LogConfig(type="none"),
                 auto_remove=True,
                 name=f"metricloom-sandbox-{uuid.uuid4().hex[:12]}",
@@ -301,6 +356,11 @@ class SandboxExecutor:
                     if timed_out
                     else "the sandbox died while running this input"
                 )
+                if parser.overflow:
+                    kind = "output_too_large"
+                    message = (
+                        f"the batch returned over {self.limits.batch_output_limit_bytes} bytes"
+                    )
                 out[index] = SandboxResult(
                     error=SandboxError(kind=kind, message=message), prints=prints
                 )
@@ -352,7 +412,7 @@ def _result_from(status: str, detail: str, raw: bytearray | None, prints: str) -
     )
 
 
-_STATUS_KINDS = {"syntax_error", "timeout", "output_too_large", "killed"}
+_STATUS_KINDS = {"syntax_error", "timeout", "output_too_large", "killed", "malformed_output"}
 _CHILD_KINDS = {"load", "missing_entry", "exception", "memory", "not_serialisable", "harness"}
 
 
@@ -393,6 +453,8 @@ def _read_frames(
             del pending[: 8 + size]
             if stream == STDOUT:
                 parser.feed(payload)
+                if parser.overflow:
+                    return False
             elif stream == STDERR and len(stderr) < 65536:
                 stderr += payload
         if parser.done:

@@ -14,19 +14,38 @@ Why it is built this way (the threat is the transformer code, which is hostile):
   harness is non-dumpable so ``/proc/1/fd`` is closed to it. As the namespace's init the
   harness ignores every signal a child can send.
 * Per input: wall-clock and CPU limits, an address-space limit, and caps on result size
-  and on printed output.
+  and on printed output; per batch, a cap on all it returns.
+* Before any code runs the harness verifies its own hardening and stops with a ``fatal``
+  frame if any of it is missing: it is non-dumpable (``PR_SET_DUMPABLE`` must succeed),
+  PID 1, not root, without capabilities, under no-new-privileges; no path it knows of is
+  writable (``/``, ``/tmp``, ``/dev``, ``/dev/shm``, ``/dev/mqueue``, ...); and, when the
+  executor says the container's IPC sysctls are zero, no SysV shared memory, message queue,
+  semaphore set or POSIX message queue can be created.
+
+Two ways to run a batch (the header's ``process_per``):
+
+* ``input`` (the default): a fresh process per input, as above.
+* ``batch``: one fresh process runs every input of the batch in turn, each in fresh module
+  globals; the executor only sends one organisation's inputs in one batch. Used under
+  gVisor, where starting a process costs about 40 ms. A timeout or crash kills that
+  process and the next input gets a fresh one.
 
 Protocol. Stdin: a decimal byte length, a newline and a JSON header of that length
-``{"code", "entry", "count", "limits"}``, then ``count`` inputs, each a decimal byte length,
+``{"code", "entry", "count", "limits", "process_per", "ipc_closed"}`` (the last two
+optional), then ``count`` inputs, each a decimal byte length,
 a newline and that many bytes of JSON (``{"args": [...]}``). Stdout: frames, each a JSON line optionally followed by payload
 bytes, ``{"i": n, "ev": "start"}``, ``{"i": n, "ch": "result"|"print", "n": len}`` + bytes,
-``{"i": n, "ev": "end", "status": ..., "detail": ...}``, and ``{"ev": "done"}`` last.
+``{"i": n, "ev": "end", "status": ..., "detail": ...}``, and ``{"ev": "done"}`` last, or
+``{"ev": "fatal", "detail": ...}`` alone when the hardening check failed.
 The child writes one JSON document to its result pipe: ``{"ok": true, "value": ...}`` or
-``{"ok": false, "kind": ..., "message": ..., "traceback": ...}``.
+``{"ok": false, "kind": ..., "message": ..., "traceback": ...}``; in ``batch`` mode each
+document is preceded by its decimal length and a newline, and so is each input on the
+process's input pipe.
 """
 
 import contextlib
 import ctypes
+import fcntl
 import json
 import math
 import os
@@ -34,6 +53,7 @@ import resource
 import select
 import signal
 import sys
+import termios
 import time
 import traceback
 from types import CodeType
@@ -41,8 +61,96 @@ from typing import Any, NoReturn
 
 Limits = dict[str, Any]
 
+PR_GET_DUMPABLE = 3
 PR_SET_DUMPABLE = 4
+PR_GET_NO_NEW_PRIVS = 39
+IPC_PRIVATE, IPC_CREAT, IPC_RMID = 0, 0o1000, 0
 CHUNK = 65536
+UNLIMITED = 1 << 62
+# Paths that would be a place to leave data for a later input if they were writable.
+NEVER_WRITABLE = (
+    "/",
+    "/tmp",
+    "/var/tmp",
+    "/dev",
+    "/dev/shm",
+    "/dev/mqueue",
+    "/run",
+    "/run/lock",
+    "/nonexistent",
+    "/opt/sandbox",
+)
+
+
+class HardeningError(Exception):
+    """The container is not what the harness requires; nothing may run in it."""
+
+
+def _harden() -> None:
+    """Make this process non-dumpable: ``/proc/1/fd``, ``/proc/1/mem`` and ptrace are then
+    closed to the code. Failing that, nothing may run (the caller turns this into a
+    ``fatal`` frame)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise HardeningError(f"prctl(PR_SET_DUMPABLE, 0) failed: errno {ctypes.get_errno()}")
+    if libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise HardeningError("the harness is still dumpable after PR_SET_DUMPABLE")
+
+
+def _verify(ipc_closed: bool) -> None:
+    """Check the container's hardening before any code runs; HardeningError says what is
+    missing."""
+    if os.getpid() != 1:
+        raise HardeningError(f"the harness is pid {os.getpid()}, not the namespace's init")
+    if os.getuid() == 0 or os.geteuid() == 0:
+        raise HardeningError("the harness runs as root")
+    with open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    if int(status.get("CapEff", "1").strip() or "1", 16) != 0:
+        raise HardeningError(f"the harness has capabilities: CapEff {status.get('CapEff')}")
+    if ctypes.CDLL(None).prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1:
+        raise HardeningError("no-new-privileges is not set")
+    for path in NEVER_WRITABLE:
+        if not os.path.isdir(path):
+            continue
+        probe = os.path.join(path, f".metricloom-probe-{os.getpid()}")
+        try:
+            fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except OSError:
+            continue
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+        raise HardeningError(f"{path} is writable")
+    if ipc_closed:
+        _verify_ipc_closed()
+
+
+def _verify_ipc_closed() -> None:
+    """No SysV shared memory, message queue or semaphore set, and no POSIX message queue,
+    can be created (the container's IPC sysctls are zero)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    made: list[str] = []
+    shm = libc.shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0o600)
+    if shm >= 0:
+        libc.shmctl(shm, IPC_RMID, None)
+        made.append("SysV shared memory")
+    msg = libc.msgget(IPC_PRIVATE, IPC_CREAT | 0o600)
+    if msg >= 0:
+        libc.msgctl(msg, IPC_RMID, None)
+        made.append("SysV message queue")
+    sem = libc.semget(IPC_PRIVATE, 1, IPC_CREAT | 0o600)
+    if sem >= 0:
+        libc.semctl(sem, 0, IPC_RMID)
+        made.append("SysV semaphore set")
+    name = f"/metricloom-probe-{os.getpid()}".encode()
+    mq = libc.mq_open(name, os.O_CREAT | os.O_RDWR, 0o600, None)
+    if mq >= 0:
+        libc.mq_close(mq)
+        libc.mq_unlink(name)
+        made.append("POSIX message queue")
+    if made:
+        raise HardeningError(f"IPC is open: created a {', a '.join(made)}")
 
 
 def _out_frame(
@@ -99,30 +207,37 @@ def _json_default(obj: object) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
+def _enter_child(keep: set[int], cap_w: int, limits: Limits, cpu_limit: bool) -> None:
+    """What every process that runs the code does first: its own session, stdout/stderr to
+    the capture pipe, no other descriptor, its limits."""
+    os.setsid()
+    os.dup2(cap_w, 1)
+    os.dup2(cap_w, 2)
+    devnull = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(devnull, 0)
+    keep = keep | {0, 1, 2}
+    for fd in range(3, 256):
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    mem = limits["input_memory_mb"] * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    if cpu_limit:
+        cpu = max(1, math.ceil(limits["input_timeout_s"]))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _child(
     code_obj: CodeType, entry: str, in_r: int, res_w: int, cap_w: int, limits: Limits
 ) -> NoReturn:
     """Runs in the forked child: read own input, run transform, write result JSON."""
     try:
-        os.setsid()
-        os.dup2(cap_w, 1)
-        os.dup2(cap_w, 2)
-        devnull = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(devnull, 0)
-        keep = {0, 1, 2, in_r, res_w}
-        for fd in range(3, 256):
-            if fd not in keep:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
-        sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
-        mem = limits["input_memory_mb"] * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        cpu = max(1, math.ceil(limits["input_timeout_s"]))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
+        _enter_child({in_r, res_w}, cap_w, limits, cpu_limit=True)
         chunks = []
         while True:
             chunk = os.read(in_r, CHUNK)
@@ -139,11 +254,44 @@ def _child(
     result = _run_user_code(code_obj, entry, request.get("args", []))
     if os.getpid() != own_pid:
         os._exit(0)  # a process the code forked returned here: only the child answers
+    _flush_prints()
+    _child_result(res_w, result)
+    os._exit(0)
+
+
+def _batch_child(
+    code_obj: CodeType, entry: str, in_r: int, res_w: int, cap_w: int, limits: Limits
+) -> NoReturn:
+    """The one process of a ``batch``-mode batch: for each length-prefixed input on its
+    pipe, run the module in fresh globals and write a length-prefixed result."""
+    try:
+        _enter_child({in_r, res_w}, cap_w, limits, cpu_limit=False)
+    except BaseException as exc:
+        _child_result(res_w, {"ok": False, "kind": "harness", "message": repr(exc)}, True)
+        os._exit(3)
+    own_pid = os.getpid()
+    while True:
+        try:
+            length = int(_read_line(in_r))
+            request = json.loads(_read_exact(in_r, length))
+        except EOFError:
+            os._exit(0)
+        except BaseException as exc:
+            _child_result(res_w, {"ok": False, "kind": "harness", "message": repr(exc)}, True)
+            os._exit(3)
+        result = _run_user_code(code_obj, entry, request.get("args", []))
+        del request
+        if os.getpid() != own_pid:
+            os._exit(0)  # a process the code forked returned here: only the child answers
+        _flush_prints()
+        _child_result(res_w, result, framed=True)
+        del result
+
+
+def _flush_prints() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):  # a broken stream must not lose the result
             stream.flush()
-    _child_result(res_w, result)
-    os._exit(0)
 
 
 def _run_user_code(code_obj: CodeType, entry: str, args: list[Any]) -> dict[str, Any]:
@@ -176,7 +324,7 @@ def _exception_result(kind: str, exc: BaseException) -> dict[str, Any]:
     }
 
 
-def _child_result(res_w: int, result: dict[str, Any]) -> None:
+def _child_result(res_w: int, result: dict[str, Any], framed: bool = False) -> None:
     try:
         data = json.dumps(result, default=_json_default, allow_nan=False).encode()
     except MemoryError:
@@ -185,23 +333,16 @@ def _child_result(res_w: int, result: dict[str, Any]) -> None:
         message = json.dumps(f"output not serialisable: {exc}"[:2000])
         data = (f'{{"ok": false, "kind": "not_serialisable", "message": {message}}}').encode()
     with contextlib.suppress(OSError):  # closed by the harness: the output was over its cap
+        if framed:
+            _write_all(res_w, b"%d\n" % len(data))
         _write_all(res_w, data)
 
 
-def _kill_all_others(child_pid: int) -> None:
-    """SIGKILL every process in the container but this one, then reap them.
-
-    As PID 1 of the container's namespace, kill(-1) reaches every other process there,
-    including ones that left the child's process group. Run anywhere else (a developer
-    running the harness by hand), only the child's own group is killed.
-    """
-    try:
-        if os.getpid() == 1:
-            os.kill(-1, signal.SIGKILL)
-        else:
-            os.killpg(child_pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _kill_all_others() -> None:
+    """SIGKILL every process in the container but this one (PID 1: kill(-1) reaches every
+    other process of the namespace, also ones that left the child's group), then reap."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(-1, signal.SIGKILL)
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -209,6 +350,34 @@ def _kill_all_others(child_pid: int) -> None:
             return
         if pid == 0:
             time.sleep(0.001)
+
+
+class Budget:
+    """What the rest of the batch may still return (results and prints together)."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+
+def _forward(
+    fd: int,
+    available: int,
+    index: int,
+    channel: str,
+    cap: int,
+    used: int,
+    out_fd: int,
+    budget: Budget,
+) -> str:
+    """Forward ``available`` bytes of one channel; an error detail if a cap is passed."""
+    what = "result" if channel == "result" else "printed output"
+    if used + available > cap:
+        return f"{what} exceeded {cap} bytes"
+    if available > budget.left:
+        return f"{what} exceeded what is left of the batch's output cap"
+    _out_frame(out_fd, {"i": index, "ch": channel, "n": available}, fd, available)
+    budget.left -= available
+    return ""
 
 
 def _run_one(
@@ -219,7 +388,9 @@ def _run_one(
     length: int,
     out_fd: int,
     limits: Limits,
+    budget: Budget,
 ) -> None:
+    _out_frame(out_fd, {"i": index, "ev": "start"})  # before any of the code runs
     in_r, in_w = os.pipe()
     res_r, res_w = os.pipe()
     cap_r, cap_w = os.pipe()
@@ -234,11 +405,9 @@ def _run_one(
         os.close(fd)
     for fd in (in_w, res_r, cap_r):
         os.set_blocking(fd, False)
-    _out_frame(out_fd, {"i": index, "ev": "start"})
     deadline = time.monotonic() + limits["input_timeout_s"]
     remaining = length
-    result_bytes = 0
-    print_bytes = 0
+    used = {"result": 0, "print": 0}
     status, detail = "ok", ""
     open_reads = {res_r, cap_r}
     if remaining == 0:
@@ -251,39 +420,24 @@ def _run_one(
         writes = [in_w] if remaining > 0 else []
         readable, writable, _ = select.select(list(open_reads), writes, [], timeout)
         if writable:
-            try:
-                moved = os.splice(stdin_fd, in_w, min(remaining, CHUNK))
-            except BlockingIOError:
-                moved = -1
-            except BrokenPipeError:
-                moved = remaining  # the child stopped reading; drain the rest below
-                _discard(stdin_fd, remaining)
-            if moved == 0:
-                raise EOFError("stdin closed in the middle of an input")
-            if moved > 0:
-                remaining -= moved
-                if remaining == 0:
-                    os.close(in_w)
+            moved = _splice_input(stdin_fd, in_w, remaining)
+            remaining -= moved
+            if remaining == 0:
+                os.close(in_w)
         for fd in readable:
             channel = "result" if fd == res_r else "print"
             cap = limits["output_limit_bytes"] if fd == res_r else limits["print_limit_bytes"]
-            used = result_bytes if fd == res_r else print_bytes
             available = _pipe_available(fd)
             if available == 0:
                 open_reads.discard(fd)
                 os.close(fd)
                 continue
-            if used + available > cap:
+            detail = _forward(fd, available, index, channel, cap, used[channel], out_fd, budget)
+            if detail:
                 status = "output_too_large"
-                what = "result" if fd == res_r else "printed output"
-                detail = f"{what} exceeded {cap} bytes"
                 open_reads.clear()
                 break
-            _out_frame(out_fd, {"i": index, "ch": channel, "n": available}, fd, available)
-            if fd == res_r:
-                result_bytes += available
-            else:
-                print_bytes += available
+            used[channel] += available
         if status != "ok":
             break
     exit_status = None
@@ -304,40 +458,189 @@ def _run_one(
                 time.sleep(0.001)
         if exit_status is None:
             status, detail = "timeout", f"no exit within {limits['input_timeout_s']} s"
-    _kill_all_others(pid)
+    _kill_all_others()
     if remaining > 0:
         _discard(stdin_fd, remaining)
     for fd in (in_w, res_r, cap_r):
         with contextlib.suppress(OSError):
             os.close(fd)
     if status == "ok" and exit_status is not None and os.WIFSIGNALED(exit_status):
-        sig = os.WTERMSIG(exit_status)
-        status = "killed"
-        detail = f"terminated by signal {signal.Signals(sig).name}"
-        if sig == signal.SIGXCPU:
-            status, detail = "timeout", "CPU time limit reached"
+        status, detail = _signal_status(exit_status)
     _out_frame(out_fd, {"i": index, "ev": "end", "status": status, "detail": detail})
+
+
+def _splice_input(stdin_fd: int, in_w: int, remaining: int) -> int:
+    """Move up to ``remaining`` input bytes from stdin to the code's pipe; how many moved."""
+    try:
+        moved = os.splice(stdin_fd, in_w, min(remaining, CHUNK))
+    except BlockingIOError:
+        return 0
+    except BrokenPipeError:
+        _discard(stdin_fd, remaining)  # the code stopped reading; drop the rest
+        return remaining
+    if moved == 0:
+        raise EOFError("stdin closed in the middle of an input")
+    return moved
+
+
+def _signal_status(exit_status: int) -> tuple[str, str]:
+    sig = os.WTERMSIG(exit_status)
+    if sig == signal.SIGXCPU:
+        return "timeout", "CPU time limit reached"
+    return "killed", f"terminated by signal {signal.Signals(sig).name}"
+
+
+class BatchProcess:
+    """The one process that runs a ``batch``-mode batch's inputs (see :func:`_batch_child`);
+    forked again after a timeout, a crash or an over-sized result."""
+
+    def __init__(self, code_obj: CodeType, entry: str, out_fd: int, limits: Limits) -> None:
+        self.code_obj, self.entry, self.out_fd, self.limits = code_obj, entry, out_fd, limits
+        self.pid = 0
+        self.in_w = self.res_r = self.cap_r = -1
+
+    def start(self) -> None:
+        in_r, self.in_w = os.pipe()
+        self.res_r, res_w = os.pipe()
+        self.cap_r, cap_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            for fd in (self.in_w, self.res_r, self.cap_r, self.out_fd):
+                os.close(fd)
+            _batch_child(self.code_obj, self.entry, in_r, res_w, cap_w, self.limits)
+        self.pid = pid
+        for fd in (in_r, res_w, cap_w):
+            os.close(fd)
+        for fd in (self.in_w, self.res_r, self.cap_r):
+            os.set_blocking(fd, False)
+
+    def stop(self) -> int | None:
+        """Kill it (and whatever it started); its exit status if it had already ended."""
+        exit_status = None
+        with contextlib.suppress(ChildProcessError):
+            waited, st = os.waitpid(self.pid, os.WNOHANG)
+            exit_status = st if waited else None
+        _kill_all_others()
+        for fd in (self.in_w, self.res_r, self.cap_r):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.pid = 0
+        return exit_status
+
+    def run(self, index: int, stdin_fd: int, length: int, budget: Budget) -> None:
+        _out_frame(self.out_fd, {"i": index, "ev": "start"})  # before any of the code runs
+        if not self.pid:
+            self.start()
+        limits = self.limits
+        deadline = time.monotonic() + limits["input_timeout_s"]
+        prefix = b"%d\n" % length
+        remaining = length
+        result_size: int | None = None  # the result's announced length, once read
+        result_left = 0
+        printed = 0
+        line = bytearray()
+        status, detail = "ok", ""
+        while True:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                status, detail = "timeout", f"no result within {limits['input_timeout_s']} s"
+                break
+            writes = [self.in_w] if prefix or remaining else []
+            readable, writable, _ = select.select([self.res_r, self.cap_r], writes, [], timeout)
+            if writable:
+                try:
+                    if prefix:
+                        prefix = prefix[os.write(self.in_w, prefix) :]
+                    else:
+                        remaining -= _splice_input(stdin_fd, self.in_w, remaining)
+                except BrokenPipeError:
+                    pass  # the process died; its result pipe says so below
+            if self.cap_r in readable:
+                available = _pipe_available(self.cap_r)
+                if available:
+                    cap = limits["print_limit_bytes"]
+                    detail = _forward(
+                        self.cap_r, available, index, "print", cap, printed, self.out_fd, budget
+                    )
+                    if detail:
+                        status = "output_too_large"
+                        break
+                    printed += available
+            if self.res_r not in readable:
+                continue
+            if result_size is None:  # the length line: a few bytes, read one at a time
+                ch = os.read(self.res_r, 1)
+                if not ch:
+                    status, detail = "killed", "the process ended without a result"
+                    break
+                if ch != b"\n":
+                    line += ch
+                    if len(line) > 20 or not ch.isdigit():
+                        status, detail = "malformed_output", "the result pipe was written to"
+                        break
+                    continue
+                result_size = result_left = int(line or b"0")
+                cap = limits["output_limit_bytes"]
+                if result_size > cap or result_size > budget.left:
+                    status = "output_too_large"
+                    detail = f"result exceeded {cap} bytes or what is left of the batch's cap"
+                    break
+            else:
+                available = min(_pipe_available(self.res_r), result_left)
+                if available == 0:
+                    status, detail = "killed", "the process ended in the middle of its result"
+                    break
+                frame = {"i": index, "ch": "result", "n": available}
+                _out_frame(self.out_fd, frame, self.res_r, available)
+                result_left -= available
+                budget.left -= available
+            if result_left == 0:
+                if prefix or remaining:  # a result before the whole input: not its own
+                    status, detail = "malformed_output", "the result pipe was written to"
+                break
+        if status == "ok":
+            self._drain_prints(index, printed, budget)
+        else:
+            exit_status = self.stop()
+            if status == "killed" and exit_status is not None and os.WIFSIGNALED(exit_status):
+                status, detail = _signal_status(exit_status)
+            if remaining > 0:
+                _discard(stdin_fd, remaining)
+        _out_frame(self.out_fd, {"i": index, "ev": "end", "status": status, "detail": detail})
+
+    def _drain_prints(self, index: int, printed: int, budget: Budget) -> None:
+        """Forward what the input printed before its result (flushed before it was written)."""
+        available = _pipe_available(self.cap_r)
+        if available:
+            cap = self.limits["print_limit_bytes"]
+            if _forward(self.cap_r, available, index, "print", cap, printed, self.out_fd, budget):
+                _discard(self.cap_r, available)
 
 
 def _pipe_available(fd: int) -> int:
     """How many bytes a pipe that select() found readable holds (0 means closed)."""
-    import fcntl
-    import termios
-
     buf = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
     return int.from_bytes(buf, sys.byteorder)
 
 
 def _discard(fd: int, length: int) -> None:
-    devnull = os.open("/dev/null", os.O_WRONLY)
-    try:
-        while length > 0:
-            moved = os.splice(fd, devnull, min(length, CHUNK))
-            if moved == 0:
-                return
-            length -= moved
-    finally:
-        os.close(devnull)
+    """Drop ``length`` bytes of a pipe or stream without reading them into memory: spliced
+    into a scratch pipe that is then closed (gVisor cannot splice to /dev/null)."""
+    while length > 0:
+        scratch_r, scratch_w = os.pipe()
+        try:
+            moved = os.splice(fd, scratch_w, min(length, CHUNK))
+        except BlockingIOError:
+            moved = -1
+        finally:
+            os.close(scratch_r)
+            os.close(scratch_w)
+        if moved == 0:
+            return
+        if moved < 0:
+            select.select([fd], [], [], 1.0)
+            continue
+        length -= moved
 
 
 def main() -> None:
@@ -346,15 +649,19 @@ def main() -> None:
             continue
         with contextlib.suppress(OSError, ValueError, RuntimeError):
             signal.signal(sig, signal.SIG_IGN)
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     out_fd = os.dup(1)
     devnull = os.open("/dev/null", os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
+    os.dup2(devnull, 1)  # stderr stays: the executor logs a harness's own traceback
     stdin_fd = 0
-    header = json.loads(_read_exact(stdin_fd, int(_read_line(stdin_fd))))
+    try:
+        _harden()
+        header = json.loads(_read_exact(stdin_fd, int(_read_line(stdin_fd))))
+        _verify(bool(header.get("ipc_closed", False)))
+    except HardeningError as exc:
+        _out_frame(out_fd, {"ev": "fatal", "detail": str(exc)})
+        sys.exit(2)
     limits = header["limits"]
+    budget = Budget(int(limits.get("batch_output_limit_bytes", UNLIMITED)))
     try:
         code_obj = compile(header["code"], "<transformer>", "exec")
         compile_error = None
@@ -363,7 +670,9 @@ def main() -> None:
         compile_error = f"{type(exc).__name__}: {exc}"
     entry = header["entry"]
     header_count = header["count"]
+    per_batch = header.get("process_per", "input") == "batch"
     del header
+    batch = BatchProcess(code_obj, entry, out_fd, limits) if code_obj and per_batch else None
     for index in range(int(header_count)):
         length = int(_read_line(stdin_fd))
         if code_obj is None:
@@ -372,8 +681,19 @@ def main() -> None:
             _out_frame(
                 out_fd, {"i": index, "ev": "end", "status": "syntax_error", "detail": compile_error}
             )
-            continue
-        _run_one(index, code_obj, entry, stdin_fd, length, out_fd, limits)
+        elif budget.left <= 0:
+            _discard(stdin_fd, length)
+            _out_frame(out_fd, {"i": index, "ev": "start"})
+            detail = "not run: the batch's output cap is used up"
+            _out_frame(
+                out_fd, {"i": index, "ev": "end", "status": "output_too_large", "detail": detail}
+            )
+        elif batch is not None:
+            batch.run(index, stdin_fd, length, budget)
+        else:
+            _run_one(index, code_obj, entry, stdin_fd, length, out_fd, limits, budget)
+    if batch is not None and batch.pid:
+        batch.stop()
     _out_frame(out_fd, {"ev": "done"})
 
 

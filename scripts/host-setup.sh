@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Makes this host able to run the local cluster: a Docker Engine that answers, the compose v2
-# plugin, and the tools the image builds need (debootstrap, Maven, a JDK).
+# plugin, gVisor's runsc registered with the engine as runtime "runsc", and the tools the
+# image builds need (debootstrap, Maven, a JDK).
 #
 # Uses what is already installed; installs only what is missing, from Debian's packages.
-# Compose v2 is not packaged for bookworm, so on bookworm it comes from trixie through an apt
-# source pinned low, so that only the packages named here are taken from it.
+# Compose v2 is not packaged for bookworm, and bookworm's runsc (2022) predates the systrap
+# platform, so on bookworm both come from trixie through an apt source pinned low, so that
+# only the packages named here are taken from it. Safe to run again: it changes nothing on
+# a host that already has all of it.
 set -euo pipefail
 
 log() { printf '[host-setup] %s\n' "$*" >&2; }
@@ -41,14 +44,14 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/metricloom-dockerd.log"; exit 1; }
 fi
 
-# --- Compose v2 --------------------------------------------------------------------------
-compose_ok() { docker compose version >/dev/null 2>&1; }
-if ! compose_ok; then
-  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-  if ! apt-cache policy docker-compose 2>/dev/null | grep -q 'Candidate: 2\.'; then
-    if [ "$codename" = "bookworm" ]; then
-      log "adding a low-priority trixie apt source for docker-compose v2"
-      src=/etc/apt/sources.list.d/debian.sources
+# --- Debian trixie, pinned low (bookworm only) --------------------------------------------
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+newer_suite=$codename  # the suite to name with apt-get -t for packages bookworm lacks
+use_newer_suite() {  # not in a subshell: it resets apt_updated
+  if [ "$codename" = "bookworm" ]; then
+    if [ ! -f /etc/apt/sources.list.d/metricloom-trixie.sources ]; then
+      log "adding a low-priority trixie apt source (docker-compose v2, runsc)"
+      local src=/etc/apt/sources.list.d/debian.sources mirror
       mirror=$(awk '/^URIs:/ {print $2; exit}' "$src" 2>/dev/null || true)
       mirror=${mirror:-http://deb.debian.org/debian}
       $SUDO tee /etc/apt/sources.list.d/metricloom-trixie.sources >/dev/null <<SRC
@@ -65,8 +68,19 @@ Pin-Priority: 100
 PREF
       apt_updated=0
     fi
+    newer_suite=trixie
   fi
-  apt_install -t "$( [ "$codename" = bookworm ] && echo trixie || echo "$codename")" docker-compose
+}
+
+# --- Compose v2 --------------------------------------------------------------------------
+compose_ok() { docker compose version >/dev/null 2>&1; }
+if ! compose_ok; then
+  suite=$codename
+  if ! apt-cache policy docker-compose 2>/dev/null | grep -q 'Candidate: 2\.'; then
+    use_newer_suite
+    suite=$newer_suite
+  fi
+  apt_install -t "$suite" docker-compose
   # The plugin lives where the packaged CLI looks; a CLI installed elsewhere looks in /usr/local.
   for plugin in /usr/libexec/docker/cli-plugins/docker-compose /usr/lib/docker/cli-plugins/docker-compose; do
     if [ -x "$plugin" ] && ! compose_ok; then
@@ -80,4 +94,48 @@ PREF
   fi
   compose_ok || { log "docker compose v2 is not available"; exit 1; }
 fi
-log "docker $(docker version --format '{{.Server.Version}}'), $(docker compose version --short)"
+
+# --- gVisor (runsc) ----------------------------------------------------------------------
+# The sandbox's containers may run under gVisor (METRICLOOM_SANDBOX__RUNTIME=runsc): runsc
+# registered as a runtime of this engine, on the systrap platform (no KVM needed). Its own
+# --network=none: runsc refuses a `--network none` container otherwise ("cannot run with
+# network enabled in root network namespace"). The engine reloads its runtimes on SIGHUP,
+# so running containers (the cluster's services) are not touched.
+if ! have runsc; then
+  log "installing gVisor (runsc)"
+  use_newer_suite
+  apt_install -t "$newer_suite" runsc
+fi
+runsc_path=$(command -v runsc)
+if ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; then
+  log "registering runsc with the Docker engine (/etc/docker/daemon.json)"
+  $SUDO mkdir -p /etc/docker
+  $SUDO python3 - "$runsc_path" <<'PY'
+import json, os, sys
+path = "/etc/docker/daemon.json"
+config = {}
+if os.path.exists(path) and os.path.getsize(path) > 0:
+    with open(path) as f:
+        config = json.load(f)
+config.setdefault("runtimes", {})["runsc"] = {
+    "path": sys.argv[1],
+    "runtimeArgs": ["--platform=systrap", "--network=none"],
+}
+tmp = path + ".metricloom"
+with open(tmp, "w") as f:
+    json.dump(config, f, indent=2)
+    f.write("\n")
+os.replace(tmp, path)
+PY
+  dockerd_pid=$(cat /var/run/docker.pid 2>/dev/null || pidof dockerd || true)
+  [ -n "$dockerd_pid" ] || { log "no dockerd pid to reload"; exit 1; }
+  $SUDO kill -HUP "$dockerd_pid"
+  for _ in $(seq 50); do
+    docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"' && break
+    sleep 0.2
+  done
+  docker info --format '{{json .Runtimes}}' | grep -q '"runsc"' \
+    || { log "the engine did not register runsc; see /etc/docker/daemon.json"; exit 1; }
+fi
+
+log "docker $(docker version --format '{{.Server.Version}}'), $(docker compose version --short), $(runsc --version | head -1)"

@@ -13,24 +13,7 @@ from functools import lru_cache
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-class SandboxLimits(BaseModel, frozen=True):
-    """Resource limits for one throwaway transformer container (see sandbox/executor.py)."""
-
-    image: str = "metricloom/sandbox"
-    memory_mb: int = Field(256, ge=32)
-    cpus: float = Field(1.0, gt=0)
-    pids: int = Field(64, ge=8)
-    batch_timeout_s: float = Field(60.0, gt=0)
-    input_timeout_s: float = Field(5.0, gt=0)
-    output_limit_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    print_limit_bytes: int = Field(1024 * 1024, ge=1024)
-    input_memory_mb: int = Field(128, ge=16)
-    max_concurrent: int = Field(2, ge=1)
-    connect_timeout_s: float = Field(10.0, gt=0)
-    docker_url: str | None = None
-    """The Docker engine's API (``unix:///var/run/docker.sock`` style); default: the
-    environment's (``DOCKER_HOST``, else the local socket)."""
+from sandbox.limits import SandboxLimits
 
 
 class ModelSettings(BaseModel, frozen=True):

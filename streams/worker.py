@@ -9,7 +9,7 @@ import faust
 import structlog
 
 from agents.services import Services
-from sandbox.executor import sweep_stale
+from sandbox.executor import SandboxExecutor, sweep_stale
 from schema.exceptions import MetricloomError
 from streams.admin import ensure_topics
 from streams.app import create_app
@@ -37,11 +37,12 @@ class Worker(faust.Worker):
         await super().on_stop()
 
 
-def _sweep(services: Services) -> None:
+def _sweep(executor: SandboxExecutor) -> None:
     """Remove sandbox containers a dead worker left past their deadline (beside the start:
-    a worker is ready without waiting for the engine's answer)."""
+    a worker is ready without waiting for the engine's answer). A worker that sends its
+    batches to a sandbox runner has no engine: the runner sweeps at its own start."""
     try:
-        removed = sweep_stale(services.sandbox.client)
+        removed = sweep_stale(executor.client)
     except MetricloomError as exc:
         log.warning("sandbox.sweep_failed", error=str(exc))
         return
@@ -67,7 +68,8 @@ def run_worker(settings: Settings) -> None:
     if created:
         log.info("topics.created", topics=created)
     services = Services.from_settings(settings)
-    threading.Thread(target=_sweep, args=(services,), daemon=True).start()
+    if isinstance(services.sandbox, SandboxExecutor):
+        threading.Thread(target=_sweep, args=(services.sandbox,), daemon=True).start()
     app = create_app(settings, services)
     worker = Worker(app, health, settings.log_level.lower())
     try:

@@ -27,6 +27,7 @@ from pydantic import SecretStr
 
 from agents.pipeline import Incoming
 from agents.services import Services
+from sandbox.limits import SandboxLimits
 from schema.migrate import apply_migrations
 from streams.messages import TenantCommand
 from streams.settings import Settings
@@ -68,6 +69,13 @@ TEST_ORGS = (
 )
 """The organisations the tests use: each has its topics from the session's start (the
 worker's ingress subscribes to every organisation's commands topic)."""
+
+
+def sandbox_limits(**overrides: object) -> SandboxLimits:
+    """The sandbox settings the environment gives (``METRICLOOM_SANDBOX__IMAGE``,
+    ``__RUNTIME``, ...: a second checkout tests its own image), with these overrides."""
+    base = Settings().sandbox.model_dump()
+    return SandboxLimits.model_validate(base | overrides)
 
 
 def free_port() -> int:
@@ -218,6 +226,8 @@ def settings_env(settings: Settings, principal: str = "worker") -> dict[str, str
             "METRICLOOM_PAUSE_INITIAL_S": str(settings.pause_initial_s),
             "METRICLOOM_PAUSE_MAX_S": str(settings.pause_max_s),
             "METRICLOOM_HEALTH_PORT": "0",  # any free port: several workers run at once
+            "METRICLOOM_SANDBOX__IMAGE": settings.sandbox.image,
+            "METRICLOOM_SANDBOX__RUNTIME": settings.sandbox.runtime,
         }
     )
     return env

@@ -12,8 +12,7 @@ import docker
 import pytest
 
 from sandbox.executor import DEADLINE_LABEL, LABEL, SandboxExecutor, list_sandboxes, sweep_stale
-from streams.settings import SandboxLimits
-from tests.conftest import ROOT
+from tests.conftest import ROOT, sandbox_limits
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,7 +23,7 @@ def _ours(client: docker.DockerClient, marker: str) -> list[object]:
 
 def test_batch_deadline_fails_the_rest_clearly() -> None:
     """Inputs not finished when the batch's wall-clock limit passes get batch_timeout."""
-    executor = SandboxExecutor(SandboxLimits(input_timeout_s=5, batch_timeout_s=3))
+    executor = SandboxExecutor(sandbox_limits(input_timeout_s=5, batch_timeout_s=3))
     try:
         code = "import time\ndef transform(x, c):\n    time.sleep(1.2)\n    return x"
         results = executor.run_batch(code, "transform", [(i, {}) for i in range(6)])
@@ -42,12 +41,12 @@ def test_stale_sandbox_containers_are_swept() -> None:
     marker = f"sweep-{os.getpid()}-{time.time_ns()}"
     try:
         stale = client.containers.create(
-            "metricloom/sandbox",
+            sandbox_limits().image,
             network_mode="none",
             labels={LABEL: "1", DEADLINE_LABEL: "1", "test": marker},
         )
         fresh = client.containers.create(
-            "metricloom/sandbox",
+            sandbox_limits().image,
             network_mode="none",
             labels={LABEL: "1", DEADLINE_LABEL: str(int(time.time()) + 600), "test": marker},
         )
@@ -66,8 +65,8 @@ def test_container_is_removed_when_the_worker_dies_mid_batch() -> None:
     marker = f"dies-{os.getpid()}-{time.time_ns()}"
     script = (
         "from sandbox.executor import SandboxExecutor\n"
-        "from streams.settings import SandboxLimits\n"
-        "e = SandboxExecutor(SandboxLimits(input_timeout_s=30, batch_timeout_s=60),"
+        "from tests.conftest import sandbox_limits\n"
+        "e = SandboxExecutor(sandbox_limits(input_timeout_s=30, batch_timeout_s=60),"
         f" labels={{'test': '{marker}'}})\n"
         "e.run_batch('import time\\ndef transform(x, c):\\n    time.sleep(20)', 'transform', [(1, {})])\n"
     )

@@ -34,3 +34,29 @@ def test_result_payload_is_untrusted() -> None:
     odd = _result_from("ok", "", bytearray(b'{"ok": false, "kind": "pwned", "message": "x"}'), "")
     assert odd.error is not None and odd.error.kind == "malformed_output"
     assert _result_from("ok", "", None, "").error.kind == "crashed"  # type: ignore[union-attr]
+
+
+def test_a_line_that_is_not_a_frame_stops_the_parser() -> None:
+    """Bytes the code managed to write into the harness's stream (gVisor) are not taken
+    as frames: parsing stops and the stream counts as corrupt."""
+    parser = _FrameParser()
+    parser.feed(b'{"i": 0, "ev": "start"}\nforged text\n{"i": 0, "ev": "end", "status": "ok"}\n')
+    assert parser.started == [0] and parser.corrupt and parser.done and parser.ended == {}
+
+
+def test_only_a_fatal_frame_before_any_input_counts() -> None:
+    """The hardening check runs before any code, so a ``fatal`` frame is the harness's only
+    as the first frame; after an input started it is forged."""
+    first = _FrameParser()
+    first.feed(b'{"ev": "fatal", "detail": "/tmp is writable"}\n')
+    assert first.fatal == "/tmp is writable" and not first.corrupt
+    later = _FrameParser()
+    later.feed(b'{"i": 0, "ev": "start"}\n{"ev": "fatal", "detail": "x"}\n')
+    assert later.fatal is None and later.corrupt
+
+
+def test_a_stream_over_the_batch_cap_overflows() -> None:
+    """More bytes than a batch may return stop the parser (``overflow``)."""
+    parser = _FrameParser(limit=100)
+    parser.feed(b'{"i": 0, "ev": "start"}\n' + b"x" * 200)
+    assert parser.overflow
