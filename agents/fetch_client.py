@@ -120,9 +120,10 @@ def request_for(
     Bearer``), or the Nango proxy (the request goes to ``{nango}/proxy/{path}`` with the
     connection id and provider config key, and Nango adds the provider's credentials).
     Without a connection, the deployment's default token for the provider — but only for
-    the organisations ``METRICLOOM_DEFAULT_TOKEN_ORGANIZATIONS`` names: whatever that
-    token can read, any other organisation could otherwise read too. Others go
-    unauthenticated."""
+    the organisations ``METRICLOOM_DEFAULT_TOKEN_ORGANIZATIONS`` names (whatever that
+    token can read, any other organisation could otherwise read too); any other
+    organisation's metric is refused with "needs a connection". With no default token,
+    requests without a connection go unauthenticated (public data, the demo API)."""
     problems = unsafe_params(params)
     if problems:
         raise FetchError(f"{template.id}: {'; '.join(problems)}")
@@ -137,9 +138,14 @@ def request_for(
     if template.provider == "github":
         headers["Accept"] = "application/vnd.github+json"
         headers["X-GitHub-Api-Version"] = "2022-11-28"
-    token = None
-    if organization_id is not None and organization_id in settings.default_token_organizations:
-        token = getattr(settings.provider_tokens, template.provider)
+    token = getattr(settings.provider_tokens, template.provider)
+    allowed = organization_id in settings.default_token_organizations
+    if connection is None and token is not None and not allowed:
+        raise FetchError(
+            f"{template.id}: organisation {organization_id!r} needs a connection for"
+            f" {template.provider} (the deployment's token is only for the organisations"
+            " METRICLOOM_DEFAULT_TOKEN_ORGANIZATIONS names)"
+        )
     if connection is not None and connection.provider != template.provider:
         raise FetchError(
             f"connection {connection.id} is for {connection.provider}, not {template.provider}"

@@ -38,18 +38,19 @@ def test_a_parameter_that_would_leave_the_path_is_refused(params: dict[str, str]
 
 def test_the_default_token_is_only_for_the_organisations_named() -> None:
     """A metric without a connection gets the deployment's token only if its organisation
-    is listed; any other organisation's goes unauthenticated."""
+    is listed; any other organisation's is told it needs a connection."""
     settings = Settings(
         provider_tokens=ProviderTokens(github=SecretStr("ghp_secret")),
         default_token_organizations=frozenset({"acme"}),
     )
     template = get_template("github-repo-stars")
     params = {"OWNER": "a", "REPO": "b"}
-    assert (
-        "Authorization"
-        not in request_for(settings, template, template.polling, params, None, "beta").headers
-    )
-    assert "Authorization" not in request_for(settings, template, template.polling, params).headers
+    with pytest.raises(FetchError, match="organisation 'beta' needs a connection for github"):
+        request_for(settings, template, template.polling, params, None, "beta")
+    with pytest.raises(FetchError, match="needs a connection"):
+        request_for(settings, template, template.polling, params)
+    listed = request_for(settings, template, template.polling, params, None, "acme")
+    assert listed.headers["Authorization"] == "Bearer ghp_secret"
 
 
 def test_token_goes_only_into_the_authorization_header() -> None:
