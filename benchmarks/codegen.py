@@ -35,13 +35,20 @@ from agents.generation import fetch_sample, generate_metric
 from agents.generators.offline import OfflineGenerator, metric_code_for
 from agents.generators.openai_compatible import OpenAICompatibleGenerator
 from agents.services import Services
-from streams.admin import ensure_topics
 from streams.client import send_command
 from streams.messages import CreateDashboardMetric, CreateMetric, RefreshMetric
+from streams.security import aiokafka_auth
 from streams.settings import ModelSettings, Settings
 from streams.topics import topic_name
 from templates import load_templates
-from tests.conftest import WorkerProcess, free_port, migrated_database, running_demo_api
+from tests.conftest import (
+    WorkerProcess,
+    admin_kafka,
+    free_port,
+    migrated_database,
+    running_demo_api,
+)
+from tests.integration.conftest import prepare_cluster
 from tests.integration.model_server import ScriptedModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,13 +128,15 @@ async def steady_state(
         generation_calls = len(model.requests)
         model.requests.clear()
         started = time.perf_counter()
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", **aiokafka_auth(settings)
+        )
         await producer.start()
         try:
             for n in range(polls):
                 command = RefreshMetric(organization_id="bench", metric_id=ids[n % metrics])
                 await producer.send(
-                    topic_name(settings, "commands"), command.to_bytes(), key=b"bench"
+                    topic_name(settings, "commands", "bench"), command.to_bytes(), key=b"bench"
                 )
             await producer.flush()
         finally:
@@ -174,6 +183,7 @@ async def main_async(metrics: int, polls: int) -> dict[str, Any]:
         await model.start(free_port())
         try:
             settings = Settings(
+                kafka=admin_kafka(),  # the local cluster's admin (a super user)
                 topic_prefix=f"bench-{run}-",
                 database_url=SecretStr(db_url),
                 provider_urls={
@@ -184,7 +194,7 @@ async def main_async(metrics: int, polls: int) -> dict[str, Any]:
                 },
                 model=ModelSettings(),
             )
-            await ensure_topics(settings)
+            await prepare_cluster(settings, ["bench"])  # the worker's grants, bench's topics
             return {
                 "benchmark": "codegen",
                 "generation": await generation_costs(settings, model),

@@ -30,11 +30,12 @@ from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
 from agents.generators.offline import metric_code_for
-from streams.admin import ensure_topics
+from streams.security import aiokafka_auth
 from streams.settings import Settings
 from streams.topics import topic_name
 from templates import get_template
-from tests.conftest import WorkerProcess, migrated_database, running_demo_api
+from tests.conftest import WorkerProcess, admin_kafka, migrated_database, running_demo_api
+from tests.integration.conftest import prepare_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,6 +73,7 @@ async def watch(settings: Settings, expected: int, deadline: float) -> dict[str,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_partition_fetch_bytes=8 << 20,
+        **aiokafka_auth(settings),
     )
     await consumer.start()
     ticks: list[tuple[str, str, float]] = []
@@ -120,6 +122,7 @@ async def _load(
     run_id: str, db_url: str, demo: str, count: int, spread_s: float, rate_limit: int
 ) -> dict[str, Any]:
     settings = Settings(
+        kafka=admin_kafka(),  # the local cluster's admin (a super user)
         topic_prefix=f"load-{run_id}-",
         database_url=SecretStr(db_url),
         provider_urls={"github": f"{demo}/github"},
@@ -127,7 +130,7 @@ async def _load(
     worker = None
     log = Path(f"/tmp/metricloom-load-{run_id}.log")
     try:
-        await ensure_topics(settings)
+        await prepare_cluster(settings, [])  # the worker's grants and topics
         start = datetime.now(UTC) + timedelta(seconds=20)
         seed(db_url, count, start, spread_s)
         worker = WorkerProcess(
