@@ -13,9 +13,17 @@ uses it:
 * ``round_trip_ms``: one record produced and seen by a consumer already subscribed (a
   pipeline hop), p50 and p95 of 200.
 
-This is the Kafka part of every stage's work; the rest of a poll (HTTP, sandbox,
-database) does not change with authentication. Prints one JSON document: each broker's
-medians over the rounds, and SASL over plaintext for each figure.
+And end to end through metricloom, a worker on each broker (its own database, the
+worker as the broker's principal): a tenant's command produced to ``commands.bench``,
+through the ingress, ``command-inbox`` and the command agent, to its answer on
+``command-results.bench`` (``refresh_metric`` of an unknown metric: the full command path
+without a fetch), by a long-lived producer and consumer:
+
+* ``command_p50_ms`` / ``command_p95_ms``: one command at a time, 50 of them;
+* ``commands_per_s``: 300 produced at once, until the last is answered.
+
+Prints one JSON document: each broker's medians over the rounds, and SASL over
+plaintext for each figure.
 
     python -m benchmarks.kafka_auth [--rounds 3] [--records 20000]
 """
@@ -31,10 +39,19 @@ import subprocess
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic import SecretStr
+
+from streams.admin import ensure_tenant_topics, ensure_topics
+from streams.messages import RefreshMetric
+from streams.settings import Settings
+from streams.topics import topic_name
+from tests.conftest import WorkerProcess, migrated_database, running_demo_api
+from tests.integration.conftest import prepare_cluster
 
 IMAGE = "metricloom/kafka"
 PLAIN_PORT, SASL_PORT = 29192, 29193
@@ -177,6 +194,93 @@ async def measure(port: int, password: str | None, records: int) -> dict[str, fl
     }
 
 
+def pipeline_settings(port: int, password: str | None, db_url: str, demo: str) -> Settings:
+    kafka: dict[str, Any] = {}
+    if password is not None:  # the clients as admin; the worker as its own principal
+        kafka = {
+            "username": "admin",
+            "password": SecretStr(password),
+            "worker_password": SecretStr(secrets.token_urlsafe(24)),
+        }
+    return Settings(
+        kafka_bootstrap=f"127.0.0.1:{port}",
+        kafka=kafka,
+        topic_prefix=f"kauth-{uuid.uuid4().hex[:6]}-",
+        topic_partitions=2,
+        database_url=SecretStr(db_url),
+        provider_urls={"github": f"{demo}/github"},
+    )
+
+
+async def prepare(settings: Settings) -> None:
+    """Topics (and, on the SASL broker, the worker's grants) for one organisation."""
+    if settings.kafka.username is None:
+        await ensure_topics(settings)
+        await ensure_tenant_topics(settings, "bench")
+    else:
+        await prepare_cluster(settings, ["bench"])
+
+
+async def command_path(
+    settings: Settings, sequential: int = 50, burst: int = 300
+) -> dict[str, float]:
+    args = client_args(
+        int(settings.kafka_bootstrap.rsplit(":", 1)[1]),
+        settings.kafka.password.get_secret_value() if settings.kafka.password else None,
+    )
+    consumer = AIOKafkaConsumer(
+        topic_name(settings, "command-results", "bench"),
+        **args,
+        auto_offset_reset="latest",
+        group_id=None,
+    )
+    producer = AIOKafkaProducer(**args, acks="all")
+    await consumer.start()
+    await producer.start()
+    answered: dict[str, asyncio.Event] = {}
+
+    async def collect() -> None:
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    command_id = json.loads(record.value)["command_id"]
+                    answered.setdefault(command_id, asyncio.Event()).set()
+
+    collector = asyncio.create_task(collect())
+    topic = topic_name(settings, "commands", "bench")
+    try:
+        await consumer.seek_to_end()
+        times = []
+        for _ in range(sequential):
+            command = RefreshMetric(organization_id="bench", metric_id=uuid.uuid4())
+            done = answered.setdefault(str(command.command_id), asyncio.Event())
+            started = time.perf_counter()
+            await producer.send_and_wait(topic, command.to_bytes(), key=b"bench")
+            await asyncio.wait_for(done.wait(), 60)
+            times.append((time.perf_counter() - started) * 1000)
+        commands = [
+            RefreshMetric(organization_id="bench", metric_id=uuid.uuid4()) for _ in range(burst)
+        ]
+        events = [answered.setdefault(str(c.command_id), asyncio.Event()) for c in commands]
+        started = time.perf_counter()
+        for command in commands:
+            await producer.send(topic, command.to_bytes(), key=b"bench")
+        await producer.flush()
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 300)
+        rate = burst / (time.perf_counter() - started)
+    finally:
+        collector.cancel()
+        await producer.stop()
+        await consumer.stop()
+    times.sort()
+    return {
+        "command_p50_ms": round(times[len(times) // 2], 1),
+        "command_p95_ms": round(times[int(len(times) * 0.95)], 1),
+        "commands_per_s": round(rate, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -185,14 +289,39 @@ def main() -> None:
     password = secrets.token_urlsafe(24)
     run = uuid.uuid4().hex[:6]
     names = {"plaintext": f"bench-plain-{run}", "sasl_scram": f"bench-sasl-{run}"}
+    ports = {"plaintext": PLAIN_PORT, "sasl_scram": SASL_PORT}
+    secrets_of = {"plaintext": None, "sasl_scram": password}
+    rounds: dict[str, list[dict[str, float]]] = {"plaintext": [], "sasl_scram": []}
+    workers: list[WorkerProcess] = []
     try:
         start_broker(names["plaintext"], PLAIN_PORT, None)
         start_broker(names["sasl_scram"], SASL_PORT, password)
-        rounds: dict[str, list[dict[str, float]]] = {"plaintext": [], "sasl_scram": []}
-        for _ in range(options.rounds):
-            rounds["plaintext"].append(asyncio.run(measure(PLAIN_PORT, None, options.records)))
-            rounds["sasl_scram"].append(asyncio.run(measure(SASL_PORT, password, options.records)))
+        with (
+            migrated_database(f"metricloom_kauth_plain_{run}") as plain_db,
+            migrated_database(f"metricloom_kauth_sasl_{run}") as sasl_db,
+            running_demo_api() as demo,
+        ):
+            dbs = {"plaintext": plain_db, "sasl_scram": sasl_db}
+            settings = {
+                kind: pipeline_settings(ports[kind], secrets_of[kind], dbs[kind], demo)
+                for kind in ports
+            }
+            for kind in ports:
+                asyncio.run(prepare(settings[kind]))
+                plain = {"METRICLOOM_KAFKA__USERNAME": ""} if kind == "plaintext" else {}
+                worker = WorkerProcess(
+                    settings[kind], Path(f"/tmp/metricloom-kauth-{kind}-{run}.log"), plain
+                )
+                workers.append(worker)
+                worker.wait_ready()
+            for _ in range(options.rounds):
+                for kind in ports:
+                    figures = asyncio.run(measure(ports[kind], secrets_of[kind], options.records))
+                    figures |= asyncio.run(command_path(settings[kind]))
+                    rounds[kind].append(figures)
     finally:
+        for worker in workers:
+            worker.stop()
         for name in names.values():
             subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     medians = {

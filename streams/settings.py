@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox.limits import SandboxLimits
@@ -62,6 +62,14 @@ class KafkaSettings(BaseModel, frozen=True):
 
     username: str | None = None
     password: SecretStr | None = None
+
+    @field_validator("username", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        """``METRICLOOM_KAFKA__USERNAME=`` (empty) means an unauthenticated client, as
+        leaving it out does."""
+        return value or None
+
     worker_username: str = "worker"
     """The principal the worker runs as (``metricloom setup`` grants it its ACLs)."""
     worker_password: SecretStr | None = None
