@@ -306,22 +306,26 @@ def main() -> None:
                 kind: pipeline_settings(ports[kind], secrets_of[kind], dbs[kind], demo)
                 for kind in ports
             }
-            for kind in ports:
-                asyncio.run(prepare(settings[kind]))
-                plain = {"METRICLOOM_KAFKA__USERNAME": ""} if kind == "plaintext" else {}
-                worker = WorkerProcess(
-                    settings[kind], Path(f"/tmp/metricloom-kauth-{kind}-{run}.log"), plain
-                )
-                workers.append(worker)
-                worker.wait_ready()
-            for _ in range(options.rounds):
+            try:
                 for kind in ports:
-                    figures = asyncio.run(measure(ports[kind], secrets_of[kind], options.records))
-                    figures |= asyncio.run(command_path(settings[kind]))
-                    rounds[kind].append(figures)
+                    asyncio.run(prepare(settings[kind]))
+                    plain = {"METRICLOOM_KAFKA__USERNAME": ""} if kind == "plaintext" else {}
+                    worker = WorkerProcess(
+                        settings[kind], Path(f"/tmp/metricloom-kauth-{kind}-{run}.log"), plain
+                    )
+                    workers.append(worker)
+                    worker.wait_ready()
+                for _ in range(options.rounds):
+                    for kind in ports:
+                        figures = asyncio.run(
+                            measure(ports[kind], secrets_of[kind], options.records)
+                        )
+                        figures |= asyncio.run(command_path(settings[kind]))
+                        rounds[kind].append(figures)
+            finally:  # the workers stop before their databases are dropped
+                for worker in workers:
+                    worker.stop()
     finally:
-        for worker in workers:
-            worker.stop()
         for name in names.values():
             subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     medians = {
