@@ -12,21 +12,59 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from agents.pipeline import Incoming, Send, Stage
+from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from schema import catalog, ledger, rollups
+from schema.exceptions import MetricloomError
 from schema.points import MetricPoints, write_points
 from streams import metrics
 from streams.messages import BackfillProgress, MetricUpdated, PointsBatch
 
 
+class ForeignPointsError(MetricloomError):
+    """Points whose metric does not exist, or belongs to another organisation than the
+    record names: never written (one record's fault: dead-lettered alone)."""
+
+
 class WriteStage(Stage[PointsBatch]):
+    """Writes only points whose metric exists and belongs to the organisation the record
+    names; anything else is refused before the transaction."""
+
     name = "write"
 
     def decode(self, message: Incoming) -> PointsBatch:
         return PointsBatch.model_validate_json(message.body())
 
     async def handle(
+        self, services: Services, batch: list[tuple[Incoming, PointsBatch]]
+    ) -> list[Send]:
+        async with services.db.transaction() as conn:
+            owners = await catalog.metric_owners(conn, [p.metric_id for _, p in batch])
+        refused = [
+            dead_letter(
+                self.name,
+                message,
+                ForeignPointsError(
+                    f"points for metric {points.metric_id} of organisation"
+                    f" {points.organization_id!r}: "
+                    + (
+                        "no such metric"
+                        if points.metric_id not in owners
+                        else f"it belongs to {owners[points.metric_id]!r}"
+                    )
+                ),
+                points.metric_id,
+                points.organization_id,
+            )
+            for message, points in batch
+            if owners.get(points.metric_id) != points.organization_id
+        ]
+        batch = [(m, p) for m, p in batch if owners.get(p.metric_id) == p.organization_id]
+        if not batch:
+            return refused
+        return refused + await self._write(services, batch)
+
+    async def _write(
         self, services: Services, batch: list[tuple[Incoming, PointsBatch]]
     ) -> list[Send]:
         organizations = {points.metric_id: points.organization_id for _, points in batch}

@@ -7,6 +7,7 @@ message it consumed) go by metric id, which Kafka keys carry.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -80,6 +81,14 @@ async def get_metric(
         conn, f"SELECT {METRIC_COLUMNS} FROM metrics WHERE id = %(id)s", metric_id, organization_id
     )
     return Metric.model_validate(row) if row else None
+
+
+async def metric_owners(conn: Conn, metric_ids: Iterable[UUID]) -> dict[UUID, str]:
+    """The organisation of each of these metrics that exists."""
+    cur = await conn.execute(
+        "SELECT id, organization_id FROM metrics WHERE id = ANY(%s)", (list(set(metric_ids)),)
+    )
+    return {UUID(str(row["id"])): str(row["organization_id"]) for row in await cur.fetchall()}
 
 
 CLAIM_DUE = """
