@@ -28,7 +28,7 @@ up: host secrets images
 	since=$$(date -u +%Y-%m-%dT%H:%M:%S) && \
 	  $(COMPOSE) run --rm -T demo demo seed && \
 	  echo "--- chart configs published since $$since on chart-configs.demo (as the demo tenant) ---" && \
-	  $(COMPOSE) run --rm -T demo charts tail --org demo --since "$$since" --count 4 --timeout 120
+	  $(COMPOSE) run --rm -T demo charts tail --org demo --since "$$since" --charts 4 --timeout 120
 	@echo "--- the cluster keeps running: 'make logs' to watch, 'make down' to stop ---"
 
 test: host secrets images venv pglite services lint typecheck pytest

@@ -489,20 +489,26 @@ def charts_tail(
         typer.Option(help="Start from the first config published at or after this time (UTC)."),
     ] = None,
     count: Annotated[int, typer.Option(help="Stop after this many (0: never).")] = 0,
+    charts: Annotated[
+        int, typer.Option(help="Stop once this many different charts have been printed.")
+    ] = 0,
     timeout: Annotated[float, typer.Option(help="Stop after this many seconds (0: never).")] = 0,
 ) -> None:
     """Print an organisation's chart configs as they are published, one JSON object per
-    line (from its ``chart-configs.<org>`` topic)."""
+    line (from its ``chart-configs.<org>`` topic). A chart redrawn is printed again;
+    ``--charts`` counts different charts (dashboard metrics), ``--count`` records."""
     from streams.client import follow
 
     seen = 0
+    keys: set[str] = set()
 
     async def run() -> None:
         nonlocal seen
         async for key, value in follow(get_settings(), "chart-configs", org, from_beginning, since):
             _print({"key": key, "value": value})
             seen += 1
-            if count and seen >= count:
+            keys.add(str(key))
+            if (count and seen >= count) or (charts and len(keys) >= charts):
                 return
 
     try:
@@ -510,6 +516,8 @@ def charts_tail(
     except TimeoutError:
         if count:  # asked for a number of configs and did not get them: say so
             _fail(f"{seen} of {count} chart configs within {timeout} s", 1)
+        if charts:
+            _fail(f"{len(keys)} of {charts} charts within {timeout} s", 1)
     except MetricloomError as exc:
         _fail(str(exc), 2)
 
