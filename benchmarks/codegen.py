@@ -44,6 +44,7 @@ from templates import load_templates
 from tests.conftest import (
     WorkerProcess,
     admin_kafka,
+    demo_provider_urls,
     free_port,
     migrated_database,
     running_demo_api,
@@ -186,12 +187,7 @@ async def main_async(metrics: int, polls: int) -> dict[str, Any]:
                 kafka=admin_kafka(),  # the local cluster's admin (a super user)
                 topic_prefix=f"bench-{run}-",
                 database_url=SecretStr(db_url),
-                provider_urls={
-                    "github": f"{demo}/github",
-                    "youtube": f"{demo}/youtube/v3",
-                    "posthog": f"{demo}/posthog",
-                    "sheets": f"{demo}/sheets/v4",
-                },
+                provider_urls=demo_provider_urls(demo),
                 model=ModelSettings(),
             )
             await prepare_cluster(settings, ["bench"])  # the worker's grants, bench's topics

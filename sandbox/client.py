@@ -27,6 +27,7 @@ from sandbox.protocol import (
     RunResponse,
     SandboxError,
     SandboxResult,
+    check_tenants,
     encode_input,
 )
 
@@ -66,8 +67,7 @@ class SandboxRunnerClient:
         tenants: Sequence[str] | None = None,
     ) -> list[SandboxResult]:
         """Run ``entry(*args)`` from ``code`` once per input, at the runner."""
-        if tenants is not None and len(tenants) != len(inputs):
-            raise ValueError(f"{len(tenants)} tenants for {len(inputs)} inputs")
+        check_tenants(inputs, tenants)
         results: dict[int, SandboxResult] = {}
         encoded: dict[int, bytes] = {}
         for index, args in enumerate(inputs):

@@ -49,7 +49,7 @@ import structlog
 
 from sandbox.exceptions import SandboxHardeningError, SandboxUnavailableError
 from sandbox.limits import SandboxLimits
-from sandbox.protocol import ErrorKind, SandboxError, SandboxResult, encode_input
+from sandbox.protocol import ErrorKind, SandboxError, SandboxResult, check_tenants, encode_input
 
 log = structlog.get_logger(__name__)
 
@@ -215,8 +215,7 @@ class SandboxExecutor:
 
         ``tenants[i]`` is the organisation input ``i`` belongs to (None: all one tenant).
         Each tenant's inputs run in containers of their own."""
-        if tenants is not None and len(tenants) != len(inputs):
-            raise ValueError(f"{len(tenants)} tenants for {len(inputs)} inputs")
+        check_tenants(inputs, tenants)
         groups: dict[str, list[int]] = {}
         for index in range(len(inputs)):
             groups.setdefault(tenants[index] if tenants else "", []).append(index)
@@ -489,6 +488,18 @@ def sweep_stale(client: docker.DockerClient, now: float | None = None) -> int:
             _remove(container)
             removed += 1
     return removed
+
+
+def sweep_logged(executor: SandboxExecutor) -> None:
+    """:func:`sweep_stale` for a process starting up (the worker beside its start, the
+    runner at its own): an engine that does not answer is a warning, not a failed start."""
+    try:
+        removed = sweep_stale(executor.client)
+    except SandboxUnavailableError as exc:
+        log.warning("sandbox.sweep_failed", error=str(exc))
+        return
+    if removed:
+        log.info("sandbox.swept", containers=removed)
 
 
 def list_sandboxes(client: docker.DockerClient, labels: dict[str, str] | None = None) -> list[Any]:

@@ -62,6 +62,12 @@ class SandboxResult(BaseModel, frozen=True):
         return self.error is None
 
 
+def check_tenants(inputs: Sequence[Sequence[Any]], tenants: Sequence[str] | None) -> None:
+    """A batch's tenants, when given, name one organisation per input."""
+    if tenants is not None and len(tenants) != len(inputs):
+        raise ValueError(f"{len(tenants)} tenants for {len(inputs)} inputs")
+
+
 class Sandbox(Protocol):
     """Runs ``entry(*args)`` from ``code`` once per input; ``tenants[i]`` is the
     organisation input ``i`` belongs to (tenants never share a container)."""

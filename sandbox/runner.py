@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox.exceptions import SandboxHardeningError, SandboxUnavailableError
-from sandbox.executor import SandboxExecutor, sweep_stale
+from sandbox.executor import SandboxExecutor, sweep_logged
 from sandbox.limits import SandboxLimits
 from sandbox.protocol import (
     DEFAULT_RUNNER_SOCKET,
@@ -118,17 +118,6 @@ def create_app(executor: SandboxExecutor) -> web.Application:
     return app
 
 
-def _sweep(executor: SandboxExecutor) -> None:
-    """Remove sandbox containers left past their deadline by a process that died."""
-    try:
-        removed = sweep_stale(executor.client)
-    except SandboxUnavailableError as exc:
-        log.warning("sandbox.sweep_failed", error=str(exc))
-        return
-    if removed:
-        log.info("sandbox.swept", containers=removed)
-
-
 async def serve(settings: RunnerSettings, stop: asyncio.Event) -> None:
     """Serve on the socket until ``stop`` is set; batches in hand finish first."""
     executor = SandboxExecutor(settings.sandbox, labels={RUNNER_LABEL: str(os.getpid())})
@@ -141,7 +130,7 @@ async def serve(settings: RunnerSettings, stop: asyncio.Event) -> None:
     site = web.UnixSite(runner, str(path))
     await site.start()
     os.chmod(path, 0o660)  # the worker (same user, or the group) may connect; nobody else
-    sweep = asyncio.create_task(asyncio.to_thread(_sweep, executor))
+    sweep = asyncio.create_task(asyncio.to_thread(sweep_logged, executor))
     log.info(
         "runner.ready",
         socket=str(path),

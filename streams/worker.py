@@ -9,8 +9,7 @@ import faust
 import structlog
 
 from agents.services import Services
-from sandbox.executor import SandboxExecutor, sweep_stale
-from schema.exceptions import MetricloomError
+from sandbox.executor import SandboxExecutor, sweep_logged
 from streams.admin import ensure_topics
 from streams.app import create_app
 from streams.health import Health
@@ -37,19 +36,6 @@ class Worker(faust.Worker):
         await super().on_stop()
 
 
-def _sweep(executor: SandboxExecutor) -> None:
-    """Remove sandbox containers a dead worker left past their deadline (beside the start:
-    a worker is ready without waiting for the engine's answer). A worker that sends its
-    batches to a sandbox runner has no engine: the runner sweeps at its own start."""
-    try:
-        removed = sweep_stale(executor.client)
-    except MetricloomError as exc:
-        log.warning("sandbox.sweep_failed", error=str(exc))
-        return
-    if removed:
-        log.info("sandbox.swept", containers=removed)
-
-
 def run_worker(settings: Settings) -> None:
     """Run one worker in the foreground. Faust handles SIGTERM/SIGINT: it stops the
     agents after the batch in hand, commits offsets and exits."""
@@ -68,8 +54,11 @@ def run_worker(settings: Settings) -> None:
     if created:
         log.info("topics.created", topics=created)
     services = Services.from_settings(settings)
+    # Stale containers of a dead worker, swept beside the start (ready without waiting for
+    # the engine). A worker that sends its batches to a runner has no engine: the runner
+    # sweeps at its own start.
     if isinstance(services.sandbox, SandboxExecutor):
-        threading.Thread(target=_sweep, args=(services.sandbox,), daemon=True).start()
+        threading.Thread(target=sweep_logged, args=(services.sandbox,), daemon=True).start()
     app = create_app(settings, services)
     worker = Worker(app, health, settings.log_level.lower())
     try:

@@ -75,7 +75,14 @@ from streams.messages import (
 from streams.security import aiokafka_auth
 from streams.settings import Settings
 from streams.topics import topic_name
-from tests.conftest import ROOT, WorkerProcess, admin_kafka, migrated_database, running_demo_api
+from tests.conftest import (
+    ROOT,
+    WorkerProcess,
+    admin_kafka,
+    demo_provider_urls,
+    migrated_database,
+    running_demo_api,
+)
 from tests.integration.conftest import prepare_cluster, unprepare_cluster
 
 ORG = "chaos"
@@ -689,12 +696,7 @@ class Chaos:
             stage_batch_window_s=0.2,
             pause_initial_s=0.5,
             pause_max_s=4.0,
-            provider_urls={
-                "github": f"{demo_url}/github",
-                "youtube": f"{demo_url}/youtube/v3",
-                "posthog": f"{demo_url}/posthog",
-                "sheets": f"{demo_url}/sheets/v4",
-            },
+            provider_urls=demo_provider_urls(demo_url),
         )
         self.note("preparing the cluster")
         await prepare_cluster(self.settings, [ORG, f"{ORG}-warm-up"])

@@ -181,6 +181,16 @@ def admin_kafka() -> dict[str, object]:
     }
 
 
+def demo_provider_urls(demo: str) -> dict[str, str]:
+    """Every provider's base URL on a demo API at ``demo``."""
+    return {
+        "github": f"{demo}/github",
+        "youtube": f"{demo}/youtube/v3",
+        "posthog": f"{demo}/posthog",
+        "sheets": f"{demo}/sheets/v4",
+    }
+
+
 @pytest.fixture(scope="session")
 def settings(run_id: str, database_url: str, demo_api_url: str) -> Settings:
     return Settings(
@@ -193,12 +203,7 @@ def settings(run_id: str, database_url: str, demo_api_url: str) -> Settings:
         pause_initial_s=0.2,
         pause_max_s=2.0,
         healing={"retry_gaps_s": (0.0, 0.5, 0.5)},
-        provider_urls={
-            "github": f"{demo_api_url}/github",
-            "youtube": f"{demo_api_url}/youtube/v3",
-            "posthog": f"{demo_api_url}/posthog",
-            "sheets": f"{demo_api_url}/sheets/v4",
-        },
+        provider_urls=demo_provider_urls(demo_api_url),
     )
 
 
