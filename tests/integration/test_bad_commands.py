@@ -53,6 +53,23 @@ async def test_missing_parameter_is_rejected_with_reason(
     assert "needs parameter(s) REPO" in result["error"]
 
 
+async def test_a_parameter_that_would_leave_the_path_is_rejected(
+    worker: WorkerProcess, kafka: Kafka
+) -> None:
+    """``OWNER=..`` would make ``/repos/../user`` = ``/user`` once the URL is normalised:
+    the command is rejected naming the parameter, and no metric is created."""
+    command = CreateMetric(
+        organization_id="acme",
+        template_id="github-repo-stars",
+        params={"OWNER": "..", "REPO": "user"},
+    )
+    await kafka.command(command)
+    result = await _result_for(kafka, str(command.command_id))
+    assert result["status"] == "rejected"
+    assert "parameter OWNER may not be '..' (a dot segment)" in result["error"]
+    assert result["metric_id"] is None
+
+
 async def test_malformed_json_and_schema_errors_are_dead_lettered(
     worker: WorkerProcess, kafka: Kafka
 ) -> None:
