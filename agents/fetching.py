@@ -30,6 +30,7 @@ from agents.services import Services
 from schema import catalog, ledger
 from schema.db import Database
 from schema.models import Connection, Metric
+from schema.token_encryption import TokenKeyError
 from streams import metrics
 from streams.messages import BackfillProgress, PollDue, RawPayload
 from templates import get_template
@@ -63,12 +64,20 @@ async def connection_for(services: Services, metric: Metric) -> Connection | Non
     """The metric's connection (its credentials), read only here, in the fetch path."""
     if metric.connection_id is None:
         return None
-    async with services.db.transaction() as conn:
-        connection = await catalog.get_connection(
-            conn, metric.connection_id, metric.organization_id
-        )
+    try:
+        async with services.db.transaction() as conn:
+            connection = await catalog.get_connection(
+                conn, metric.connection_id, metric.organization_id, services.keyring
+            )
+    except TokenKeyError as exc:
+        raise FetchError(str(exc)) from exc
     if connection is None:
         raise FetchError(f"connection {metric.connection_id} is gone")
+    if connection.auth == "token" and connection.token is None:
+        raise FetchError(
+            f"connection {connection.id} has a token, and METRICLOOM_TOKEN_KEYS is not set"
+            " to open it"
+        )
     return connection
 
 

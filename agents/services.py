@@ -14,6 +14,7 @@ from sandbox.limits import SandboxLimits
 from sandbox.protocol import Sandbox
 from schema import rollups
 from schema.db import Database
+from schema.token_encryption import Keyring
 from streams.settings import Settings
 
 
@@ -23,6 +24,8 @@ class Services:
     db: Database
     sandbox: Sandbox
     http: httpx.AsyncClient
+    keyring: Keyring | None = None
+    """Opens the stored provider tokens; used only on the fetch path."""
     _rollup_mode: rollups.Mode | None = field(default=None, repr=False)
 
     @classmethod
@@ -36,6 +39,7 @@ class Services:
                 follow_redirects=False,  # followed by fetch_client, only inside scope
                 headers={"User-Agent": "metricloom/0.1"},
             ),
+            keyring=keyring_for(settings),
         )
 
     async def rollup_mode(self) -> rollups.Mode:
@@ -50,6 +54,13 @@ class Services:
         await self.http.aclose()
         await self.sandbox.aclose()
         await self.db.close()
+
+
+def keyring_for(settings: Settings) -> Keyring | None:
+    """The token keys the settings name, or None when there are none (a connection with a
+    token is then refused where it is stored or used, with a clear error)."""
+    keys = settings.token_keys
+    return Keyring.parse(keys.get_secret_value()) if keys is not None else None
 
 
 def sandbox_for(limits: SandboxLimits) -> Sandbox:

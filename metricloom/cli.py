@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 from uuid import UUID, uuid5
 
 import typer
@@ -75,11 +75,17 @@ dead_letter_app = typer.Typer(
     help="Messages a stage could not process: list, show, replay.",
 )
 app.add_typer(dead_letter_app, name="dead-letter")
+tokens_app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Provider tokens stored in the database (encrypted at rest).",
+)
+app.add_typer(tokens_app, name="tokens")
 
 Org = Annotated[str, typer.Option("--org", help="Organisation id that owns the metric.")]
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -356,6 +362,7 @@ def connection_add(
 
     from pydantic import SecretStr
 
+    from agents.services import keyring_for
     from schema import catalog
     from schema.db import Database
     from schema.models import Connection
@@ -380,10 +387,11 @@ def connection_add(
         _fail(str(exc))
 
     async def save() -> None:
-        db = Database(get_settings().database_url.get_secret_value(), max_size=1)
+        settings = get_settings()
+        db = Database(settings.database_url.get_secret_value(), max_size=1)
         try:
             async with db.transaction() as conn:
-                await catalog.insert_connection(conn, connection)
+                await catalog.insert_connection(conn, connection, keyring_for(settings))
         finally:
             await db.close()
 
@@ -392,6 +400,38 @@ def connection_add(
     except MetricloomError as exc:
         _fail(str(exc), 2)
     _print({"connection_id": str(connection.id), "provider": provider, "auth": auth})
+
+
+@tokens_app.command("rotate")
+def tokens_rotate() -> None:
+    """Seal every stored token with the first key of METRICLOOM_TOKEN_KEYS (tokens sealed
+    with an older key of the list, or stored before encryption, are sealed again); then
+    the older keys can be dropped from the setting. Safe to run again."""
+    from agents.services import keyring_for
+    from schema import catalog
+    from schema.db import Database
+
+    settings = get_settings()
+    try:
+        keyring = keyring_for(settings)
+    except MetricloomError as exc:
+        _fail(str(exc), 2)
+    if keyring is None:
+        _fail("METRICLOOM_TOKEN_KEYS is not set: nothing to seal the tokens with", 2)
+
+    async def rotate() -> dict[str, int]:
+        db = Database(settings.database_url.get_secret_value(), max_size=1)
+        try:
+            async with db.transaction() as conn:
+                return await catalog.reseal_tokens(conn, keyring)
+        finally:
+            await db.close()
+
+    try:
+        counts = asyncio.run(rotate())
+    except MetricloomError as exc:
+        _fail(str(exc), 2)
+    _print({"key": keyring.current, **counts})
 
 
 @metric_app.command("refresh")

@@ -23,6 +23,7 @@ from schema.models import (
     Metric,
     MetricTransformer,
 )
+from schema.token_encryption import VERSION, Keyring, TokenKeyError
 
 # --- metrics -----------------------------------------------------------------------------
 
@@ -227,7 +228,18 @@ async def record_metric_error(conn: Conn, metric_id: UUID, stage: str, error: st
 # --- integration connections -------------------------------------------------------------
 
 
-async def insert_connection(conn: Conn, connection: Connection) -> None:
+async def insert_connection(conn: Conn, connection: Connection, keyring: Keyring | None) -> None:
+    """Store a connection; its token only sealed for its row (:mod:`schema.token_encryption`),
+    so a connection with a token needs the keyring."""
+    sealed = None
+    if connection.token is not None:
+        if keyring is None:
+            raise TokenKeyError(
+                "METRICLOOM_TOKEN_KEYS is not set: tokens are stored only encrypted"
+            )
+        sealed = keyring.seal(
+            connection.token.get_secret_value(), connection.organization_id, connection.id
+        )
     await conn.execute(
         "INSERT INTO integration_connections (id, organization_id, provider, auth, token,"
         " nango_connection_id, nango_provider_config_key) VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -236,7 +248,7 @@ async def insert_connection(conn: Conn, connection: Connection) -> None:
             connection.organization_id,
             connection.provider,
             connection.auth,
-            connection.token.get_secret_value() if connection.token else None,
+            sealed,
             connection.nango_connection_id,
             connection.nango_provider_config_key,
         ),
@@ -244,9 +256,14 @@ async def insert_connection(conn: Conn, connection: Connection) -> None:
 
 
 async def get_connection(
-    conn: Conn, connection_id: UUID, organization_id: str | None = None
+    conn: Conn,
+    connection_id: UUID,
+    organization_id: str | None = None,
+    keyring: Keyring | None = None,
 ) -> Connection | None:
-    """A connection by id; with ``organization_id``, only if that organisation owns it."""
+    """A connection by id; with ``organization_id``, only if that organisation owns it.
+    Its token is opened only when a ``keyring`` is given (the fetch path); without one the
+    connection comes back without its token, enough to check what it is for."""
     row = await _row_by_id(
         conn,
         "SELECT id, organization_id, provider, auth, token, nango_connection_id,"
@@ -254,7 +271,45 @@ async def get_connection(
         connection_id,
         organization_id,
     )
-    return Connection.model_validate(row) if row else None
+    if row is None:
+        return None
+    stored = row.pop("token")
+    if stored is not None and keyring is not None:
+        row["token"] = keyring.open(str(stored), str(row["organization_id"]), connection_id)
+    elif stored is not None and keyring is None:
+        row["token"] = None
+    return Connection.model_validate(row)
+
+
+async def reseal_tokens(conn: Conn, keyring: Keyring) -> dict[str, int]:
+    """Seal every stored token with the keyring's current key (``metricloom tokens
+    rotate``): tokens sealed with an older key of the ring are opened and sealed again, and
+    tokens stored before encryption (plain text) are sealed. Rows are locked while
+    re-sealed, so a concurrent rotate waits instead of interleaving."""
+    cur = await conn.execute(
+        "SELECT id, organization_id, token FROM integration_connections"
+        " WHERE token IS NOT NULL ORDER BY id FOR UPDATE"
+    )
+    counts = {"resealed": 0, "encrypted": 0, "current": 0}
+    for row in await cur.fetchall():
+        stored, org = str(row["token"]), str(row["organization_id"])
+        connection_id = UUID(str(row["id"]))
+        if keyring.sealed_with_current(stored):
+            counts["current"] += 1
+            continue
+        try:
+            token = keyring.open(stored, org, connection_id)
+            counts["resealed"] += 1
+        except TokenKeyError:
+            if stored.startswith(VERSION + ":"):
+                raise
+            token = stored  # stored before tokens were encrypted
+            counts["encrypted"] += 1
+        await conn.execute(
+            "UPDATE integration_connections SET token = %s WHERE id = %s",
+            (keyring.seal(token, org, connection_id), connection_id),
+        )
+    return counts
 
 
 # --- rate budgets ----------------------------------------------------------------------

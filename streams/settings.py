@@ -151,6 +151,16 @@ class Settings(BaseSettings):
     deployment's own). Anyone else's such metrics fetch unauthenticated: otherwise any
     organisation could read whatever the deployment's token can."""
     nango: NangoSettings = NangoSettings()
+    token_keys: SecretStr | None = None
+    """The keys provider tokens are encrypted with at rest, ``id:base64key`` pairs separated
+    by commas, the first one current (see schema/token_encryption.py). Without it, a
+    connection with a token can be neither stored nor used."""
+
+    @field_validator("token_keys", mode="before")
+    @classmethod
+    def _blank_keys_are_none(cls, value: object) -> object:
+        """``METRICLOOM_TOKEN_KEYS=`` (empty) means no keys, as leaving it out does."""
+        return value or None
 
     @property
     def database_location(self) -> str:

@@ -29,6 +29,7 @@ from agents.pipeline import Incoming
 from agents.services import Services
 from sandbox.limits import SandboxLimits
 from schema.migrate import apply_migrations
+from schema.token_encryption import new_key
 from streams.messages import TenantCommand
 from streams.settings import Settings
 
@@ -204,6 +205,7 @@ def settings(run_id: str, database_url: str, demo_api_url: str) -> Settings:
         pause_max_s=2.0,
         healing={"retry_gaps_s": (0.0, 0.5, 0.5)},
         provider_urls=demo_provider_urls(demo_api_url),
+        token_keys=SecretStr(f"test:{new_key()}"),
     )
 
 
@@ -233,6 +235,9 @@ def settings_env(settings: Settings, principal: str = "worker") -> dict[str, str
             "METRICLOOM_HEALTH_PORT": "0",  # any free port: several workers run at once
             "METRICLOOM_SANDBOX__IMAGE": settings.sandbox.image,
             "METRICLOOM_SANDBOX__RUNTIME": settings.sandbox.runtime,
+            "METRICLOOM_TOKEN_KEYS": (
+                settings.token_keys.get_secret_value() if settings.token_keys else ""
+            ),
         }
     )
     return env

@@ -30,7 +30,7 @@ async def test_spent_budget_defers_without_a_request(
     """With the connection's budget at zero until a reset, the fetch stage sends nothing,
     and the poll is deferred to the reset time."""
     connection = Connection(id=uuid.uuid4(), organization_id="o", provider="github", auth="none")
-    await catalog.insert_connection(db_conn, connection)
+    await catalog.insert_connection(db_conn, connection, services.keyring)
     reset = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20)
     await catalog.record_budget(db_conn, f"connection:{connection.id}", 0, reset)
     metric = await stored_metric(db_conn, "budget", connection_id=connection.id)
@@ -51,7 +51,7 @@ async def test_spent_budget_defers_without_a_request(
 async def test_answers_keep_the_budget_current(services: Services, db_conn: Any) -> None:
     """After a request, the budget holds what the provider's headers said."""
     connection = Connection(id=uuid.uuid4(), organization_id="o", provider="github", auth="none")
-    await catalog.insert_connection(db_conn, connection)
+    await catalog.insert_connection(db_conn, connection, services.keyring)
     key = f"connection:{connection.id}"
     await catalog.record_budget(db_conn, key, 10, datetime.now(UTC) + timedelta(hours=1))
     metric = await stored_metric(db_conn, "budget-ok", connection_id=connection.id)
