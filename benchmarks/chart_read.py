@@ -28,10 +28,11 @@ from psycopg.rows import dict_row, tuple_row
 
 from schema import rollups
 from schema.migrate import apply_migrations
+from tests.conftest import admin_url
 
-ADMIN = "postgresql://metricloom:metricloom@127.0.0.1:5432/postgres"
 DB = "metricloom_bench_read"
-URL = f"postgresql://metricloom:metricloom@127.0.0.1:5432/{DB}"
+ADMIN = admin_url()
+URL = admin_url(DB)  # its own database, as its owner
 END = datetime(2026, 1, 1, tzinfo=UTC)
 START = END - timedelta(days=365)
 

@@ -41,10 +41,11 @@ from schema import rollup_maintenance, rollups
 from schema.migrate import apply_migrations
 from schema.models import DataPoint
 from schema.points import MetricPoints, write_points
+from tests.conftest import admin_url
 
-ADMIN = "postgresql://metricloom:metricloom@127.0.0.1:5432/postgres"
 DB = "metricloom_bench_writer"
-URL = f"postgresql://metricloom:metricloom@127.0.0.1:5432/{DB}"
+ADMIN = admin_url()
+URL = admin_url(DB)  # its own database, as its owner
 METRICS = [uuid.uuid5(uuid.NAMESPACE_OID, f"bench-{n}") for n in range(1000)]
 START = datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -137,13 +137,17 @@ def sandbox_runner() -> None:
 @app.command()
 def migrate() -> None:
     """Apply the database migrations (safe to run again) and the retention and
-    compression policies the settings ask for."""
+    compression policies the settings ask for; with METRICLOOM_DATABASE_ADMIN_URL, as that
+    user, and then make METRICLOOM_DATABASE_URL's user the rows-only application role."""
     from schema.db import Database
     from schema.migrate import apply_migrations
     from schema.policies import apply_policies
+    from schema.roles import grant_application_role
 
     settings = get_settings()
-    url = settings.database_url.get_secret_value()
+    app_url = settings.database_url.get_secret_value()
+    admin = settings.database_admin_url
+    url = admin.get_secret_value() if admin is not None else app_url
 
     async def policies() -> list[str]:
         db = Database(url, max_size=1)
@@ -158,9 +162,10 @@ def migrate() -> None:
     try:
         applied = apply_migrations(url)
         done = asyncio.run(policies())
+        role = grant_application_role(url, app_url) if admin is not None else None
     except MetricloomError as exc:
         _fail(str(exc))
-    _print({"applied": applied, "policies": done})
+    _print({"applied": applied, "policies": done, "application_role": role})
 
 
 @app.command()

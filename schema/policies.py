@@ -60,9 +60,10 @@ async def apply_policies(
 
 
 async def enforce_retention(conn: Conn, retention_days: int) -> int:
-    """Drop the hypertable's chunks entirely older than the retention (Apache build)."""
+    """Drop the hypertable's chunks entirely older than the retention (Apache build),
+    through ``drop_old_chunks`` (migration 0011): the application role owns no table."""
     cur = await conn.execute(
-        "SELECT count(*) AS n FROM drop_chunks('metric_data_points', older_than => %s::interval)",
+        "SELECT drop_old_chunks('metric_data_points', %s::interval) AS n",
         (timedelta(days=retention_days),),
     )
     row = await cur.fetchone()
@@ -79,7 +80,7 @@ async def housekeeping(conn: Conn, retention_days: int | None) -> dict[str, int]
     """The leader's hourly chores: the delivery ledgers' old rows, and (Apache build)
     the points past their retention. Returns what was removed."""
     cur = await conn.execute(
-        "SELECT count(*) AS n FROM drop_chunks('polls', older_than => %s::interval)",
+        "SELECT drop_old_chunks('polls', %s::interval) AS n",
         (timedelta(days=LEDGER_DAYS),),
     )
     row = await cur.fetchone()

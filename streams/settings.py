@@ -124,9 +124,11 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     topic_partitions: int = Field(4, ge=1)
     topic_replication: int = Field(1, ge=1)
-    database_url: SecretStr = SecretStr(
-        "postgresql://metricloom:metricloom@127.0.0.1:5432/metricloom"
-    )
+    database_url: SecretStr = SecretStr("postgresql://metricloom_app@127.0.0.1:5432/metricloom")
+    database_admin_url: SecretStr | None = None
+    """The schema owner, for ``metricloom migrate``/``setup`` only: with it the migrations
+    run as this user and the user in ``database_url`` is made a rows-only role
+    (schema/roles.py). Without it everything runs as ``database_url``'s user."""
     db_pool_size: int = Field(8, ge=1)
     scheduler_interval_s: float = Field(5.0, gt=0)
     scheduler_batch: int = Field(500, ge=1)

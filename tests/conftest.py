@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -29,14 +30,13 @@ from agents.pipeline import Incoming
 from agents.services import Services
 from sandbox.limits import SandboxLimits
 from schema.migrate import apply_migrations
+from schema.roles import grant_application_role
 from schema.token_encryption import new_key
 from streams.messages import TenantCommand
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get(
-    "METRICLOOM_TEST_ADMIN_URL", "postgresql://metricloom:metricloom@127.0.0.1:5432/postgres"
-)
+APP_ROLE = "metricloom_app"
 
 
 def local_secret(name: str) -> str:
@@ -125,17 +125,30 @@ def run_id() -> str:
     return uuid.uuid4().hex[:10]
 
 
+def admin_url(database: str = "postgres") -> str:
+    """The local TimescaleDB as its superuser (the schema's owner): migrations, databases."""
+    password = quote(local_secret("METRICLOOM_DB_ADMIN_PASSWORD"), safe="")
+    return f"postgresql://metricloom:{password}@127.0.0.1:5432/{database}"
+
+
+def app_url(database: str) -> str:
+    """The local TimescaleDB as the rows-only application role, as the workers connect."""
+    password = quote(local_secret("METRICLOOM_DB_APP_PASSWORD"), safe="")
+    return f"postgresql://{APP_ROLE}:{password}@127.0.0.1:5432/{database}"
+
+
 @contextmanager
 def migrated_database(name: str) -> Iterator[str]:
-    """Create and migrate a database on the test server; drop it afterwards."""
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+    """Create and migrate a database on the test server (as its owner, as `metricloom
+    migrate` does) and yield the application role's URL for it; drop it afterwards."""
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     try:
-        apply_migrations(url)
-        yield url
+        apply_migrations(admin_url(name))
+        grant_application_role(admin_url(name), app_url(name))
+        yield app_url(name)
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        with psycopg.connect(admin_url(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

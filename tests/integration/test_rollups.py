@@ -22,7 +22,8 @@ from yoyo import get_backend, read_migrations
 from schema import rollups
 from schema.models import DataPoint
 from schema.points import MetricPoints, write_points
-from tests.conftest import ROOT, free_port, migrated_database
+from schema.roles import grant_application_role
+from tests.conftest import ROOT, admin_url, free_port, migrated_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -419,12 +420,14 @@ async def test_dimension_rollups_migration_rolls_up_existing_points(run_id: str)
     """Migration 0005 on a database that already holds points (rolled back, then applied
     again): its dimension rollups equal the ones the writer kept."""
     metric_id = uuid.uuid4()
-    with migrated_database(f"metricloom_test_{run_id}_dims") as url:
+    name = f"metricloom_test_{run_id}_dims"
+    with migrated_database(name) as url:
         async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as conn:
             async with conn.transaction():
                 await write_points(conn, [MetricPoints(metric_id, sample(metric_id))])
             kept = [await _rollup_rows(conn, r.dimensions, metric_id) for r in rollups.ROLLUPS]
-        backend = get_backend(url.replace("postgresql://", "postgresql+psycopg://"))
+        owner = admin_url(name).replace("postgresql://", "postgresql+psycopg://")
+        backend = get_backend(owner)  # migrations run as the schema's owner
         try:
             migrations = read_migrations(str(ROOT / "schema" / "migrations"))
             with backend.lock():
@@ -437,6 +440,7 @@ async def test_dimension_rollups_migration_rolls_up_existing_points(run_id: str)
                 backend.apply_migrations(backend.to_apply(migrations))
         finally:
             backend.connection.close()
+        grant_application_role(admin_url(name), url)  # as `metricloom migrate` does after
         async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as conn:
             for rollup, before in zip(rollups.ROLLUPS, kept, strict=True):
                 after = await _rollup_rows(conn, rollup.dimensions, metric_id)
