@@ -39,10 +39,11 @@ class ChartStage(Stage[MetricUpdated]):
         self, services: Services, batch: list[tuple[Incoming, MetricUpdated]]
     ) -> list[Send]:
         trigger = {update.metric_id: message for message, update in batch}
+        updated = [(update.metric_id, update.organization_id) for _, update in batch]
         jobs: list[Job] = []
         now = datetime.now(UTC)
         async with services.db.transaction() as conn:
-            for dm, ct in await catalog.charts_for_metrics(conn, list(trigger)):
+            for dm, ct in await catalog.charts_for_metrics(conn, updated):
                 rollup = rollups.pick(dm.date_range_days)
                 since = now - timedelta(days=dm.date_range_days)
                 series = await rollups.read_series(

@@ -331,7 +331,7 @@ class CodegenStage(Stage[CodegenRequest]):
         assert request.dashboard_metric_id is not None
         async with services.db.transaction() as conn:
             found = await catalog.get_chart(
-                conn, request.dashboard_metric_id, request.organization_id
+                conn, request.dashboard_metric_id, request.organization_id, refuse_foreign=True
             )
             if found is None:
                 return [dead_letter(self.name, message, "no such dashboard metric")]
@@ -423,10 +423,13 @@ def _still_owed(request: CodegenRequest, current: MetricTransformer) -> bool:
 async def _sample_metric(
     conn: Any, template: MetricTemplate, request: CodegenRequest
 ) -> Metric | None:
-    """The metric to take a sample from: the one the request names (of its organisation),
-    else any active metric of the template (the one named may be gone)."""
+    """The metric to take a sample from: the one the request names (of the organisation it
+    names: another's is ForeignIdError), else any active metric of the template (the one
+    named may be gone)."""
     if request.metric_id is not None:
-        metric = await catalog.get_metric(conn, request.metric_id, request.organization_id)
+        metric = await catalog.get_metric(
+            conn, request.metric_id, request.organization_id, refuse_foreign=True
+        )
         if metric is not None and metric.status == "active":
             return metric
     metrics = await catalog.active_metrics(conn, template.id)

@@ -430,7 +430,7 @@ async def _rollback(conn: Conn, command: RollbackTransformer) -> list[Send]:
     assert command.dashboard_metric_id is not None
     found = await catalog.get_chart(conn, command.dashboard_metric_id, command.organization_id)
     chart = await catalog.get_chart_transformer_version(
-        conn, command.dashboard_metric_id, command.version
+        conn, command.dashboard_metric_id, command.version, command.organization_id
     )
     if found is None or chart is None:
         raise CommandRejectedError(

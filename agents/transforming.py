@@ -153,7 +153,9 @@ class TransformStage(Stage[RawPayload]):
             transformer = await catalog.get_metric_transformer(conn, template_id)
             params = {}
             for _, raw in items:
-                metric = await catalog.get_metric(conn, raw.metric_id)
+                metric = await catalog.get_metric(
+                    conn, raw.metric_id, raw.organization_id, refuse_foreign=True
+                )
                 params[raw.metric_id] = metric.params if metric else {}
         if transformer is None or transformer.status == "failed":
             state = "no transformer yet" if transformer is None else "a failed transformer"
@@ -239,11 +241,13 @@ class TransformStage(Stage[RawPayload]):
             return []
         await catalog.set_transformer_status(conn, transformer.template_id, "regenerating")
         log.warning("transform.heal", template_id=transformer.template_id, failures=count)
+        owners = {raw.metric_id: raw.organization_id for _, raw, _ in failures}
         request = CodegenRequest(
             kind="metric",
             reason="heal",
             template_id=transformer.template_id,
             metric_id=exhausted[-1],
+            organization_id=owners[exhausted[-1]],
             errors=errors[-3:],
             version=transformer.version,
         )

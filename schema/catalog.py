@@ -1,8 +1,10 @@
 """Metrics, transformers and dashboard metrics: the rows the stages read and update.
 
-Every query that serves a tenant takes the organisation id and filters by it; the
-pipeline-internal ones (the scheduler's claim, a stage loading a metric named by a
-message it consumed) go by metric id, which Kafka keys carry.
+Every query that serves a tenant takes the organisation id and filters by it. So does
+every stage loading a row named by an internal record that also names its organisation
+(``refuse_foreign=True``): a row of another organisation is then a ``ForeignIdError``
+(the record is refused and dead-lettered), not a row and not a silent None. Only records
+that name no organisation (the scheduler's claims, a ``poll-due`` tick) go by id alone.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from schema.db import Conn
-from schema.exceptions import NotFoundError
+from schema.exceptions import ForeignIdError, NotFoundError
 from schema.models import (
     ChartTransformer,
     Connection,
@@ -58,28 +60,56 @@ METRIC_COLUMNS = """id, organization_id, template_id, params, poll_frequency, ne
     connection_id, last_fetched_at, last_error, failure_count, status, created_at"""
 
 
+def foreign_id(kind: str, row_id: UUID, owner: str, named: str) -> ForeignIdError:
+    """The one-line refusal of a record naming ``named`` with ``owner``'s row."""
+    return ForeignIdError(
+        f"{kind} {row_id} belongs to organisation {owner!r}, not to {named!r} as the record says"
+    )
+
+
 async def _row_by_id(
     conn: Conn,
+    table: str,
     query: str,
     row_id: UUID,
     organization_id: str | None,
     owner: str = "organization_id",
+    refuse_foreign: bool = False,
 ) -> dict[str, object] | None:
     """The row ``query`` (ending in ``WHERE … = %(id)s``) finds for ``row_id``; with an
-    ``organization_id``, only if that organisation owns it: the one place tenant lookups
-    add their filter."""
+    ``organization_id``, only if that organisation owns it: the one place lookups add their
+    filter. With ``refuse_foreign`` too (the id and the organisation come from one internal
+    record), a row of ``table`` with that id of another organisation raises
+    ForeignIdError; a row that does not exist at all is still None."""
     if organization_id is not None:
         query += f" AND {owner} = %(org)s"
     cur = await conn.execute(query, {"id": row_id, "org": organization_id})
-    return await cur.fetchone()
+    row = await cur.fetchone()
+    if row is None and refuse_foreign and organization_id is not None:
+        cur = await conn.execute(f"SELECT organization_id FROM {table} WHERE id = %s", (row_id,))
+        other = await cur.fetchone()
+        if other is not None:
+            kind = table.removesuffix("s").replace("_", " ")
+            raise foreign_id(kind, row_id, str(other["organization_id"]), organization_id)
+    return row
 
 
 async def get_metric(
-    conn: Conn, metric_id: UUID, organization_id: str | None = None
+    conn: Conn,
+    metric_id: UUID,
+    organization_id: str | None = None,
+    *,
+    refuse_foreign: bool = False,
 ) -> Metric | None:
-    """A metric by id; with ``organization_id``, only if that organisation owns it."""
+    """A metric by id; with ``organization_id``, only if that organisation owns it (and
+    with ``refuse_foreign``, ForeignIdError if another organisation does)."""
     row = await _row_by_id(
-        conn, f"SELECT {METRIC_COLUMNS} FROM metrics WHERE id = %(id)s", metric_id, organization_id
+        conn,
+        "metrics",
+        f"SELECT {METRIC_COLUMNS} FROM metrics WHERE id = %(id)s",
+        metric_id,
+        organization_id,
+        refuse_foreign=refuse_foreign,
     )
     return Metric.model_validate(row) if row else None
 
@@ -209,10 +239,11 @@ async def claim_retries(conn: Conn, now: datetime, limit: int) -> list[tuple[UUI
 
 
 async def record_backfill(conn: Conn, progress: dict[str, Any]) -> None:
-    """Keep the backfill's last progress on the metric (``metrics.backfill``)."""
+    """Keep the backfill's last progress on the metric (``metrics.backfill``) of the
+    organisation the progress names."""
     await conn.execute(
-        "UPDATE metrics SET backfill = %s WHERE id = %s",
-        (Jsonb(progress), progress["metric_id"]),
+        "UPDATE metrics SET backfill = %s WHERE id = %s AND organization_id = %s",
+        (Jsonb(progress), progress["metric_id"], progress["organization_id"]),
     )
 
 
@@ -266,6 +297,7 @@ async def get_connection(
     connection comes back without its token, enough to check what it is for."""
     row = await _row_by_id(
         conn,
+        "integration_connections",
         "SELECT id, organization_id, provider, auth, token, nango_connection_id,"
         " nango_provider_config_key FROM integration_connections WHERE id = %(id)s",
         connection_id,
@@ -419,16 +451,24 @@ SELECT d.id, d.organization_id, d.dashboard_id, d.metric_id, d.title,
        c.preferences, c.user_prompt
 FROM dashboard_metrics d
 JOIN chart_transformers c ON c.dashboard_metric_id = d.id
-WHERE d.metric_id = ANY(%s)
+WHERE (d.metric_id, d.organization_id) IN (SELECT * FROM unnest(%s::uuid[], %s::text[]))
 ORDER BY d.id
 """
 
 
 async def charts_for_metrics(
-    conn: Conn, metric_ids: list[UUID]
+    conn: Conn, updated: list[tuple[UUID, str]]
 ) -> list[tuple[DashboardMetric, ChartTransformer]]:
-    """Every dashboard metric showing one of these metrics, with its chart transformer."""
-    cur = await conn.execute(CHARTS_FOR_METRICS, (metric_ids,))
+    """Every dashboard metric showing one of these (metric, organisation) pairs, with its
+    chart transformer; ForeignIdError if a metric belongs to another organisation than the
+    one named with it."""
+    owners = await metric_owners(conn, [metric_id for metric_id, _ in updated])
+    for metric_id, org in updated:
+        if owners.get(metric_id, org) != org:
+            raise foreign_id("metric", metric_id, owners[metric_id], org)
+    cur = await conn.execute(
+        CHARTS_FOR_METRICS, ([m for m, _ in updated], [org for _, org in updated])
+    )
     out = []
     for row in await cur.fetchall():
         dm = DashboardMetric.model_validate(row)
@@ -562,11 +602,17 @@ async def get_metric_transformer_version(
 
 
 async def get_chart(
-    conn: Conn, dashboard_metric_id: UUID, organization_id: str | None = None
+    conn: Conn,
+    dashboard_metric_id: UUID,
+    organization_id: str | None = None,
+    *,
+    refuse_foreign: bool = False,
 ) -> tuple[DashboardMetric, ChartTransformer | None] | None:
-    """A dashboard metric (of that organisation, when given) and its chart transformer."""
+    """A dashboard metric (of that organisation, when given; with ``refuse_foreign``,
+    ForeignIdError if another organisation owns it) and its chart transformer."""
     row = await _row_by_id(
         conn,
+        "dashboard_metrics",
         "SELECT d.id, d.organization_id, d.dashboard_id, d.metric_id, d.title,"
         " c.chart_type, c.date_range_days, c.aggregation, c.code, c.version, c.generator,"
         " c.preferences, c.user_prompt, c.request_id, d.preferences AS requested"
@@ -575,6 +621,7 @@ async def get_chart(
         dashboard_metric_id,
         organization_id,
         owner="d.organization_id",
+        refuse_foreign=refuse_foreign,
     )
     if row is None:
         return None
@@ -616,16 +663,18 @@ async def save_chart_transformer(conn: Conn, ct: ChartTransformer) -> int:
 
 
 async def get_chart_transformer_version(
-    conn: Conn, dashboard_metric_id: UUID, version: int
+    conn: Conn, dashboard_metric_id: UUID, version: int, organization_id: str
 ) -> ChartTransformer | None:
+    """A version of that organisation's chart transformer, current or from history."""
     cur = await conn.execute(
         "SELECT dashboard_metric_id, organization_id, code, chart_type, date_range_days,"
         " aggregation, preferences, user_prompt, version, generator FROM chart_transformers"
-        " WHERE dashboard_metric_id = %(id)s AND version = %(v)s"
+        " WHERE dashboard_metric_id = %(id)s AND version = %(v)s AND organization_id = %(org)s"
         " UNION ALL SELECT dashboard_metric_id, organization_id, code, chart_type,"
         " date_range_days, aggregation, preferences, user_prompt, version, generator"
-        " FROM chart_transformer_versions WHERE dashboard_metric_id = %(id)s AND version = %(v)s",
-        {"id": dashboard_metric_id, "v": version},
+        " FROM chart_transformer_versions WHERE dashboard_metric_id = %(id)s AND version = %(v)s"
+        " AND organization_id = %(org)s",
+        {"id": dashboard_metric_id, "v": version, "org": organization_id},
     )
     row = await cur.fetchone()
     return ChartTransformer.model_validate(row) if row else None

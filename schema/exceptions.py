@@ -11,6 +11,8 @@
     │   └── ModelUnavailableError    (agents/generators) the model server is away
     ├── InvalidDataError             the database refused a value (NUL in text, out of range)
     ├── NotFoundError                a metric, template or dashboard metric id that is not there
+    ├── ForeignIdError               a pipeline record names an id of another organisation
+    │                                than the one it names: refused (dead-lettered) whole
     └── (sandbox, agents: see their exceptions modules)
 """
 
@@ -33,6 +35,12 @@ class KafkaUnavailableError(ServiceUnavailableError):
 
 class NotFoundError(MetricloomError):
     """An id named by a message or command does not exist (for that organisation)."""
+
+
+class ForeignIdError(MetricloomError):
+    """A pipeline record names a metric or dashboard metric that belongs to another
+    organisation than the one the record names: the record is forged or corrupt. It is
+    refused before anything changes, and the pipeline dead-letters it (alone)."""
 
 
 class InvalidDataError(MetricloomError):

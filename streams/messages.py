@@ -305,7 +305,10 @@ class CodegenRequest(Record):
     """Write (or rewrite) a transformer (topic "codegen-requests", key: template id or
     dashboard metric id, so one target's requests are handled one at a time).
     ``historical``: the template's historical transformer only; ``version``: the version a
-    heal was asked against; ``request_id``: the change a chart request carries out."""
+    heal was asked against; ``request_id``: the change a chart request carries out. A chart
+    request names its dashboard metric and that dashboard metric's organisation (the
+    codegen stage loads it by both); a metric request's organisation is the one of the
+    metric it names, if any (an operator's regeneration names none)."""
 
     kind: Literal["metric", "chart"]
     reason: Literal["created", "heal", "change"]
@@ -318,6 +321,12 @@ class CodegenRequest(Record):
     historical: bool = False
     version: int | None = None
     request_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _chart_names_its_owner(self) -> CodegenRequest:
+        if self.kind == "chart" and (self.dashboard_metric_id is None or not self.organization_id):
+            raise ValueError("a chart request names its dashboard_metric_id and organization_id")
+        return self
 
 
 class BackfillProgress(Record):

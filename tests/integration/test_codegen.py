@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -63,6 +64,14 @@ def _user_text(request: dict[str, Any]) -> str:
     return "\n".join(m["content"] for m in request["messages"] if m["role"] == "user")
 
 
+def _block(request: dict[str, Any], name: str) -> str:
+    """An untrusted block of the prompt, by the delimiter its instructions name."""
+    [tag] = set(re.findall(r"<(untrusted-[0-9a-f]{16}) name=", request["messages"][0]["content"]))
+    found = re.search(rf'<{tag} name="{name}">\n(.*?)\n</{tag}>', _user_text(request), re.DOTALL)
+    assert found is not None, name
+    return found.group(1)
+
+
 async def test_repair_loop_feeds_each_rejection_back(
     services: Services, model: ScriptedModel, generator: OpenAICompatibleGenerator
 ) -> None:
@@ -105,7 +114,7 @@ async def test_prompt_and_structured_output_request(
         assert rule in system["content"]
     user = _user_text(request)
     assert TEMPLATE.description in user and "GET /repos/{OWNER}/{REPO}" in user
-    block = user.split("<<<API_RESPONSE", 1)[1].split("API_RESPONSE>>>", 1)[0]
+    block = _block(request, "api_response")
     assert json.loads(block)["stargazers_count"] == sample["stargazers_count"]
 
 
@@ -142,7 +151,8 @@ async def test_instructions_inside_a_payload_change_nothing(
     assert outcome.code == RIGHT
     first = model.requests[0]
     assert injection not in first["messages"][0]["content"]
-    assert injection in _user_text(first).split("<<<API_RESPONSE", 1)[1]
+    assert injection in _block(first, "api_response")
+    assert injection not in _user_text(first).replace(_block(first, "api_response"), "")
     assert "import of 'os' is not allowed" in _user_text(model.requests[1])
     contained = _user_text(model.requests[2])
     assert "METRICLOOM" not in contained and "no point has it" in contained
