@@ -4,6 +4,7 @@
 -- function instead: it runs as its owner (SECURITY DEFINER, with a search_path the caller
 -- cannot redirect), drops only whole chunks older than a day or more, and only of the two
 -- hypertables that have a retention. Only the application role may call it.
+-- depends: 0010_tenant_keys
 CREATE FUNCTION drop_old_chunks(hypertable text, older_than interval) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE

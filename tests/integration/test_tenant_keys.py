@@ -52,7 +52,7 @@ async def test_metric_with_another_organisations_connection_is_refused(db_conn: 
     connection = Connection(
         id=uuid.uuid4(), organization_id="owner-org", provider="github", auth="none"
     )
-    await catalog.insert_connection(db_conn, connection)
+    await catalog.insert_connection(db_conn, connection, None)
 
     forged = _metric("other-org", connection.id)
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
