@@ -17,7 +17,8 @@ The policy, in one place (:func:`fetch_payload`):
   not followed, so the credentials on the request (and the answer it would bring back
   into a sample, a transformer's input or a chart) stay with the provider; a parameter
   that is a dot segment (``.``, ``..``), which URL normalisation would walk up the path
-  with, is refused before any request.
+  with, is refused before any request, and so is a value its template's pattern refuses
+  (:meth:`schema.models.MetricTemplate.param_refusals`).
 
 Credentials are added here and only here; errors name the method and URL without query.
 """
@@ -124,7 +125,7 @@ def request_for(
     token can read, any other organisation could otherwise read too); any other
     organisation's metric is refused with "needs a connection". With no default token,
     requests without a connection go unauthenticated (public data, the demo API)."""
-    problems = unsafe_params(params)
+    problems = unsafe_params(params) or template.param_refusals(params)
     if problems:
         raise FetchError(f"{template.id}: {'; '.join(problems)}")
     base = scope_of(settings, template, None)
