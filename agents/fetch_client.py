@@ -21,7 +21,9 @@ The policy, in one place (:func:`fetch_payload`):
   (:meth:`schema.models.MetricTemplate.param_refusals`);
 * no request goes to a private, loopback, link-local or otherwise non-public address
   unless it is the scope's own (:func:`refuse_private`), checked before every request,
-  redirects and next pages included.
+  redirects and next pages included;
+* a redirect's or a next page's request carries the original request's headers, never
+  anything a response says (:func:`_onward`).
 
 Credentials are added here and only here; errors name the method and URL without query.
 """
@@ -372,7 +374,7 @@ def _next_request(
         link = httpx.Response(200, headers=headers).links.get("next", {}).get("url")
         if not link:
             return None
-        return httpx.Request(request.method, request.url.join(link), headers=request.headers)
+        return _onward(request, request.url.join(link), "GET")
     url: httpx.URL
     if pagination.kind == "page_token":
         token = _at(page, pagination.token_path)
@@ -383,7 +385,30 @@ def _next_request(
         if _at(page, pagination.has_more_path) is not True:
             return None
         url = request.url.copy_merge_params({pagination.offset_param: str(read)})
-    return httpx.Request(request.method, url, headers=request.headers, content=request.content)
+    return _onward(request, url, request.method)
+
+
+def _onward(request: httpx.Request, url: httpx.URL, method: str) -> httpx.Request:
+    """The request for a redirect or a next page, built from ``request``'s own headers.
+
+    Those headers are exactly what :func:`request_for` put there (``Accept``, the provider's
+    version header, the credentials, ``Content-Type``) plus the ``Host`` and
+    ``Content-Length`` httpx derives, so copying them is the same as rebuilding the
+    credential headers; this one function makes that the only way an onward request is
+    made. Nothing of a response becomes a header: only its URL is used (already checked
+    ``within`` the scope), and that URL's user-info is dropped, since httpx would turn
+    ``user:pass@`` into an ``Authorization`` header in place of the connection's. ``Host``
+    and ``Content-Length`` are derived again; a GET carries no body and no
+    ``Content-Type``."""
+    keep_body = method == request.method and method != "GET"
+    dropped = {"host", "content-length"} | (set() if keep_body else {"content-type"})
+    headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in dropped]
+    return httpx.Request(
+        method,
+        url.copy_with(userinfo=b""),
+        headers=headers,
+        content=request.content if keep_body else None,
+    )
 
 
 async def _fetch_one(
@@ -474,16 +499,7 @@ def _redirected(
             f"{where}: HTTP {status} to {_origin(target)}, outside {bounds}; not followed",
             str(status),
         )
-    if status in {307, 308}:
-        return httpx.Request(
-            request.method, target, headers=request.headers, content=request.content
-        )
-    kept = {
-        k: v
-        for k, v in request.headers.items()
-        if k.lower() not in {"content-type", "content-length"}
-    }
-    return httpx.Request("GET", target, headers=kept)
+    return _onward(request, target, request.method if status in {307, 308} else "GET")
 
 
 async def _send(

@@ -252,3 +252,37 @@ async def test_a_redirect_to_a_private_address_sends_nothing_there(
                 await fetch_payload(services.http, request, FAST, scope=f"{provider}/api")
     assert len(asked) == 1 and asked[0].headers["Authorization"] == "Bearer secret"
     assert seen == []
+
+
+async def test_a_redirect_keeps_the_original_headers_and_adds_none(
+    services: Services,
+) -> None:
+    """A redirect inside the scope whose Location carries user-info is followed with the
+    original request's headers only: the connection's Authorization, not a Basic one
+    made from the Location, and no header the response sent."""
+
+    def respond(request: web.Request) -> web.Response:
+        if request.path == "/api/next":
+            return web.json_response({"ok": True})
+        return web.Response(
+            status=307,
+            headers={
+                "Location": f"http://evil:pw@127.0.0.1:{request.url.port}/api/next",
+                "Set-Cookie": "session=stolen",
+                "X-Extra": "1",
+            },
+        )
+
+    async with local_server("127.0.0.1", respond) as (provider, seen):
+        request = httpx.Request(
+            "POST",
+            f"{provider}/api/first",
+            headers={"Authorization": "Bearer secret", "Content-Type": "application/json"},
+            content=b"{}",
+        )
+        body = await fetch_payload(services.http, request, FAST, scope=f"{provider}/api")
+    assert body == {"ok": True}
+    assert [r.path for r in seen] == ["/api/first", "/api/next"]
+    follow = seen[1]
+    assert follow.method == "POST" and follow.headers["Authorization"] == "Bearer secret"
+    assert "Cookie" not in follow.headers and "X-Extra" not in follow.headers
