@@ -286,7 +286,7 @@ async def _create_metric(conn: Conn, command: CreateMetric) -> list[Send]:
         template = get_template(command.template_id)
     except TemplateError as exc:
         raise CommandRejectedError(str(exc)) from exc
-    missing = [p for p in template.params if not command.params.get(p, "").strip()]
+    missing = [p for p in template.param_names if not command.params.get(p, "").strip()]
     if missing:
         raise CommandRejectedError(
             f"template {template.id!r} needs parameter(s) {', '.join(missing)}"
@@ -294,12 +294,15 @@ async def _create_metric(conn: Conn, command: CreateMetric) -> list[Send]:
     unsafe = unsafe_params(command.params)
     if unsafe:
         raise CommandRejectedError(f"template {template.id!r}: {'; '.join(unsafe)}")
-    unknown = sorted(set(command.params) - set(template.params))
+    unknown = sorted(set(command.params) - set(template.param_names))
     if unknown:
         raise CommandRejectedError(
             f"template {template.id!r} takes no parameter(s) {', '.join(unknown)};"
-            f" it takes {', '.join(template.params)}"
+            f" it takes {', '.join(template.param_names)}"
         )
+    refused = template.param_refusals(command.params)
+    if refused:
+        raise CommandRejectedError(f"template {template.id!r}: {'; '.join(refused)}")
     if command.connection_id is not None:
         connection = await catalog.get_connection(
             conn, command.connection_id, command.organization_id
@@ -371,7 +374,7 @@ async def _create_dashboard_metric(conn: Conn, command: CreateDashboardMetric) -
         dashboard_id=command.dashboard_id,
         metric_id=metric.id,
         title=command.title
-        or f"{template.name} ({'/'.join(metric.params.get(p, '') for p in template.params)})",
+        or f"{template.name} ({'/'.join(metric.params.get(p, '') for p in template.param_names)})",
         chart_type=command.chart_type or template.default_chart_type,
         date_range_days=command.date_range_days,
         aggregation=command.aggregation,

@@ -17,7 +17,13 @@ The policy, in one place (:func:`fetch_payload`):
   not followed, so the credentials on the request (and the answer it would bring back
   into a sample, a transformer's input or a chart) stay with the provider; a parameter
   that is a dot segment (``.``, ``..``), which URL normalisation would walk up the path
-  with, is refused before any request.
+  with, is refused before any request, and so is a value its template's pattern refuses
+  (:meth:`schema.models.MetricTemplate.param_refusals`);
+* no request goes to a private, loopback, link-local or otherwise non-public address
+  unless it is the scope's own (:func:`refuse_private`), checked before every request,
+  redirects and next pages included;
+* a redirect's or a next page's request carries the original request's headers, never
+  anything a response says (:func:`_onward`).
 
 Credentials are added here and only here; errors name the method and URL without query.
 """
@@ -25,7 +31,9 @@ Credentials are added here and only here; errors name the method and URL without
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -62,6 +70,91 @@ def unsafe_params(params: dict[str, str]) -> list[str]:
         elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
             problems.append(f"parameter {name} may not hold control characters")
     return problems
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+LOCAL_NAME_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa")
+"""Special-use names (RFC 6761, RFC 6762, RFC 8375, ICANN's ``.internal``) that no public
+DNS answers for: like a name without a dot (a compose service, ``localhost``), they are
+the operator's own network's, and may resolve to a private address."""
+
+
+def non_public(address: Address) -> bool:
+    """Whether an address is one a provider request must not reach: private, loopback,
+    link-local, multicast, reserved, unspecified, or otherwise not globally routable
+    (shared address space ``100.64/10``, benchmarking ``198.18/15``, …). An IPv6 address
+    embedding an IPv4 one (IPv4-mapped ``::ffff:a.b.c.d``, 6to4 ``2002::/16``, NAT64
+    ``64:ff9b::/96``) is judged by the IPv4 address it reaches."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return non_public(embedded)
+    return (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or not address.is_global
+    )
+
+
+def _plain(address: Address) -> Address:
+    """An IPv4-mapped IPv6 address as the IPv4 address it is, for comparing."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+async def _resolve(host: str, port: int | None) -> frozenset[Address]:
+    """Every address ``host`` resolves to (an IP literal is its own), as httpx would
+    connect: through the system's resolver (``getaddrinfo``)."""
+    try:
+        return frozenset({_plain(ipaddress.ip_address(host))})
+    except ValueError:
+        pass
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return frozenset(_plain(ipaddress.ip_address(str(info[4][0]).split("%")[0])) for info in infos)
+
+
+async def own_addresses(scope: httpx.URL) -> frozenset[Address]:
+    """The addresses a scope's requests may reach even though they are not public: its
+    host's own, when the operator's base URL names a private address on purpose — an IP
+    literal (the tests' demo API at ``127.0.0.1``), a name without a dot (``demo-api``, a
+    compose service; ``localhost``) or a special-use name (:data:`LOCAL_NAME_SUFFIXES`).
+    A public-looking DNS name (``api.github.com``) gets none: what it resolves to is not
+    the operator's to vouch for, so an answer naming a private address is refused, not
+    trusted."""
+    host = scope.host.rstrip(".").lower()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if "." in host and not host.endswith(LOCAL_NAME_SUFFIXES):
+            return frozenset()
+    return await _resolve(host, scope.port)
+
+
+async def refuse_private(url: httpx.URL, allowed: frozenset[Address], where: str) -> None:
+    """Raise FetchError (``request``) if ``url``'s host resolves to any non-public address
+    (:func:`non_public`) outside ``allowed`` (the scope's own, :func:`own_addresses`).
+
+    Honest about its limit: the host is resolved here, then httpx resolves it again when
+    it connects. A name whose answers change between the two (a DNS-rebinding server with
+    a zero TTL) can still reach a private address in that window; closing it would mean
+    connecting to the address checked here (a transport that dials it with the name kept
+    for TLS and ``Host``), which is not done. Resolution errors propagate (``OSError``)."""
+    for address in sorted(await _resolve(url.host, url.port), key=str):
+        if non_public(address) and address not in allowed:
+            raise FetchError(
+                f"{where}: host {url.host} resolves to {address}, a non-public address"
+                " outside the scope's own; not requested",
+                "request",
+            )
 
 
 def within(url: httpx.URL, scope: httpx.URL) -> bool:
@@ -124,7 +217,7 @@ def request_for(
     token can read, any other organisation could otherwise read too); any other
     organisation's metric is refused with "needs a connection". With no default token,
     requests without a connection go unauthenticated (public data, the demo API)."""
-    problems = unsafe_params(params)
+    problems = unsafe_params(params) or template.param_refusals(params)
     if problems:
         raise FetchError(f"{template.id}: {'; '.join(problems)}")
     base = scope_of(settings, template, None)
@@ -217,7 +310,11 @@ async def fetch_payload(
 
     Raises FetchError (give up for this poll) or RetryLaterError (come back at a time)."""
     bounds = httpx.URL(scope) if scope is not None else request.url.copy_with(path="/", query=None)
-    body, headers = await _fetch_one(http, request, policy, budget, bounds)
+    try:
+        allowed = await own_addresses(bounds)
+    except OSError as exc:
+        raise FetchError(f"{bounds}: cannot resolve {bounds.host} ({exc})", "network") from exc
+    body, headers = await _fetch_one(http, request, policy, budget, bounds, allowed)
     if pagination is None:
         return body
     where = f"{request.method} {request.url.copy_with(query=None)}"
@@ -233,7 +330,7 @@ async def fetch_payload(
                 " not followed",
                 "request",
             )
-        page, headers = await _fetch_one(http, following, policy, budget, bounds)
+        page, headers = await _fetch_one(http, following, policy, budget, bounds, allowed)
         more = _items(page, pagination, where)
         if not more:
             return _with_items(body, pagination, items)
@@ -277,7 +374,7 @@ def _next_request(
         link = httpx.Response(200, headers=headers).links.get("next", {}).get("url")
         if not link:
             return None
-        return httpx.Request(request.method, request.url.join(link), headers=request.headers)
+        return _onward(request, request.url.join(link), "GET")
     url: httpx.URL
     if pagination.kind == "page_token":
         token = _at(page, pagination.token_path)
@@ -288,7 +385,30 @@ def _next_request(
         if _at(page, pagination.has_more_path) is not True:
             return None
         url = request.url.copy_merge_params({pagination.offset_param: str(read)})
-    return httpx.Request(request.method, url, headers=request.headers, content=request.content)
+    return _onward(request, url, request.method)
+
+
+def _onward(request: httpx.Request, url: httpx.URL, method: str) -> httpx.Request:
+    """The request for a redirect or a next page, built from ``request``'s own headers.
+
+    Those headers are exactly what :func:`request_for` put there (``Accept``, the provider's
+    version header, the credentials, ``Content-Type``) plus the ``Host`` and
+    ``Content-Length`` httpx derives, so copying them is the same as rebuilding the
+    credential headers; this one function makes that the only way an onward request is
+    made. Nothing of a response becomes a header: only its URL is used (already checked
+    ``within`` the scope), and that URL's user-info is dropped, since httpx would turn
+    ``user:pass@`` into an ``Authorization`` header in place of the connection's. ``Host``
+    and ``Content-Length`` are derived again; a GET carries no body and no
+    ``Content-Type``."""
+    keep_body = method == request.method and method != "GET"
+    dropped = {"host", "content-length"} | (set() if keep_body else {"content-type"})
+    headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in dropped]
+    return httpx.Request(
+        method,
+        url.copy_with(userinfo=b""),
+        headers=headers,
+        content=request.content if keep_body else None,
+    )
 
 
 async def _fetch_one(
@@ -297,9 +417,11 @@ async def _fetch_one(
     policy: FetchSettings | None,
     budget: Budget | None,
     bounds: httpx.URL,
+    allowed: frozenset[Address],
 ) -> tuple[Any, httpx.Headers]:
     """One request under the policy: the JSON body and the headers. Redirects inside
-    ``bounds`` are followed (at most ``MAX_REDIRECTS``); any other is an error."""
+    ``bounds`` are followed (at most ``MAX_REDIRECTS``); any other is an error. Each
+    request, first or redirected, is checked by :func:`refuse_private` before it is sent."""
     policy = policy or FetchSettings()
     waited = 0.0
     redirects = 0
@@ -314,7 +436,9 @@ async def _fetch_one(
                 wait_max=policy.backoff_max_s,
             ):
                 with attempt:
-                    status, headers, body = await _send(http, request, where, policy, budget)
+                    status, headers, body = await _send(
+                        http, request, where, policy, budget, allowed
+                    )
         except _TransientError as exc:
             raise FetchError(
                 f"{where}: {exc} (after {policy.attempts} attempts)", exc.status
@@ -375,16 +499,7 @@ def _redirected(
             f"{where}: HTTP {status} to {_origin(target)}, outside {bounds}; not followed",
             str(status),
         )
-    if status in {307, 308}:
-        return httpx.Request(
-            request.method, target, headers=request.headers, content=request.content
-        )
-    kept = {
-        k: v
-        for k, v in request.headers.items()
-        if k.lower() not in {"content-type", "content-length"}
-    }
-    return httpx.Request("GET", target, headers=kept)
+    return _onward(request, target, request.method if status in {307, 308} else "GET")
 
 
 async def _send(
@@ -393,8 +508,15 @@ async def _send(
     where: str,
     policy: FetchSettings,
     budget: Budget | None,
+    allowed: frozenset[Address],
 ) -> tuple[int, httpx.Headers, bytes]:
-    """One request: the status, the headers and the body read up to the cap."""
+    """One request: the status, the headers and the body read up to the cap; refused
+    before it is sent (nor taken from the budget) if its host resolves to a non-public
+    address outside ``allowed``."""
+    try:
+        await refuse_private(request.url, allowed, where)
+    except OSError as exc:  # resolving failed: as a connection failure would
+        raise _TransientError(f"cannot resolve {request.url.host}: {exc}") from exc
     if budget is not None:
         reset_at = await budget.take()
         if reset_at is not None:

@@ -42,6 +42,7 @@ from streams.settings import ModelSettings, Settings
 from streams.topics import topic_name
 from templates import load_templates
 from tests.conftest import (
+    DEMO_PARAMS,
     WorkerProcess,
     admin_kafka,
     demo_provider_urls,
@@ -57,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def _sample(services: Services, template_id: str) -> tuple[Any, dict[str, Any]]:
     template = load_templates()[template_id]
-    return await fetch_sample(services, template, {p: "demo" for p in template.params})
+    return await fetch_sample(services, template, {p: DEMO_PARAMS[p] for p in template.param_names})
 
 
 async def generation_costs(settings: Settings, model: ScriptedModel) -> dict[str, Any]:

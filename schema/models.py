@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -188,6 +189,56 @@ class ExtractionHints(BaseModel):
     dimension_paths: dict[str, str] = Field(default_factory=dict)
 
 
+DEFAULT_PARAM_PATTERN = r"^[A-Za-z0-9_.:@-]{1,200}$"
+"""The pattern of a parameter declared by its name alone: letters, digits and ``_ . : @ -``
+(no ``/``, ``?``, ``%``, ``#``, spaces or quotes), at most 200 characters."""
+
+WINDOW_PARAMS = frozenset({"FROM", "TO"})
+"""Placeholders metricloom fills itself, with a backfill window's bounds (never a metric's)."""
+WINDOW_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9:.]+([+-][0-9]{2}:[0-9]{2}|Z)?)?$"
+"""What a window bound is: an ISO date or date-time (``datetime.isoformat()``)."""
+
+
+def _shown(value: str) -> str:
+    """A parameter value in a one-line message: quoted and escaped, cut at 60 characters."""
+    return repr(value if len(value) <= 60 else value[:60] + "…")
+
+
+class TemplateParam(BaseModel):
+    """One parameter of a template: its placeholder name and the pattern every value must
+    match in full (:func:`re.fullmatch`; the ``^``/``$`` written in the shipped templates
+    are for the reader). A value that does not match is refused when the metric is created
+    and again before any request; ``.`` and ``..`` are refused whatever the pattern says
+    (``agents.fetch_client.unsafe_params``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")
+    pattern: str = DEFAULT_PARAM_PATTERN
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_window(cls, value: str) -> str:
+        if value in WINDOW_PARAMS:
+            raise ValueError(f"{value} is a backfill window's placeholder, filled by metricloom")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"pattern {value!r} is not a regular expression: {exc}") from exc
+        return value
+
+    def refusal(self, value: str) -> str | None:
+        """Why ``value`` is refused for this parameter, in one line; None if it matches."""
+        if re.fullmatch(self.pattern, value) is None:
+            return f"parameter {self.name}={_shown(value)} does not match {self.pattern}"
+        return None
+
+
 class MetricTemplate(BaseModel):
     """A kind of metric (``github-repo-stars``): where to fetch it and what it means.
 
@@ -200,7 +251,12 @@ class MetricTemplate(BaseModel):
     name: str
     description: str
     provider: Literal["github", "youtube", "posthog", "sheets"]
-    params: list[str]
+    params: list[TemplateParam]
+    """Each ``{"name": "REPO", "pattern": "^[A-Za-z0-9_.-]{1,100}$"}``. The name and its
+    pattern sit together, so no parameter can lack a pattern and no pattern can name a
+    parameter that is not there (as a separate name-to-pattern map would allow). A bare
+    name (``"REPO"``) still loads, with :data:`DEFAULT_PARAM_PATTERN`; the shipped
+    templates all give a pattern fitted to the provider's ids."""
     polling: Endpoint
     historical: Endpoint | None = None
     historical_hints: ExtractionHints | None = None
@@ -213,6 +269,54 @@ class MetricTemplate(BaseModel):
     unit: str = ""
     hints: ExtractionHints
 
+    @field_validator("params", mode="before")
+    @classmethod
+    def _bare_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _placeholders_declared(self) -> MetricTemplate:
+        """Every ``{PLACEHOLDER}`` of an endpoint is a declared parameter (or a window
+        bound), so no value reaches a request without a pattern checking it."""
+        names = self.param_names
+        if len(set(names)) != len(names):
+            raise ValueError(f"parameters declared twice: {names}")
+        for endpoint in (self.polling, self.historical):
+            if endpoint is None:
+                continue
+            strings = [endpoint.path, *endpoint.query.values(), *_strings(endpoint.body)]
+            used = {
+                field
+                for text in strings
+                for _, field, _, _ in string.Formatter().parse(text)
+                if field is not None
+            }
+            undeclared = sorted(used - set(names) - WINDOW_PARAMS)
+            if undeclared:
+                raise ValueError(f"{endpoint.path} uses undeclared parameter(s) {undeclared}")
+        return self
+
+    @property
+    def param_names(self) -> list[str]:
+        return [param.name for param in self.params]
+
+    def param_refusals(self, params: dict[str, str]) -> list[str]:
+        """Why each given value is refused by its parameter's pattern (declared parameters,
+        and the window bounds metricloom adds for a backfill); missing or undeclared names
+        are the caller's to judge."""
+        patterns = {param.name: param for param in self.params}
+        problems = []
+        for name, value in sorted(params.items()):
+            param = patterns.get(name)
+            if param is None and name in WINDOW_PARAMS:
+                param = TemplateParam.model_construct(name=name, pattern=WINDOW_PATTERN)
+            refusal = param.refusal(value) if param is not None else None
+            if refusal is not None:
+                problems.append(refusal)
+        return problems
+
     def for_history(self) -> MetricTemplate:
         """This template as seen by its historical endpoint: that endpoint, and the
         historical extraction hints when its answer has another shape."""
@@ -220,6 +324,17 @@ class MetricTemplate(BaseModel):
         return self.model_copy(
             update={"polling": self.historical, "hints": self.historical_hints or self.hints}
         )
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a JSON value (an endpoint's body), keys aside."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    return []
 
 
 class Metric(BaseModel):

@@ -335,7 +335,7 @@ class Chaos:
         templates = {
             "github-repo-stars": {"OWNER": "chaos", "REPO": "warm-up"},
             "github-commit-activity": {"OWNER": "chaos", "REPO": "warm-up"},
-            "posthog-events": {"PROJECT_ID": "warm-up"},
+            "posthog-events": {"PROJECT_ID": "9999"},  # PostHog project ids are numbers
         }
         for template, params in templates.items():
             command = CreateMetric(
@@ -362,13 +362,14 @@ class Chaos:
             ("posthog-events", self.config.daily_history),
         ]
         run = uuid.uuid4().hex[:6]
+        project = uuid.uuid4().int % 10**6  # PostHog project ids are numbers
         creates: list[tuple[CreateMetric, str]] = []
         for template, count in plan:
             for n in range(count):
                 if template == "posthog-events":
                     params, path = (
-                        {"PROJECT_ID": f"{run}{n}"},
-                        f"/posthog/api/projects/{run}{n}/query/",
+                        {"PROJECT_ID": f"{project}{n}"},
+                        f"/posthog/api/projects/{project}{n}/query/",
                     )
                 else:
                     repo = f"chaos-{run}-{n}"

@@ -205,6 +205,18 @@ def demo_provider_urls(demo: str) -> dict[str, str]:
     }
 
 
+DEMO_PARAMS = {
+    "OWNER": "octocat",
+    "REPO": "hello-world",
+    "VIDEO_ID": "dQw4w9WgXcQ",
+    "CHANNEL_ID": "UC_x5XG1OV2P6uZZ5FSM9Ttw",
+    "PROJECT_ID": "4242",
+    "SPREADSHEET_ID": "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms",
+    "RANGE": "Sheet1!A1:C40",
+}
+"""A value for every shipped template's parameters, each matching its pattern."""
+
+
 @pytest.fixture(scope="session")
 def settings(run_id: str, database_url: str, demo_api_url: str) -> Settings:
     return Settings(

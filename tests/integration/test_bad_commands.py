@@ -70,6 +70,39 @@ async def test_a_parameter_that_would_leave_the_path_is_rejected(
     assert result["metric_id"] is None
 
 
+@pytest.mark.parametrize(
+    ("template_id", "params", "reason"),
+    [
+        (
+            "github-repo-stars",
+            {"OWNER": "octocat", "REPO": "hello world"},
+            "template 'github-repo-stars': parameter REPO='hello world' does not match"
+            " ^[A-Za-z0-9_.-]{1,100}$",
+        ),
+        (
+            "youtube-video-views",
+            {"VIDEO_ID": "dQw4w9WgXcQ,other"},
+            "parameter VIDEO_ID='dQw4w9WgXcQ,other' does not match ^[A-Za-z0-9_-]{11}$",
+        ),
+    ],
+)
+async def test_a_parameter_its_pattern_refuses_is_rejected(
+    worker: WorkerProcess, kafka: Kafka, db_conn: Any, template_id: str, params: Any, reason: str
+) -> None:
+    """A value outside its template parameter's pattern is rejected with one line naming
+    the parameter and the pattern; no metric is created."""
+    command = CreateMetric(organization_id="acme", template_id=template_id, params=params)
+    await kafka.command(command)
+    result = await _result_for(kafka, str(command.command_id))
+    assert result["status"] == "rejected"
+    assert reason in result["error"] and "\n" not in result["error"]
+    assert result["metric_id"] is None
+    cur = await db_conn.execute(
+        "SELECT count(*) AS n FROM metrics WHERE id = %s", (command.resolved_metric_id(),)
+    )
+    assert (await cur.fetchone())["n"] == 0
+
+
 async def test_malformed_json_and_schema_errors_are_dead_lettered(
     worker: WorkerProcess, kafka: Kafka
 ) -> None:

@@ -4,11 +4,14 @@ three spellings, 202, size cap, and what the fetch stage records on the metric."
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from agents.fetch_client import FetchError, RetryLaterError, fetch_payload, request_for
 from agents.fetching import FetchStage
@@ -19,6 +22,7 @@ from schema.models import Pagination
 from streams.messages import PollDue
 from streams.settings import FetchSettings, Settings
 from templates import get_template
+from tests.conftest import free_port
 from tests.integration.conftest import stored_metric
 
 pytestmark = pytest.mark.integration
@@ -161,3 +165,124 @@ async def test_a_next_page_out_of_the_provider_is_refused(
         await fetch_payload(
             services.http, request, FAST, pagination=Pagination(kind="link"), scope=base
         )
+
+
+Respond = Callable[[web.Request], web.Response]
+
+
+@asynccontextmanager
+async def local_server(
+    host: str, respond: Respond | None = None
+) -> AsyncIterator[tuple[str, list[web.Request]]]:
+    """A real HTTP server on ``host`` answering every request with ``respond(request)``
+    (200 ``{}`` by default); yields its base URL and the requests it received."""
+    seen: list[web.Request] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(request)
+        return respond(request) if respond is not None else web.json_response({})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, host, port).start()
+    try:
+        yield f"http://{host}:{port}", seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_request_to_a_private_address_not_the_scopes_own_is_not_sent(
+    services: Services, demo_api_url: str
+) -> None:
+    """The scope is the demo API named ``localhost`` (its own address, 127.0.0.1, is
+    allowed: a local name the operator chose); a request to 127.0.0.2, another loopback
+    address, is refused before it is sent: the server there sees nothing, so neither the
+    token nor the answer travels."""
+    scope = demo_api_url.replace("127.0.0.1", "localhost") + "/github"
+    async with local_server("127.0.0.2") as (elsewhere, seen):
+        request = httpx.Request(
+            "GET", f"{elsewhere}/github/repos/o/r", headers={"Authorization": "Bearer secret"}
+        )
+        with pytest.raises(
+            FetchError, match=r"host 127\.0\.0\.2 resolves to 127\.0\.0\.2, a non-public"
+        ) as info:
+            await fetch_payload(services.http, request, FAST, scope=scope)
+    assert info.value.status == "request"
+    assert seen == []
+
+
+async def test_a_scope_named_by_a_local_name_still_fetches(
+    services: Services, settings: Settings, demo_api_url: str
+) -> None:
+    """A provider base URL naming the demo API by a name without a dot (``localhost``
+    here, ``demo-api`` in compose) that resolves to a private address keeps working."""
+    local = settings.model_copy(
+        update={
+            "provider_urls": settings.provider_urls.model_copy(
+                update={"github": demo_api_url.replace("127.0.0.1", "localhost") + "/github"}
+            )
+        }
+    )
+    request = request_for(local, TEMPLATE, TEMPLATE.polling, {"OWNER": "octocat", "REPO": "x"})
+    assert request.url.host == "localhost"
+    payload = await fetch_payload(services.http, request, FAST, scope=local.provider_urls.github)
+    assert payload["full_name"] == "octocat/x"
+
+
+@pytest.mark.parametrize("status", [302, 307])
+async def test_a_redirect_to_a_private_address_sends_nothing_there(
+    services: Services, status: int
+) -> None:
+    """A provider (a real local server) redirecting to another private address: refused
+    (the target is outside the scope), and the server there receives no request, so the
+    Authorization header goes nowhere."""
+    async with local_server("127.0.0.2") as (elsewhere, seen):
+
+        def moved(_: web.Request) -> web.Response:
+            return web.Response(status=status, headers={"Location": f"{elsewhere}/steal"})
+
+        async with local_server("127.0.0.1", moved) as (provider, asked):
+            request = httpx.Request(
+                "GET", f"{provider}/api/x", headers={"Authorization": "Bearer secret"}
+            )
+            with pytest.raises(FetchError, match=rf"HTTP {status} to http://127\.0\.0\.2"):
+                await fetch_payload(services.http, request, FAST, scope=f"{provider}/api")
+    assert len(asked) == 1 and asked[0].headers["Authorization"] == "Bearer secret"
+    assert seen == []
+
+
+async def test_a_redirect_keeps_the_original_headers_and_adds_none(
+    services: Services,
+) -> None:
+    """A redirect inside the scope whose Location carries user-info is followed with the
+    original request's headers only: the connection's Authorization, not a Basic one
+    made from the Location, and no header the response sent."""
+
+    def respond(request: web.Request) -> web.Response:
+        if request.path == "/api/next":
+            return web.json_response({"ok": True})
+        return web.Response(
+            status=307,
+            headers={
+                "Location": f"http://evil:pw@127.0.0.1:{request.url.port}/api/next",
+                "Set-Cookie": "session=stolen",
+                "X-Extra": "1",
+            },
+        )
+
+    async with local_server("127.0.0.1", respond) as (provider, seen):
+        request = httpx.Request(
+            "POST",
+            f"{provider}/api/first",
+            headers={"Authorization": "Bearer secret", "Content-Type": "application/json"},
+            content=b"{}",
+        )
+        body = await fetch_payload(services.http, request, FAST, scope=f"{provider}/api")
+    assert body == {"ok": True}
+    assert [r.path for r in seen] == ["/api/first", "/api/next"]
+    follow = seen[1]
+    assert follow.method == "POST" and follow.headers["Authorization"] == "Bearer secret"
+    assert "Cookie" not in follow.headers and "X-Extra" not in follow.headers

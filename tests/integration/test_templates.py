@@ -16,18 +16,11 @@ from agents.services import Services
 from agents.validation import validate_chart_code
 from schema.models import DataPoint
 from templates import load_templates
+from tests.conftest import DEMO_PARAMS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PARAMS = {
-    "OWNER": "octocat",
-    "REPO": "hello-world",
-    "VIDEO_ID": "dQw4w9WgXcQ",
-    "CHANNEL_ID": "UC_x5XG1OV2P6uZZ5FSM9Ttw",
-    "PROJECT_ID": "4242",
-    "SPREADSHEET_ID": "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms",
-    "RANGE": "Sheet1!A1:C40",
-}
+PARAMS = DEMO_PARAMS
 EXPECTED_POINTS = {
     "github-code-frequency": 52,
     "posthog-events": 2,
@@ -37,7 +30,7 @@ EXPECTED_POINTS = {
 
 async def _sample(services: Services, template_id: str) -> tuple[Any, dict[str, Any]]:
     template = load_templates()[template_id]
-    return await fetch_sample(services, template, {p: PARAMS[p] for p in template.params})
+    return await fetch_sample(services, template, {p: PARAMS[p] for p in template.param_names})
 
 
 @pytest.mark.parametrize("template_id", sorted(load_templates()))
@@ -107,7 +100,7 @@ async def test_historical_endpoints_get_their_own_transformer_only_when_shaped_d
     template = load_templates()[template_id]
     history = template.for_history()
     polling_sample, _ = await _sample(services, template_id)
-    params = {p: PARAMS[p] for p in template.params}
+    params = {p: PARAMS[p] for p in template.param_names}
     today = datetime.now(UTC).date()
     params.update(FROM=(today - timedelta(days=points - 1)).isoformat(), TO=today.isoformat())
     history_sample = await fetch_payload(

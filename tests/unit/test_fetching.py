@@ -11,12 +11,43 @@ from templates import get_template
 
 
 def test_request_fills_and_quotes_parameters() -> None:
-    """Parameters are URL-quoted into the path, so one cannot walk to another endpoint."""
-    settings = Settings(provider_urls=ProviderUrls(github="http://demo/github"))
-    template = get_template("github-repo-stars")
-    request = request_for(settings, template, template.polling, {"OWNER": "octo", "REPO": "../x?y"})
-    assert str(request.url) == "http://demo/github/repos/octo/..%2Fx%3Fy"
+    """Parameters are URL-quoted into the path, so one cannot walk to another endpoint
+    (a sheet range's space, ``!``, ``:`` and ``'`` stay inside their segment)."""
+    settings = Settings(provider_urls=ProviderUrls(sheets="http://demo/sheets/v4"))
+    template = get_template("sheets-column")
+    params = {
+        "SPREADSHEET_ID": "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms",
+        "RANGE": "'Q1 x'!A1:C4",
+    }
+    request = request_for(settings, template, template.polling, params)
+    assert str(request.url) == (
+        "http://demo/sheets/v4/spreadsheets/1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms"
+        "/values/%27Q1%20x%27%21A1%3AC4"
+    )
     assert "Authorization" not in request.headers
+
+
+@pytest.mark.parametrize(
+    ("template_id", "params", "why"),
+    [
+        (
+            "github-repo-stars",
+            {"OWNER": "octo", "REPO": "../x?y"},
+            r"parameter REPO='\.\./x\?y' does not match \^\[A-Za-z0-9_\.-\]\{1,100\}\$",
+        ),
+        ("youtube-video-views", {"VIDEO_ID": "dQw4w9WgXcQ,x"}, "parameter VIDEO_ID="),
+        ("posthog-events", {"PROJECT_ID": "1/../2"}, "parameter PROJECT_ID="),
+        ("posthog-events", {"PROJECT_ID": "1", "FROM": "x/../y"}, "parameter FROM="),
+    ],
+)
+def test_a_parameter_its_pattern_refuses_is_refused(
+    template_id: str, params: dict[str, str], why: str
+) -> None:
+    """At fetch time too (a metric stored before its template had the pattern): no
+    request is built, and the error names the parameter and the pattern."""
+    template = get_template(template_id)
+    with pytest.raises(FetchError, match=why):
+        request_for(Settings(), template, template.polling, params)
 
 
 @pytest.mark.parametrize(
