@@ -4,7 +4,8 @@ idle worker, with the stages' old fixed batch window and with adaptive batching.
 A real worker (subprocess, from source) on the shared Kafka and TimescaleDB (its own
 migrated database, prefixed topics, the demo API, the sandbox on the Docker engine). A few
 demo metrics (``github-repo-stars``) are created by commands, each placed on a dashboard,
-and their first chart configs awaited. Then, for each batching mode in turn
+and their first chart configs awaited (``manual`` metrics: no scheduled poll interferes).
+Then, for each batching mode in turn, in ``--rounds`` alternations
 (``METRICLOOM_STAGE_BATCHING=fixed``: faust's ``noack_take``, which waits the whole
 ``METRICLOOM_STAGE_BATCH_WINDOW_S`` at every hop, as before; ``adaptive``: ``linger_take``,
 streams/batching.py), a worker is started and ``--refreshes`` times a ``refresh_metric``
@@ -21,7 +22,7 @@ topics between: ingress (``commands.<org>`` → ``command-inbox``), command stag
 Prints one JSON document, ``before`` and ``after`` side by side (p50, p95, max, hop
 medians); progress goes to stderr.
 
-    python -m benchmarks.freshness [--refreshes 20] [--metrics 3] [--idle 1.0]
+    python -m benchmarks.freshness [--refreshes 20] [--metrics 3] [--idle 1.0] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import SecretStr
 
+from schema.models import PollFrequency
 from streams.messages import CreateDashboardMetric, CreateMetric, RefreshMetric
 from streams.security import aiokafka_auth
 from streams.settings import Settings
@@ -191,6 +193,9 @@ async def register(cluster: Cluster, count: int) -> list[tuple[str, str]]:
             organization_id=ORG,
             template_id="github-repo-stars",
             params={"OWNER": "metricloom", "REPO": f"freshness-{n}"},
+            # polled only when refreshed: no scheduled poll's chart config is taken for one
+            # a refresh caused
+            poll_frequency=PollFrequency.MANUAL,
         )
         metric_id = str((await cluster.answered(create))["metric_id"])
         place = CreateDashboardMetric(
@@ -290,7 +295,7 @@ def summary(latencies: list[float], hops: dict[str, list[float]]) -> dict[str, A
 MODES = {"before": "fixed", "after": "adaptive"}
 
 
-async def run(count: int, metrics: int, idle_s: float) -> dict[str, Any]:
+async def run(count: int, metrics: int, idle_s: float, rounds: int) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     with (
         migrated_database(f"metricloom_fresh_{run_id}") as db_url,
@@ -305,43 +310,52 @@ async def run(count: int, metrics: int, idle_s: float) -> dict[str, Any]:
         )
         await prepare_cluster(settings, [ORG])
         try:
-            return await _measure(settings, run_id, count, metrics, idle_s)
+            return await _measure(settings, run_id, count, metrics, idle_s, rounds)
         finally:
             await unprepare_cluster(settings)
 
 
 async def _measure(
-    settings: Settings, run_id: str, count: int, metrics: int, idle_s: float
+    settings: Settings, run_id: str, count: int, metrics: int, idle_s: float, rounds: int
 ) -> dict[str, Any]:
-    results: dict[str, Any] = {}
+    latencies: dict[str, list[float]] = defaultdict(list)
+    hops: dict[str, dict[str, list[float]]] = {label: defaultdict(list) for label in MODES}
     charts: list[tuple[str, str]] = []
     async with Cluster(settings) as cluster:
-        for label, mode in MODES.items():
-            log = Path(f"/tmp/metricloom-freshness-{run_id}-{mode}.log")
-            worker = WorkerProcess(settings, log, {"METRICLOOM_STAGE_BATCHING": mode})
-            try:
-                await asyncio.to_thread(worker.wait_ready)
-                progress(f"{label}: worker ready ({mode} batching, log {log})")
-                if not charts:
-                    charts = await register(cluster, metrics)
-                else:  # a new worker: one refresh to warm it before the clock
-                    await refreshes(cluster, charts[:1], 1, 0.0)
-                latencies, hops = await refreshes(cluster, charts, count, idle_s)
-            finally:
-                await asyncio.to_thread(worker.stop, 60)
-            results[label] = {"batching": mode, **summary(latencies, hops)}
-            progress(f"{label}: p50 {results[label]['p50_ms']} ms")
+        for round_ in range(rounds):  # the modes alternate: a busy spell hits both
+            share = count // rounds + (1 if round_ < count % rounds else 0)
+            for label, mode in MODES.items():
+                log = Path(f"/tmp/metricloom-freshness-{run_id}-{mode}-{round_}.log")
+                worker = WorkerProcess(settings, log, {"METRICLOOM_STAGE_BATCHING": mode})
+                try:
+                    await asyncio.to_thread(worker.wait_ready)
+                    progress(f"round {round_ + 1}, {label}: worker ready ({mode}, log {log})")
+                    if not charts:
+                        charts = await register(cluster, metrics)
+                    else:  # a new worker: one refresh to warm it before the clock
+                        await refreshes(cluster, charts[:1], 1, 0.0)
+                    times, hop = await refreshes(cluster, charts, share, idle_s)
+                finally:
+                    await asyncio.to_thread(worker.stop, 60)
+                latencies[label] += times
+                for name, values in hop.items():
+                    hops[label][name] += values
+    results = {
+        label: {"batching": mode, **summary(latencies[label], hops[label])}
+        for label, mode in MODES.items()
+    }
     return {
         "benchmark": "freshness",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "what": "refresh_metric produced -> its chart config received on chart-configs.<org>",
         "metrics": metrics,
+        "rounds": rounds,
         "idle_between_s": idle_s,
         "stage_batch_window_s": settings.stage_batch_window_s,
         "stage_linger_min_s": settings.stage_linger_min_s,
         "stage_batch_size": settings.stage_batch_size,
         "cpus": os.cpu_count(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         **results,
         "p50_after_over_before": round(results["after"]["p50_ms"] / results["before"]["p50_ms"], 3),
     }
@@ -352,8 +366,9 @@ def main() -> None:
     parser.add_argument("--refreshes", type=int, default=20)
     parser.add_argument("--metrics", type=int, default=3)
     parser.add_argument("--idle", type=float, default=1.0, help="seconds between refreshes")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of the two modes")
     args = parser.parse_args()
-    result = asyncio.run(run(args.refreshes, args.metrics, args.idle))
+    result = asyncio.run(run(args.refreshes, args.metrics, args.idle, max(1, args.rounds)))
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
