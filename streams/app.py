@@ -1,11 +1,14 @@
 """The Faust application: one agent per stage, plus the scheduler timer.
 
-Each agent is a thin loop over a ``noack`` stream: take a batch of events, hand it to the
-stage's plain code (``agents.pipeline.process_batch``), produce what comes back, wait for
-the broker to acknowledge every record, and only then acknowledge the events. Faust's own
-``take_events`` acknowledges a batch in a ``finally`` even when the loop body raised, so a
-crash would skip the batch; with ``noack_take`` and explicit acks a batch that is not
-finished is never acknowledged, and is redelivered after a restart or a rebalance.
+Each agent is a thin loop over a ``noack`` stream: take a batch of events
+(``streams.batching.linger_take``: what is there, waiting for more only while more is
+arriving), hand it to the stage's plain code (``agents.pipeline.process_batch``), produce
+what comes back, wait for the broker to acknowledge every record, and only then
+acknowledge the events. Faust's own ``take_events`` acknowledges a batch in a ``finally``
+even when the loop body raised, so a crash would skip the batch; with a batch of events
+that are never acknowledged automatically (``linger_take``, or ``noack_take`` with
+``METRICLOOM_STAGE_BATCHING=fixed``) and explicit acks, a batch that is not finished is
+never acknowledged, and is redelivered after a restart or a rebalance.
 
 When a service is away (database, Docker or sandbox runner, model server, broker), the
 agent keeps the batch and tries it again with capped backoff until the service is back:
@@ -20,7 +23,7 @@ import asyncio
 import random
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ from schema import policies
 from schema.exceptions import KafkaUnavailableError, MetricloomError, ServiceUnavailableError
 from streams import metrics
 from streams.admin import admin_client
+from streams.batching import BatchInfo, LingerPolicy, linger_take
 from streams.ingress import CommandIngress
 from streams.security import faust_credentials
 from streams.settings import Settings
@@ -193,10 +197,22 @@ class StageRunner:
         settings = self.settings
 
         async def agent(stream: Any) -> None:
-            try:
-                async for events in stream.noack_take(
+            info = BatchInfo()
+            batches: AsyncIterator[list[Any]]
+            if settings.stage_batching == "fixed":
+                batches = stream.noack_take(
                     settings.stage_batch_size, within=settings.stage_batch_window_s
-                ):
+                )
+            else:
+                policy = LingerPolicy(
+                    settings.stage_batch_size,
+                    floor_s=settings.stage_linger_min_s,
+                    ceiling_s=settings.stage_batch_window_s,
+                )
+                batches = linger_take(stream, policy, info=info)
+            try:
+                async for events in batches:
+                    started = time.monotonic()
                     batch = [
                         Incoming(
                             topic=_base_topic(settings, event.message.topic),
@@ -210,6 +226,14 @@ class StageRunner:
                     await self.run(batch)
                     for event in events:
                         await stream.ack(event)
+                    log.debug(
+                        "stage.batch",
+                        stage=self.stage.name,
+                        size=len(batch),
+                        linger_s=round(info.linger_s, 4),
+                        waited_s=round(info.waited_s, 4),
+                        run_s=round(time.monotonic() - started, 4),
+                    )
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # the loop itself broke: stop, do not skip

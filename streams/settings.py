@@ -9,8 +9,9 @@ show up in logs or reprs.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox.limits import SandboxLimits
@@ -134,6 +135,12 @@ class Settings(BaseSettings):
     scheduler_batch: int = Field(500, ge=1)
     stage_batch_size: int = Field(100, ge=1)
     stage_batch_window_s: float = Field(0.5, gt=0)
+    stage_linger_min_s: float = Field(0.01, gt=0)
+    """A stage batch waits for more events after its first one for a linger between this
+    and ``stage_batch_window_s``, adapted to the load (streams/batching.py)."""
+    stage_batching: Literal["adaptive", "fixed"] = "adaptive"
+    """``fixed``: Faust's ``noack_take``, which waits the whole window every time (the
+    behaviour before adaptive batching; kept for the freshness benchmark's baseline)."""
     pause_initial_s: float = Field(0.5, gt=0)
     pause_max_s: float = Field(30.0, gt=0)
     retention_days: int | None = Field(None, ge=1)
@@ -163,6 +170,14 @@ class Settings(BaseSettings):
     def _blank_keys_are_none(cls, value: object) -> object:
         """``METRICLOOM_TOKEN_KEYS=`` (empty) means no keys, as leaving it out does."""
         return value or None
+
+    @model_validator(mode="after")
+    def _linger_within_window(self) -> Self:
+        if self.stage_linger_min_s > self.stage_batch_window_s:
+            raise ValueError(
+                "METRICLOOM_STAGE_LINGER_MIN_S must not exceed METRICLOOM_STAGE_BATCH_WINDOW_S"
+            )
+        return self
 
     @property
     def database_location(self) -> str:

@@ -250,6 +250,8 @@ def settings_env(settings: Settings, principal: str = "worker") -> dict[str, str
             "METRICLOOM_DATABASE_URL": settings.database_url.get_secret_value(),
             "METRICLOOM_SCHEDULER_INTERVAL_S": str(settings.scheduler_interval_s),
             "METRICLOOM_STAGE_BATCH_WINDOW_S": str(settings.stage_batch_window_s),
+            "METRICLOOM_STAGE_LINGER_MIN_S": str(settings.stage_linger_min_s),
+            "METRICLOOM_STAGE_BATCHING": settings.stage_batching,
             "METRICLOOM_PROVIDER_URLS__GITHUB": settings.provider_urls.github,
             "METRICLOOM_PROVIDER_URLS__YOUTUBE": settings.provider_urls.youtube,
             "METRICLOOM_PROVIDER_URLS__POSTHOG": settings.provider_urls.posthog,

@@ -195,6 +195,14 @@ async def test_a_redelivered_tick_fetches_once(
     """The same tick three times (a redelivery after a crash, twice): one request to the
     provider, and the same payload each time, with the first fetch's time."""
     metric = await stored_metric(db_conn, f"once-{uuid.uuid4().hex[:6]}")
+    # Not a never-fetched metric: the session's worker, finishing another test's transformer
+    # of this template, sends every never-fetched metric of it a first poll, and its fetch
+    # would be counted here too (it lands within this test since stage hops take
+    # milliseconds, not a batch window).
+    await db_conn.execute(
+        "UPDATE metrics SET last_fetched_at = now() - interval '1 day' WHERE id = %s",
+        (metric.id,),
+    )
     tick = PollDue(metric_id=metric.id, due_at=datetime.now(UTC))
     message = Incoming("poll-due", 0, 1, None, tick.to_bytes())
     path = f"/github/repos/octocat/{metric.params['REPO']}"

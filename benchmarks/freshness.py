@@ -1,0 +1,377 @@
+"""Freshness: how long after a ``refresh_metric`` command its chart config arrives, on an
+idle worker, with the stages' old fixed batch window and with adaptive batching.
+
+A real worker (subprocess, from source) on the shared Kafka and TimescaleDB (its own
+migrated database, prefixed topics, the demo API, the sandbox on the Docker engine). A few
+demo metrics (``github-repo-stars``) are created by commands, each placed on a dashboard,
+and their first chart configs awaited (``manual`` metrics: no scheduled poll interferes).
+Then, for each batching mode in turn, in ``--rounds`` alternations
+(``METRICLOOM_STAGE_BATCHING=fixed``: faust's ``noack_take``, which waits the whole
+``METRICLOOM_STAGE_BATCH_WINDOW_S`` at every hop, as before; ``adaptive``: ``linger_take``,
+streams/batching.py), a worker is started and ``--refreshes`` times a ``refresh_metric``
+is produced on the organisation's commands topic, one at a time, the metrics in turn, with
+``--idle`` seconds of quiet between them: the time from just before the command is
+produced to the moment the chart config of that metric's dashboard chart is received on
+``chart-configs.<org>`` (only a config produced after the command counts).
+
+Every hop is timed too, from the records' broker timestamps (producer create time) on the
+topics between: ingress (``commands.<org>`` → ``command-inbox``), command stage (→
+``poll-due``), fetch (→ ``raw-payloads``), transform (→ ``points``), write (→
+``metric-updated``), chart (→ ``chart-configs``), and the subscriber's receipt.
+
+Prints one JSON document, ``before`` and ``after`` side by side (p50, p95, max, hop
+medians); progress goes to stderr.
+
+    python -m benchmarks.freshness [--refreshes 20] [--metrics 3] [--idle 1.0] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import SecretStr
+
+from schema.models import PollFrequency
+from streams.messages import CreateDashboardMetric, CreateMetric, RefreshMetric
+from streams.security import aiokafka_auth
+from streams.settings import Settings
+from streams.topics import topic_name
+from tests.conftest import (
+    WorkerProcess,
+    admin_kafka,
+    demo_provider_urls,
+    migrated_database,
+    running_demo_api,
+)
+from tests.integration.conftest import prepare_cluster, unprepare_cluster
+
+ORG = "bench"
+HOPS = [
+    ("ingress", "commands", "command-inbox"),
+    ("command", "command-inbox", "poll-due"),
+    ("fetch", "poll-due", "raw-payloads"),
+    ("transform", "raw-payloads", "points"),
+    ("write", "points", "metric-updated"),
+    ("chart", "metric-updated", "chart-configs"),
+]
+"""Each stage hop: its name, the topic it reads, the topic its record for us lands on."""
+
+
+def progress(message: str) -> None:
+    print(f"[freshness {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@dataclass
+class Seen:
+    """One record as the collector saw it."""
+
+    timestamp_ms: int  # the producer's create time
+    received: float  # time.monotonic() when the collector got it
+    received_ms: int  # and the wall clock then, comparable with timestamp_ms
+    key: str
+    value: dict[str, Any]
+
+
+@dataclass
+class Cluster:
+    """Produce commands as the admin; collect every record of the pipeline's topics."""
+
+    settings: Settings
+    records: dict[str, list[Seen]] = field(default_factory=lambda: defaultdict(list))
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def names(self) -> dict[str, str]:
+        tenant = {"commands", "command-results", "chart-configs"}
+        bases = {base for _, a, b in HOPS for base in (a, b)} | {"command-results"}
+        return {
+            topic_name(self.settings, base, ORG if base in tenant else None): base for base in bases
+        }
+
+    async def __aenter__(self) -> Cluster:
+        auth = aiokafka_auth(self.settings)
+        names = self.names()
+        self.consumer = AIOKafkaConsumer(
+            *names,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_max_wait_ms=50,
+            **auth,
+        )
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap, acks="all", linger_ms=0, **auth
+        )
+        await self.consumer.start()
+        await self.producer.start()
+
+        async def collect() -> None:
+            while True:
+                batch = await self.consumer.getmany(timeout_ms=1000)
+                now, wall_ms = time.monotonic(), int(time.time() * 1000)
+                for tp, messages in batch.items():
+                    for m in messages:
+                        value = json.loads(m.value or b"null")
+                        key = (m.key or b"").decode()
+                        self.records[names[tp.topic]].append(
+                            Seen(
+                                m.timestamp,
+                                now,
+                                wall_ms,
+                                key,
+                                value if isinstance(value, dict) else {},
+                            )
+                        )
+                if batch:
+                    self.arrived.set()
+
+        self.collector = asyncio.create_task(collect())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.collector.cancel()
+        await self.producer.stop()
+        await self.consumer.stop()
+
+    async def wait_for(self, base: str, predicate: Any, timeout: float) -> Seen:
+        deadline = time.monotonic() + timeout
+        while True:
+            for seen in self.records[base]:
+                if predicate(seen):
+                    return seen
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no matching record on {base} within {timeout} s")
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), remaining)
+
+    async def command(self, command: Any) -> int:
+        """Produce a command on the organisation's topic; the record's timestamp (ms)."""
+        meta = await self.producer.send_and_wait(
+            topic_name(self.settings, "commands", ORG), command.to_bytes(), key=ORG.encode()
+        )
+        return int(meta.timestamp)
+
+    async def answered(self, command: Any, timeout: float = 120) -> dict[str, Any]:
+        await self.command(command)
+        seen = await self.wait_for(
+            "command-results",
+            lambda s: s.value.get("command_id") == str(command.command_id),
+            timeout,
+        )
+        if seen.value.get("status") != "accepted":
+            raise RuntimeError(f"command not accepted: {seen.value}")
+        return seen.value
+
+
+async def register(cluster: Cluster, count: int) -> list[tuple[str, str]]:
+    """``count`` demo metrics with a dashboard chart each, their first chart configs in:
+    (metric id, dashboard metric id) pairs."""
+    charts = []
+    for n in range(count):
+        create = CreateMetric(
+            organization_id=ORG,
+            template_id="github-repo-stars",
+            params={"OWNER": "metricloom", "REPO": f"freshness-{n}"},
+            # polled only when refreshed: no scheduled poll's chart config is taken for one
+            # a refresh caused
+            poll_frequency=PollFrequency.MANUAL,
+        )
+        metric_id = str((await cluster.answered(create))["metric_id"])
+        place = CreateDashboardMetric(
+            organization_id=ORG, dashboard_id="freshness", metric_id=metric_id, chart_type="line"
+        )
+        dm_id = str((await cluster.answered(place))["dashboard_metric_id"])
+        charts.append((metric_id, dm_id))
+    for _, dm_id in charts:
+        await cluster.wait_for(
+            "chart-configs", lambda s, dm=dm_id: s.key == dm, 180
+        )  # first chart configs
+    progress(f"{count} metrics charted")
+    return charts
+
+
+def hop_times(
+    cluster: Cluster, metric_id: str, command: RefreshMetric, sent_ms: int
+) -> dict[str, float]:
+    """One refresh's hops in ms, from the first record of each topic for it after the
+    command (records of other metrics and earlier refreshes left out)."""
+    at: dict[str, int] = {"commands": sent_ms}
+
+    def first(base: str, match: Any) -> int | None:
+        found = [
+            s.timestamp_ms for s in cluster.records[base] if s.timestamp_ms >= sent_ms and match(s)
+        ]
+        return min(found) if found else None
+
+    wanted = str(command.command_id)
+    stamps = {
+        "command-inbox": first("command-inbox", lambda s: wanted in (s.value.get("value") or "")),
+        "poll-due": first("poll-due", lambda s: s.key == metric_id),
+        "raw-payloads": first("raw-payloads", lambda s: s.key == metric_id),
+        "points": first("points", lambda s: s.key == metric_id),
+        "metric-updated": first("metric-updated", lambda s: s.key == metric_id),
+        "chart-configs": first("chart-configs", lambda s: s.value.get("metric_id") == metric_id),
+    }
+    at |= {base: stamp for base, stamp in stamps.items() if stamp is not None}
+    hops = {name: float(at[b] - at[a]) for name, a, b in HOPS if a in at and b in at}
+    configs = [
+        s
+        for s in cluster.records["chart-configs"]
+        if s.timestamp_ms >= sent_ms and s.value.get("metric_id") == metric_id
+    ]
+    if configs:
+        config = min(configs, key=lambda s: s.timestamp_ms)
+        hops["subscriber"] = float(config.received_ms - config.timestamp_ms)
+    return hops
+
+
+async def refreshes(
+    cluster: Cluster, charts: list[tuple[str, str]], count: int, idle_s: float
+) -> tuple[list[float], dict[str, list[float]]]:
+    latencies: list[float] = []
+    pending: list[tuple[str, RefreshMetric, int]] = []
+    for n in range(count):
+        metric_id, dm_id = charts[n % len(charts)]
+        await asyncio.sleep(idle_s)  # an idle pipeline: every stage waiting for work
+        command = RefreshMetric(organization_id=ORG, metric_id=uuid.UUID(metric_id))
+        started = time.monotonic()
+        wall_ms = int(time.time() * 1000)
+        sent_ms = await cluster.command(command)
+        since = min(sent_ms, wall_ms)
+        seen = await cluster.wait_for(
+            "chart-configs",
+            lambda s, dm=dm_id, t=since: s.key == dm and s.timestamp_ms >= t,
+            120,
+        )
+        latency = (seen.received - started) * 1000
+        latencies.append(latency)
+        pending.append((metric_id, command, sent_ms))
+        progress(f"refresh {n + 1}/{count}: {latency:.0f} ms")
+    await asyncio.sleep(2)  # the collector catches up with the topics between
+    hops: dict[str, list[float]] = defaultdict(list)
+    for metric_id, command, sent_ms in pending:
+        for name, ms in hop_times(cluster, metric_id, command, sent_ms).items():
+            hops[name].append(ms)
+    return latencies, hops
+
+
+def summary(latencies: list[float], hops: dict[str, list[float]]) -> dict[str, Any]:
+    return {
+        "refreshes": len(latencies),
+        "p50_ms": round(percentile(latencies, 0.5), 1),
+        "p95_ms": round(percentile(latencies, 0.95), 1),
+        "max_ms": round(max(latencies), 1),
+        "mean_ms": round(statistics.fmean(latencies), 1),
+        "hop_median_ms": {
+            name: round(statistics.median(hops[name]), 1)
+            for name in [*(hop for hop, _, _ in HOPS), "subscriber"]
+            if hops.get(name)
+        },
+        "latencies_ms": [round(x, 1) for x in latencies],
+    }
+
+
+MODES = {"before": "fixed", "after": "adaptive"}
+
+
+async def run(count: int, metrics: int, idle_s: float, rounds: int) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:8]
+    with (
+        migrated_database(f"metricloom_fresh_{run_id}") as db_url,
+        running_demo_api() as demo,
+    ):
+        settings = Settings(
+            kafka=admin_kafka(),  # the local cluster's admin (a super user)
+            topic_prefix=f"fresh-{run_id}-",
+            topic_partitions=2,
+            database_url=SecretStr(db_url),
+            provider_urls=demo_provider_urls(demo),
+        )
+        await prepare_cluster(settings, [ORG])
+        try:
+            return await _measure(settings, run_id, count, metrics, idle_s, rounds)
+        finally:
+            await unprepare_cluster(settings)
+
+
+async def _measure(
+    settings: Settings, run_id: str, count: int, metrics: int, idle_s: float, rounds: int
+) -> dict[str, Any]:
+    latencies: dict[str, list[float]] = defaultdict(list)
+    hops: dict[str, dict[str, list[float]]] = {label: defaultdict(list) for label in MODES}
+    charts: list[tuple[str, str]] = []
+    async with Cluster(settings) as cluster:
+        for round_ in range(rounds):  # the modes alternate: a busy spell hits both
+            share = count // rounds + (1 if round_ < count % rounds else 0)
+            for label, mode in MODES.items():
+                log = Path(f"/tmp/metricloom-freshness-{run_id}-{mode}-{round_}.log")
+                worker = WorkerProcess(settings, log, {"METRICLOOM_STAGE_BATCHING": mode})
+                try:
+                    await asyncio.to_thread(worker.wait_ready)
+                    progress(f"round {round_ + 1}, {label}: worker ready ({mode}, log {log})")
+                    if not charts:
+                        charts = await register(cluster, metrics)
+                    else:  # a new worker: one refresh to warm it before the clock
+                        await refreshes(cluster, charts[:1], 1, 0.0)
+                    times, hop = await refreshes(cluster, charts, share, idle_s)
+                finally:
+                    await asyncio.to_thread(worker.stop, 60)
+                latencies[label] += times
+                for name, values in hop.items():
+                    hops[label][name] += values
+    results = {
+        label: {"batching": mode, **summary(latencies[label], hops[label])}
+        for label, mode in MODES.items()
+    }
+    return {
+        "benchmark": "freshness",
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "what": "refresh_metric produced -> its chart config received on chart-configs.<org>",
+        "metrics": metrics,
+        "rounds": rounds,
+        "idle_between_s": idle_s,
+        "stage_batch_window_s": settings.stage_batch_window_s,
+        "stage_linger_min_s": settings.stage_linger_min_s,
+        "stage_batch_size": settings.stage_batch_size,
+        "cpus": os.cpu_count(),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        **results,
+        "p50_after_over_before": round(results["after"]["p50_ms"] / results["before"]["p50_ms"], 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--refreshes", type=int, default=20)
+    parser.add_argument("--metrics", type=int, default=3)
+    parser.add_argument("--idle", type=float, default=1.0, help="seconds between refreshes")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of the two modes")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.refreshes, args.metrics, args.idle, max(1, args.rounds)))
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
