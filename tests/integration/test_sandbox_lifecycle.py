@@ -21,6 +21,14 @@ def _ours(client: docker.DockerClient, marker: str) -> list[object]:
     return list_sandboxes(client, {"test": marker})
 
 
+def _running(client: docker.DockerClient, marker: str) -> list[object]:
+    return list(
+        client.containers.list(
+            sparse=True, filters={"label": f"test={marker}", "status": "running"}
+        )
+    )
+
+
 def test_batch_deadline_fails_the_rest_clearly() -> None:
     """Inputs not finished when the batch's wall-clock limit passes get batch_timeout."""
     executor = SandboxExecutor(sandbox_limits(input_timeout_s=5, batch_timeout_s=3))
@@ -73,10 +81,14 @@ def test_container_is_removed_when_the_worker_dies_mid_batch() -> None:
     client = docker.from_env()
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
     try:
+        # Running, not just listed: the executor attaches before it starts the container,
+        # so a running one has the dead process's stdin to lose. (A process killed between
+        # create and start leaves a never-started container: the start-up sweep's case,
+        # test_stale_sandbox_containers_are_swept.)
         deadline = time.monotonic() + 20
-        while not _ours(client, marker) and time.monotonic() < deadline:
+        while not _running(client, marker) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _ours(client, marker), "the batch's container never started"
+        assert _running(client, marker), "the batch's container never started"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 30
