@@ -46,6 +46,7 @@ from streams import metrics
 from streams.admin import admin_client
 from streams.batching import BatchInfo, LingerPolicy, linger_take
 from streams.ingress import CommandIngress
+from streams.offsets import MetricloomApp
 from streams.security import faust_credentials
 from streams.settings import Settings
 from streams.topics import PRODUCER_REQUEST_BYTES, TOPICS, topic_name
@@ -71,7 +72,7 @@ def create_app(settings: Settings, services: Services) -> faust.App:
     """Build the Faust app for these settings; nothing connects until it starts."""
     datadir = Path(tempfile.gettempdir()) / "metricloom-faust"
     datadir.mkdir(exist_ok=True)
-    app = faust.App(
+    app = MetricloomApp(
         settings.app_id,
         # No idempotent producer: aiokafka's does not recover from the broker losing its
         # sequence state in a restart (every later send fails with OutOfOrderSequence);

@@ -1,0 +1,66 @@
+"""Commits that never pass an offset the stream did not acknowledge.
+
+faust-streaming 0.15.3 commits, per partition, the end of the first run of consecutive
+acknowledged offsets (``Consumer._new_offset``). It refuses to when the run starts past the
+committed offset, but its test is ``min(acked) - committed > 1`` while ``committed`` is the
+*next offset to read*: one unacknowledged offset at the head (committed 10, acked 11, 12)
+passes it, and the commit moves to 13 over offset 10, which is then never delivered again.
+Our stages acknowledge a batch's events in order after its effects are durable, so a head
+left unacknowledged means an event the stage never finished (a stream stopped while it held
+it, for example): committing past it would lose it silently.
+
+:class:`HeadSafeConsumer` holds the commit at such a head instead (logged, so a stall is
+seen): the event is redelivered after the next restart or rebalance, at least once as the
+README promises. Everything else is Faust's own code; :class:`MetricloomApp` plugs the
+consumer in through Faust's transport class, its documented extension point.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+import structlog
+from faust.transport import by_url
+from faust.transport.drivers.aiokafka import Consumer, Transport
+
+log = structlog.get_logger(__name__)
+
+
+class HeadSafeConsumer(Consumer):
+    """Faust's aiokafka consumer, minus commits past an unacknowledged head offset."""
+
+    def _new_offset(self, tp: Any) -> int | None:
+        committed = self._committed_offset[tp]
+        acked = self._acked[tp]
+        if acked and committed is not None:
+            head = min(acked)
+            # an offset Faust itself skipped (a gap it recorded: a compacted or control
+            # record) counts as acknowledged; Faust's own code merges those
+            if head > committed and not self._gap[tp].overlaps_point(committed):
+                log.warning(
+                    "commit.held",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    committed=committed,
+                    first_acknowledged=head,
+                )
+                return None
+        offset: int | None = super()._new_offset(tp)
+        return offset
+
+
+class HeadSafeTransport(Transport):
+    """The aiokafka transport with :class:`HeadSafeConsumer`."""
+
+    Consumer = HeadSafeConsumer
+
+
+class MetricloomApp(faust.App):
+    """A Faust app whose consumer never commits past an unacknowledged offset."""
+
+    def _new_transport(self) -> Any:
+        url = self.conf.broker_consumer[0]
+        if by_url(url) is not Transport:  # only the aiokafka driver is replaced
+            return super()._new_transport()
+        return HeadSafeTransport(self.conf.broker_consumer, self)

@@ -1,0 +1,63 @@
+"""The consumer never commits past an offset the stream did not acknowledge (streams/offsets.py).
+
+These drive the real Faust consumer's commit arithmetic (``_new_offset``, what its periodic
+commit calls) with the bookkeeping its ``ack`` keeps; nothing connects to a broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from faust.types import TP
+
+from streams.offsets import HeadSafeConsumer, MetricloomApp
+
+PARTITION = TP("points", 0)
+
+
+@pytest_asyncio.fixture
+async def consumer() -> AsyncIterator[HeadSafeConsumer]:
+    """Made inside the test's event loop (Faust binds its services to the running one)."""
+    app = MetricloomApp("offsets-test", broker="kafka://127.0.0.1:1", autodiscover=False)
+    made = app.consumer
+    assert isinstance(made, HeadSafeConsumer)
+    yield made
+    made._thread.thread_loop.close()  # the consumer's thread made a loop it never ran
+
+
+def acknowledge(consumer: HeadSafeConsumer, *offsets: int) -> None:
+    for offset in offsets:
+        consumer._acked[PARTITION].append(offset)
+        consumer._acked_index[PARTITION].add(offset)
+
+
+async def test_one_unacknowledged_offset_at_the_head_holds_the_commit(
+    consumer: HeadSafeConsumer,
+) -> None:
+    """Committed 10 (the next to read), 11 and 12 acknowledged, 10 never: Faust 0.15.3
+    alone would commit 13 and offset 10 would never be read again."""
+    consumer._committed_offset[PARTITION] = 10
+    acknowledge(consumer, 11, 12)
+    assert consumer._new_offset(PARTITION) is None
+    acknowledge(consumer, 10)  # once the head is acknowledged, the whole run commits
+    assert consumer._new_offset(PARTITION) == 13
+
+
+async def test_a_run_from_the_committed_offset_commits_to_its_end(
+    consumer: HeadSafeConsumer,
+) -> None:
+    consumer._committed_offset[PARTITION] = 10
+    acknowledge(consumer, 10, 11, 12, 14)
+    assert consumer._new_offset(PARTITION) == 13  # up to the hole at 13, not past it
+
+
+async def test_an_offset_faust_recorded_as_a_gap_counts_as_acknowledged(
+    consumer: HeadSafeConsumer,
+) -> None:
+    """Offsets the consumer never received (compacted away, control records) are Faust's
+    gaps; they do not hold the commit."""
+    consumer._committed_offset[PARTITION] = 10
+    consumer._gap[PARTITION].addi(10, 12)
+    acknowledge(consumer, 12, 13)
+    assert consumer._new_offset(PARTITION) == 14
