@@ -252,10 +252,6 @@ def settings_env(settings: Settings, principal: str = "worker") -> dict[str, str
             "METRICLOOM_STAGE_BATCH_WINDOW_S": str(settings.stage_batch_window_s),
             "METRICLOOM_STAGE_LINGER_MIN_S": str(settings.stage_linger_min_s),
             "METRICLOOM_STAGE_BATCHING": settings.stage_batching,
-            "METRICLOOM_PROVIDER_URLS__GITHUB": settings.provider_urls.github,
-            "METRICLOOM_PROVIDER_URLS__YOUTUBE": settings.provider_urls.youtube,
-            "METRICLOOM_PROVIDER_URLS__POSTHOG": settings.provider_urls.posthog,
-            "METRICLOOM_PROVIDER_URLS__SHEETS": settings.provider_urls.sheets,
             "METRICLOOM_HEALING__RETRY_GAPS_S": json.dumps(list(settings.healing.retry_gaps_s)),
             "METRICLOOM_PAUSE_INITIAL_S": str(settings.pause_initial_s),
             "METRICLOOM_PAUSE_MAX_S": str(settings.pause_max_s),
@@ -265,6 +261,12 @@ def settings_env(settings: Settings, principal: str = "worker") -> dict[str, str
             "METRICLOOM_TOKEN_KEYS": (
                 settings.token_keys.get_secret_value() if settings.token_keys else ""
             ),
+        }
+    )
+    env.update(
+        {
+            f"METRICLOOM_PROVIDER_URLS__{name.upper()}": url
+            for name, url in settings.provider_urls.items()
         }
     )
     return env
