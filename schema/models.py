@@ -281,21 +281,87 @@ class Endpoint(BaseModel):
     pagination: Pagination | None = None
 
 
-class ExtractionHints(BaseModel):
-    """What the offline generator needs to write a transformer without a model.
-
-    Paths are dotted (``items.0.statistics.viewCount``; list indexes allowed). With
-    ``rows_path`` the payload holds one row per point (``""`` = the payload is the list):
-    the value, timestamp and dimension paths are then relative to each row."""
+class RowSelect(BaseModel):
+    """Keep only the rows whose ``path`` holds ``equals`` (the ``usd`` row, not row 0)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    value_path: str
+    path: str
+    equals: str | int | float | bool
+
+
+ROW_KEY = "@key"
+"""In a ``mapping`` of rows, the path that reads each entry's key (``"usd"``); an entry that
+is a plain value, not an object, is read at ``@value``."""
+
+
+class ExtractionHints(BaseModel):
+    """Where a payload's points are, for the offline generator (which writes the code from
+    them), the model's prompt, and the validation that proves the code on a sample.
+
+    Paths are dotted (``items.0.statistics.viewCount``; list indexes allowed, ``-1`` for the
+    last). Without ``rows_path`` the payload is one point. With it, the payload holds one
+    row per point and every other path is relative to a row; ``rows_kind`` says what is at
+    ``rows_path`` (``""`` = the payload itself):
+
+    * ``list`` — a list of rows (objects, or lists read by index: ``[[ms, price], …]``);
+    * ``columns`` — parallel arrays (``{"time": [...], "temperature_2m": [...]}``): row *i*
+      holds the *i*-th element of each array; arrays of different lengths are an error;
+    * ``mapping`` — an object whose entries are rows (``{"usd": {...}, "eur": {...}}``),
+      each entry's key at ``@key`` (and a plain value at ``@value``).
+
+    ``select`` keeps only the rows whose path holds a value (the ``usd`` entry). The value
+    is at ``value_path``. Several series in one answer are labelled dimensions of one point
+    per timestamp (points are unique per metric and timestamp): ``series`` names several
+    values of a row (label → path; the point's value is the first one's), or
+    ``series_label`` is a path in each row whose value labels that row's value (rows of
+    one timestamp, ``bitcoin`` and ``ethereum``, become one point; its value is the first
+    row's). Draw the other series with the template's ``chart_dimensions``. ``value_map`` turns
+    string values into numbers (``{"up": 1, "down": 0}``); a string it does not know is an
+    error, never a skipped point. ``timestamp`` is ``fetched_at`` (the poll's time) or a
+    path in the row, read as declared by ``timestamp_format`` — never guessed: ``iso``
+    (with a zone, or naive with ``utc_offset_path``), ``date`` (``YYYY-MM-DD``), ``unix``
+    (seconds) or ``unix_ms`` (milliseconds). ``utc_offset_path`` is a path in the whole
+    payload (not the row) to the offset naive times are in: seconds east of UTC
+    (Open-Meteo's ``utc_offset_seconds``), ``"+02:00"``, or ``"UTC"``/``"Z"``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value_path: str | None = None
+    series: dict[str, str] = Field(default_factory=dict)
+    series_label: str | None = None
     rows_path: str | None = None
+    rows_kind: Literal["list", "columns", "mapping"] = "list"
     skip_rows: int = Field(0, ge=0)
+    select: RowSelect | None = None
     timestamp: str = "fetched_at"
-    timestamp_format: Literal["iso", "unix", "date"] = "iso"
+    timestamp_format: Literal["iso", "unix", "unix_ms", "date"] = "iso"
+    utc_offset_path: str | None = None
     dimension_paths: dict[str, str] = Field(default_factory=dict)
+    value_map: dict[str, FiniteFloat] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_value_source(self) -> ExtractionHints:
+        if (self.value_path is None) == (not self.series):
+            raise ValueError("give either value_path or series (label → path), not both")
+        clash = sorted(set(self.series) & set(self.dimension_paths))
+        if clash:
+            raise ValueError(f"series {clash} are named as dimensions too")
+        if self.series_label is not None and (self.rows_path is None or self.series):
+            raise ValueError("series_label labels rows: it needs rows_path and value_path")
+        if self.rows_path is None and (
+            self.rows_kind != "list" or self.select is not None or self.skip_rows
+        ):
+            raise ValueError("rows_kind, select and skip_rows need rows_path")
+        if self.timestamp == "fetched_at" and self.utc_offset_path is not None:
+            raise ValueError("utc_offset_path needs a timestamp path")
+        return self
+
+    def value_paths(self) -> dict[str | None, str]:
+        """Each value's path by its series label (None: the one value of ``value_path``)."""
+        if self.value_path is not None:
+            return {None: self.value_path}
+        return {label: path for label, path in self.series.items()}
 
 
 DEFAULT_PARAM_PATTERN = r"^[A-Za-z0-9_.:@-]{1,200}$"

@@ -202,6 +202,8 @@ def demo_provider_urls(demo: str) -> dict[str, str]:
         "youtube": f"{demo}/youtube/v3",
         "posthog": f"{demo}/posthog",
         "sheets": f"{demo}/sheets/v4",
+        "open_meteo": f"{demo}/open-meteo/v1",
+        "coingecko": f"{demo}/coingecko/api/v3",
     }
 
 
@@ -213,6 +215,11 @@ DEMO_PARAMS = {
     "PROJECT_ID": "4242",
     "SPREADSHEET_ID": "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms",
     "RANGE": "Sheet1!A1:C40",
+    "LATITUDE": "52.52",
+    "LONGITUDE": "13.41",
+    "COIN": "bitcoin",
+    "CURRENCY": "usd",
+    "COINS": "bitcoin,ethereum",
 }
 """A value for every shipped template's parameters, each matching its pattern."""
 

@@ -47,12 +47,15 @@ def write(directory: Path, name: str, document: dict[str, object]) -> Path:
     return directory
 
 
-def test_the_shipped_four_are_files() -> None:
-    """github, youtube, posthog and sheets load from providers/, with their real APIs."""
+def test_the_shipped_providers_are_files() -> None:
+    """github, youtube, posthog and sheets (and Open-Meteo and CoinGecko) load from
+    providers/, with their real APIs."""
     registry = load_providers()
-    assert sorted(registry) == ["github", "posthog", "sheets", "youtube"]
+    assert sorted(registry) == ["coingecko", "github", "open_meteo", "posthog", "sheets", "youtube"]
     assert registry["github"].base_url == "https://api.github.com"
-    assert all(p.auth.style == "bearer" for p in registry.values())
+    assert {registry[p].auth.style for p in ("github", "youtube", "posthog", "sheets")} == {
+        "bearer"
+    }
 
 
 def test_github_requests_carry_its_headers_from_its_file() -> None:
@@ -91,7 +94,7 @@ def test_a_template_naming_an_undeclared_provider_is_refused(tmp_path: Path) -> 
     templates_dir = write(tmp_path / "templates", "weather-temperature", TEMPLATE)
     with pytest.raises(TemplateError, match=r"weather-temperature\.json is invalid") as caught:
         load_templates(templates_dir, None)
-    assert "unknown provider 'weather_api'; known: github, posthog, sheets, youtube" in str(
+    assert "unknown provider 'weather_api'; known: coingecko, github, open_meteo, posthog" in str(
         caught.value
     )
 
@@ -219,7 +222,9 @@ def test_a_connection_names_a_declared_provider() -> None:
     """Validated with the registry (as ``connection add`` does), an unknown provider is
     refused listing the known ones; a stored row is read without it."""
     document = {"id": uuid4(), "organization_id": "acme", "provider": "gitlab", "auth": "none"}
-    with pytest.raises(ValidationError, match="unknown provider 'gitlab'; known: github"):
+    with pytest.raises(
+        ValidationError, match="unknown provider 'gitlab'; known: coingecko, github"
+    ):
         Connection.model_validate(document, context={"providers": load_providers()})
     assert Connection.model_validate(document).provider == "gitlab"
     with pytest.raises(ValidationError, match="String should match pattern"):
