@@ -69,3 +69,30 @@ async def test_a_provider_and_template_added_as_files_yield_correct_points(
         "SELECT last_error FROM metrics WHERE id = %s", (result["metric_id"],)
     )
     assert (await cur.fetchone())["last_error"] is None
+
+
+async def test_a_connection_may_be_for_any_declared_provider(db_conn: Any) -> None:
+    """Migration 0013: the database no longer lists four providers; it keeps the name's
+    shape, so a row no settings variable could name is still refused."""
+    import uuid
+
+    import psycopg
+
+    from schema import catalog
+    from schema.models import Connection
+
+    connection = Connection(
+        id=uuid.uuid4(), organization_id="acme", provider="open_meteo", auth="none"
+    )
+    await catalog.insert_connection(db_conn, connection, None)
+    stored = await catalog.get_connection(db_conn, connection.id, "acme")
+    assert stored is not None
+    assert stored.provider == "open_meteo"
+    with pytest.raises(
+        psycopg.errors.CheckViolation, match="integration_connections_provider_name"
+    ):
+        await db_conn.execute(
+            "INSERT INTO integration_connections (id, organization_id, provider, auth)"
+            " VALUES (%s, 'acme', 'Open-Meteo', 'none')",
+            (uuid.uuid4(),),
+        )
