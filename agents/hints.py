@@ -45,6 +45,23 @@ def resolve(payload: Any, path: str) -> Any:
     return value
 
 
+def absent(payload: Any, path: str) -> bool:
+    """Whether ``path`` finds nothing because a key is not there (a typo, a field the API
+    does not send), as opposed to an index past the end of a list, which is data the
+    answer does not hold this time (``items.0`` of an empty ``items``)."""
+    value = payload
+    for part in path.split(".") if path else []:
+        if isinstance(value, list) and part.lstrip("-").isdigit():
+            if not -len(value) <= int(part) < len(value):
+                return False
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return True
+    return False
+
+
 def lookup(payload: Any, path: str) -> Any:
     """Like :func:`resolve`, with None for a path that does not exist."""
     value = resolve(payload, path)
@@ -129,7 +146,8 @@ def as_number(hints: ExtractionHints, raw: Any) -> float | None:
 def unresolved(hints: ExtractionHints, payload: Any) -> list[str]:
     """Each hinted path that finds nothing in ``payload``, in one line each. A path inside
     rows must exist in at least one row (a null value counts as found: a missing key does
-    not); with no rows at all, only ``rows_path`` itself can be checked."""
+    not, :func:`absent`; an index past the end of a list is data not there this time,
+    not a typo); with no rows at all, only ``rows_path`` itself can be checked."""
     problems = []
     if hints.rows_path is not None:
         found = resolve(payload, hints.rows_path)
@@ -140,7 +158,7 @@ def unresolved(hints: ExtractionHints, payload: Any) -> list[str]:
                 f"rows_path {hints.rows_path!r} finds {what}, not the"
                 f" {'list' if kind is list else 'object'} its rows_kind {hints.rows_kind!r} needs"
             ]
-    if hints.utc_offset_path is not None and resolve(payload, hints.utc_offset_path) is MISSING:
+    if hints.utc_offset_path is not None and absent(payload, hints.utc_offset_path):
         problems.append(f"utc_offset_path {hints.utc_offset_path!r} finds nothing")
     try:
         rows = rows_of(hints, payload)
@@ -149,7 +167,7 @@ def unresolved(hints: ExtractionHints, payload: Any) -> list[str]:
     if not rows:
         return problems
     if hints.select is not None:
-        if all(resolve(row, hints.select.path) is MISSING for row in rows):
+        if all(absent(row, hints.select.path) for row in rows):
             problems.append(f"select path {hints.select.path!r} finds nothing in any row")
         rows = selected(hints, rows)
         if not rows:
@@ -165,6 +183,6 @@ def unresolved(hints: ExtractionHints, payload: Any) -> list[str]:
         paths[f"timestamp path {hints.timestamp!r}"] = hints.timestamp
     where = " in any row" if hints.rows_path is not None else ""
     for label, path in paths.items():
-        if all(resolve(row, path) is MISSING for row in rows):
+        if all(absent(row, path) for row in rows):
             problems.append(f"{label} finds nothing{where}")
     return problems

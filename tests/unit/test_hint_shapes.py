@@ -303,3 +303,14 @@ def test_hints_need_one_value_source() -> None:
         ExtractionHints.model_validate({"value_path": "a", "series": {"b": "b"}})
     with pytest.raises(ValueError, match="series_label labels rows"):
         ExtractionHints.model_validate({"value_path": "a", "series_label": "k"})
+
+
+def test_an_empty_list_is_absent_data_not_a_typo() -> None:
+    """YouTube answers ``items: []`` for a video that is gone: ``items.0.…`` finds nothing
+    because there is no data this time, which is not a wrong path (and gives no points)."""
+    hints = ExtractionHints(value_path="items.0.statistics.viewCount")
+    assert unresolved(hints, {"items": []}) == []
+    assert hinted_values(hints, {"items": []}) == []
+    assert unresolved(hints, {"item": []}) == [
+        "value path 'items.0.statistics.viewCount' finds nothing"
+    ]
