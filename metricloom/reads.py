@@ -302,7 +302,7 @@ def status(org: Org, json: Json = False) -> None:
     settings = get_settings()
 
     async def from_kafka() -> tuple[list[Any], Counter[str], list[Any]]:
-        lag = await consumer_lag(settings)
+        lag = await consumer_lag(settings, org)
         letters = Counter(
             [
                 letter.stage

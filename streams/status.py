@@ -17,7 +17,7 @@ from schema.exceptions import KafkaUnavailableError
 from streams.admin import admin_client, partitions
 from streams.security import aiokafka_auth
 from streams.settings import Settings
-from streams.topics import split_tenant, topic_name
+from streams.topics import topic_name
 
 STAGE_OF_TOPIC = {
     "command-inbox": "commands",
@@ -43,10 +43,14 @@ class Lag:
     partitions: int
 
 
-async def consumer_lag(settings: Settings) -> list[Lag]:
-    """The worker's consumer groups (the stages' and the ingress's) and their lag per
-    topic: committed offsets against each partition's end."""
-    groups = [settings.app_id, f"{settings.app_id}-ingress"]
+async def consumer_lag(settings: Settings, org: str) -> list[Lag]:
+    """Each stage's lag: its consumer group's committed offset against the end of each
+    partition of its input topic (the ingress's: the organisation's commands topic). A
+    partition the group has not committed on yet counts from the partition's start."""
+    inputs: list[tuple[str, str, str | None]] = [
+        (settings.app_id, base, None) for base in STAGE_OF_TOPIC if base != "commands"
+    ]
+    inputs.append((f"{settings.app_id}-ingress", "commands", org))
     admin = admin_client(settings)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -57,21 +61,18 @@ async def consumer_lag(settings: Settings) -> list[Lag]:
     try:
         await admin.start()
         await consumer.start()
-        for group in groups:
-            committed = await admin.list_consumer_group_offsets(group)
-            if not committed:
-                continue
-            ends = await consumer.end_offsets(list(committed))
-            per_topic: dict[str, list[int]] = {}
-            for tp, meta in committed.items():
-                behind = max(0, ends.get(tp, 0) - max(meta.offset, 0))
-                per_topic.setdefault(tp.topic, []).append(behind)
-            for topic, lags in sorted(per_topic.items()):
-                if not topic.startswith(settings.topic_prefix):
-                    continue
-                base, _ = split_tenant(settings, topic)
-                stage = STAGE_OF_TOPIC.get(base, base)
-                out.append(Lag(group, topic, stage, sum(lags), len(lags)))
+        for group, base, tenant in inputs:
+            topic = topic_name(settings, base, tenant)
+            tps = [TopicPartition(topic, p) for p in await partitions(settings, base, tenant)]
+            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            starts = await consumer.beginning_offsets(tps)
+            ends = await consumer.end_offsets(tps)
+            behind = 0
+            for tp in tps:
+                meta = committed.get(tp)
+                position = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+                behind += max(0, ends[tp] - position)
+            out.append(Lag(group, topic, STAGE_OF_TOPIC[base], behind, len(tps)))
     except KafkaError as exc:
         raise KafkaUnavailableError(f"Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     finally:
