@@ -222,7 +222,7 @@ def metric_create(
     for item in param or []:
         name, sep, value = item.partition("=")
         if not sep:
-            fail(f"--param {item!r} is not NAME=VALUE")
+            fail(f"--param {item!r} is not NAME=VALUE", 2)
         params[name] = value
     command = CreateMetric(
         organization_id=org,

@@ -4,6 +4,8 @@ delete, set-frequency, remove-chart; each scoped to the command's organisation."
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +13,9 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from schema.models import DataPoint, PollFrequency
+from agents.services import keyring_for
+from schema import catalog
+from schema.models import Connection, DataPoint, PollFrequency
 from streams.messages import (
     CommandBase,
     CreateDashboardMetric,
@@ -21,12 +25,13 @@ from streams.messages import (
     PointsBatch,
     PollDue,
     RemoveChart,
+    RemoveConnection,
     ResumeMetric,
     SetMetricFrequency,
 )
 from streams.settings import Settings
 from streams.status import read_to_end
-from tests.conftest import WorkerProcess
+from tests.conftest import ROOT, WorkerProcess, settings_env
 from tests.integration.conftest import Kafka, stored_metric
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -312,3 +317,69 @@ async def test_remove_chart_takes_only_that_chart(
         cur = await db_conn.execute(count_where(table, column), (chart_id,))
         assert (await cur.fetchone())["n"] == 0, table
     assert (await metric_row(db_conn, metric_id))["status"] == "active"
+
+
+async def test_a_connection_in_use_is_kept_and_an_unused_one_removed(
+    worker: WorkerProcess, kafka: Kafka, db_conn: Any, settings: Settings
+) -> None:
+    """remove_connection is refused while a metric uses the connection (naming it) and for
+    another organisation; once the metric is deleted the connection goes, token and all."""
+    connection = Connection(id=uuid.uuid4(), organization_id="acme", provider="github", auth="none")
+    await catalog.insert_connection(db_conn, connection, keyring_for(settings))
+    metric = await stored_metric(db_conn, "connected-repo", org="acme", connection_id=connection.id)
+
+    used = await answer(
+        kafka, RemoveConnection(organization_id="acme", connection_id=connection.id)
+    )
+    assert used["status"] == "rejected" and str(metric.id) in used["error"]
+    foreign = await answer(
+        kafka, RemoveConnection(organization_id="beta", connection_id=connection.id)
+    )
+    assert foreign["status"] == "rejected"
+    assert foreign["error"] == f"organisation 'beta' has no connection {connection.id}"
+
+    assert (await answer(kafka, DeleteMetric(organization_id="acme", metric_id=metric.id)))[
+        "status"
+    ] == "accepted"
+    gone = await answer(
+        kafka, RemoveConnection(organization_id="acme", connection_id=connection.id)
+    )
+    assert gone["status"] == "accepted", gone
+    assert await catalog.get_connection(db_conn, connection.id) is None
+
+
+def test_the_cli_verbs_answer_in_one_line(
+    worker: WorkerProcess, settings: Settings, two_metrics: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    """`metric pause` prints one readable line when accepted; naming another
+    organisation's metric prints one error line and exits 1."""
+    mine, theirs = two_metrics
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "metricloom.cli", *args],
+            cwd=ROOT,
+            env=settings_env(settings, principal="admin"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    done = cli("metric", "pause", str(mine), "--org", "acme")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"accepted: pause_metric (metric_id {mine})"
+    refused = cli("metric", "pause", str(theirs), "--org", "acme")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"error: pause_metric rejected: organisation 'acme' has no metric {theirs}"
+    )
+
+
+@pytest.fixture
+async def two_metrics(db_conn: Any) -> tuple[uuid.UUID, uuid.UUID]:
+    """A metric of acme's and one of beta's, due tomorrow."""
+    later = datetime.now(UTC) + timedelta(days=1)
+    mine = await stored_metric(db_conn, "cli-acme", org="acme", next_poll_at=later)
+    theirs = await stored_metric(db_conn, "cli-beta", org="beta", next_poll_at=later)
+    return mine.id, theirs.id
