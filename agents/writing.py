@@ -84,6 +84,16 @@ class WriteStage(Stage[PointsBatch]):
         organizations = {points.metric_id: points.organization_id for _, points in batch}
         mode = await services.rollup_mode()
         async with services.db.transaction() as conn:
+            # a metric deleted since the owners were read must get no points: under its
+            # lock, the delete has either committed (the metric is gone) or waits for us
+            await lifecycle.lock_metrics(conn, list(organizations))
+            owners = await catalog.metric_owners(conn, list(organizations))
+            for metric_id in set(organizations) - set(owners):
+                log.info("write.skipped", metric_id=str(metric_id), status="deleted")
+                metrics.SKIPPED.labels(stage=self.name, reason="deleted").inc()
+            batch = [(m, p) for m, p in batch if p.metric_id in owners]
+            if not batch:
+                return []
             summaries = await write_points(
                 conn,
                 [MetricPoints(p.metric_id, list(p.points), p.replace) for _, p in batch],

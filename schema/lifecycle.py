@@ -59,6 +59,12 @@ async def removed_window(conn: Conn, metric_id: UUID) -> tuple[datetime, datetim
     return row["first_ts"], row["last_ts"]  # type: ignore[return-value]
 
 
+async def lock_metrics(conn: Conn, metric_ids: list[UUID]) -> None:
+    """Take the writer's per-metric advisory locks (in its order): a delete of one of
+    these metrics either committed before, or waits until the caller's transaction ends."""
+    await conn.execute(LOCK_METRICS, (sorted({_lock_key(m) for m in metric_ids}),))
+
+
 async def set_status(
     conn: Conn, metric_id: UUID, organization_id: str, status: Literal["active", "paused"]
 ) -> str | None:
@@ -116,7 +122,7 @@ async def delete_metric(
     )
     if await cur.fetchone() is None:
         return None
-    await conn.execute(LOCK_METRICS, ([_lock_key(metric_id)],))
+    await lock_metrics(conn, [metric_id])
     cur = await conn.execute(
         "SELECT count(*) AS n, min(ts) AS first_ts, max(ts) AS last_ts"
         " FROM metric_data_points WHERE metric_id = %s",

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from agents.services import keyring_for
-from schema import catalog
+from agents.pipeline import Incoming
+from agents.services import Services, keyring_for
+from agents.writing import WriteStage
+from schema import catalog, lifecycle
 from schema.models import Connection, DataPoint, PollFrequency
 from streams.messages import (
     CommandBase,
@@ -383,3 +385,38 @@ async def two_metrics(db_conn: Any) -> tuple[uuid.UUID, uuid.UUID]:
     mine = await stored_metric(db_conn, "cli-acme", org="acme", next_poll_at=later)
     theirs = await stored_metric(db_conn, "cli-beta", org="beta", next_poll_at=later)
     return mine.id, theirs.id
+
+
+async def test_points_racing_a_delete_are_not_written(
+    services: Services, db_conn: Any, settings: Settings
+) -> None:
+    """Points whose metric is deleted while the writer holds them (its owner check passed,
+    the delete commits before their transaction) are skipped, not left behind: the writer
+    takes the delete's lock and looks again."""
+    metric = await stored_metric(db_conn, "raced-repo", org="acme")
+    points = PointsBatch(
+        metric_id=metric.id,
+        organization_id="acme",
+        template_id="github-repo-stars",
+        transformer_version=1,
+        fetched_at=datetime.now(UTC),
+        points=[DataPoint(timestamp=datetime.now(UTC), value=7.0)],
+    )
+    message = Incoming("points", 0, 1, str(metric.id).encode(), points.to_bytes())
+    async with services.db.transaction() as deleting:
+        assert await lifecycle.delete_metric(deleting, metric.id, "acme", "maintained")
+        write = asyncio.create_task(WriteStage().handle(services, [(message, points)]))
+        async with asyncio.timeout(30):  # until the writer waits for the delete's lock
+            while True:
+                cur = await db_conn.execute(
+                    "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                )
+                if (await cur.fetchone())["n"] or write.done():
+                    break
+                await asyncio.sleep(0.05)
+        assert not write.done()  # it passed the owner check and waits for the lock
+    assert await write == []
+    cur = await db_conn.execute(
+        "SELECT count(*) AS n FROM metric_data_points WHERE metric_id = %s", (metric.id,)
+    )
+    assert (await cur.fetchone())["n"] == 0
