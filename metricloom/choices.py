@@ -28,4 +28,3 @@ class AggregationChoice(StrEnum):
     MAX = "max"
     LAST = "last"
     COUNT = "count"
-

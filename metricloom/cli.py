@@ -32,7 +32,7 @@ from metricloom.apps import (
     transformer_app,
 )
 from metricloom.choices import AggregationChoice, ChartTypeChoice
-from metricloom.console import Org, describe, fail, print_json, run_command, within
+from metricloom.console import Json, Org, describe, fail, print_json, run_command, within
 from schema.exceptions import MetricloomError
 from schema.models import ChartType, PollFrequency
 from streams.messages import (
@@ -51,9 +51,12 @@ from streams.settings import Settings, get_settings
 
 
 def _run_command(
-    settings: Settings, command: CommandBase | OperatorCommandBase, timeout: float
+    settings: Settings,
+    command: CommandBase | OperatorCommandBase,
+    timeout: float,
+    as_json: bool = False,
 ) -> dict[str, Any]:
-    return run_command(settings, command, timeout)
+    return run_command(settings, command, timeout, as_json)
 
 
 @app.command()
@@ -215,6 +218,7 @@ def metric_create(
         bool, typer.Option(help="Show the backfill's progress until its points are stored.")
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the worker.")] = 60.0,
+    json: Json = False,
 ) -> None:
     """Create a metric from a template; its first poll starts at once, and its history
     is backfilled when the template has a historical endpoint."""
@@ -240,7 +244,7 @@ def metric_create(
     except TemplateError:
         has_history = False
     if not (follow_backfill and has_history):
-        _run_command(settings, command, timeout)
+        _run_command(settings, command, timeout, json)
         return
     asyncio.run(_create_and_follow(settings, command, timeout))
 
@@ -399,10 +403,11 @@ def tokens_rotate() -> None:
 
 @metric_app.command("refresh")
 def metric_refresh(
-    metric_id: UUID, org: Org, timeout: Annotated[float, typer.Option()] = 60.0
+    metric_id: UUID, org: Org, timeout: Annotated[float, typer.Option()] = 60.0, json: Json = False
 ) -> None:
     """Poll a metric now, whatever its schedule."""
-    _run_command(get_settings(), RefreshMetric(organization_id=org, metric_id=metric_id), timeout)
+    command = RefreshMetric(organization_id=org, metric_id=metric_id)
+    _run_command(get_settings(), command, timeout, json)
 
 
 @dashboard_app.command("add")
@@ -419,6 +424,7 @@ def dashboard_add(
     ] = AggregationChoice.LAST,
     title: Annotated[str | None, typer.Option()] = None,
     timeout: Annotated[float, typer.Option()] = 60.0,
+    json: Json = False,
 ) -> None:
     """Place a metric on a dashboard; its chart config follows on chart-configs."""
     command = CreateDashboardMetric.model_validate(
@@ -432,7 +438,7 @@ def dashboard_add(
             "title": title,
         }
     )
-    _run_command(get_settings(), command, timeout)
+    _run_command(get_settings(), command, timeout, json)
 
 
 @dashboard_app.command("change")
@@ -441,12 +447,13 @@ def dashboard_change(
     org: Org,
     request: Annotated[str, typer.Option(help='In plain words, e.g. "weekly averages as bars".')],
     timeout: Annotated[float, typer.Option()] = 60.0,
+    json: Json = False,
 ) -> None:
     """Change a chart in plain words; the new chart follows on chart-configs."""
     command = ChangeChart(
         organization_id=org, dashboard_metric_id=dashboard_metric_id, request=request
     )
-    _run_command(get_settings(), command, timeout)
+    _run_command(get_settings(), command, timeout, json)
 
 
 @transformer_app.command("rollback")
@@ -458,6 +465,7 @@ def transformer_rollback(
     dashboard_metric: Annotated[UUID | None, typer.Option(help="A chart's transformer.")] = None,
     org: Annotated[str | None, typer.Option("--org", help="The chart's organisation.")] = None,
     timeout: Annotated[float, typer.Option()] = 60.0,
+    json: Json = False,
 ) -> None:
     """Make an earlier transformer version current again (kept as a new version): a
     chart's (with --org), or a template's (an operator command, for every organisation)."""
@@ -472,17 +480,18 @@ def transformer_rollback(
         command = RollbackTransformer(
             organization_id=org or "", dashboard_metric_id=dashboard_metric, version=version
         )
-    _run_command(get_settings(), command, timeout)
+    _run_command(get_settings(), command, timeout, json)
 
 
 @transformer_app.command("regenerate")
 def transformer_regenerate(
     template: Annotated[str, typer.Option(help="The template whose transformer to rewrite.")],
     timeout: Annotated[float, typer.Option()] = 60.0,
+    json: Json = False,
 ) -> None:
     """Write a template's transformer again from a fresh sample (an operator command: the
     way out of `failed`)."""
-    _run_command(get_settings(), RegenerateTransformer(template_id=template), timeout)
+    _run_command(get_settings(), RegenerateTransformer(template_id=template), timeout, json)
 
 
 @charts_app.command("tail")
@@ -569,6 +578,7 @@ DEMO: list[tuple[str, dict[str, str], ChartType, int, str]] = [
 def demo_seed(
     org: Annotated[str, typer.Option("--org")] = "demo",
     timeout: Annotated[float, typer.Option()] = 120.0,
+    json: Json = False,
 ) -> None:
     """Register the demo metrics and their dashboard charts (idempotent), and poll each
     once now, so a fresh chart config follows even when they were registered before."""
@@ -581,7 +591,7 @@ def demo_seed(
             template_id=template,
             params=params,
         )
-        doc = _run_command(settings, create, timeout)
+        doc = _run_command(settings, create, timeout, json)
         place = CreateDashboardMetric(
             command_id=uuid5(COMMAND_NAMESPACE, f"{name}:chart"),
             organization_id=org,
@@ -591,9 +601,12 @@ def demo_seed(
             date_range_days=days,
             aggregation=aggregation,
         )
-        _run_command(settings, place, timeout)
+        _run_command(settings, place, timeout, json)
         _run_command(
-            settings, RefreshMetric(organization_id=org, metric_id=place.metric_id), timeout
+            settings,
+            RefreshMetric(organization_id=org, metric_id=place.metric_id),
+            timeout,
+            json,
         )
 
 
