@@ -53,6 +53,7 @@ from streams.messages import (
     RollbackTransformer,
     SetMetricFrequency,
     TenantCommand,
+    Tombstone,
 )
 from templates import TemplateError, get_template
 
@@ -246,13 +247,15 @@ def storable(send: Send) -> dict[str, str | None]:
         "topic": send.topic,
         "org": send.org,
         "key": send.key,
-        "value": send.record.to_bytes().decode(),
+        "value": None if isinstance(send.record, Tombstone) else send.record.to_bytes().decode(),
     }
 
 
 def stored_send(item: dict[str, str | None]) -> Send:
-    topic, value = str(item["topic"]), str(item["value"])
-    record = RECORD_TYPES[topic].model_validate_json(value)
+    topic = str(item["topic"])
+    if item["value"] is None:
+        return Send(topic, str(item["key"]), Tombstone(), org=item.get("org"))
+    record = RECORD_TYPES[topic].model_validate_json(str(item["value"]))
     return Send(topic, str(item["key"]), record, org=item.get("org"))
 
 

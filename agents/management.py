@@ -29,6 +29,7 @@ from streams.messages import (
     RemoveConnection,
     ResumeMetric,
     SetMetricFrequency,
+    Tombstone,
 )
 
 log = structlog.get_logger(__name__)
@@ -56,6 +57,11 @@ async def manage(conn: Conn, command: ManagementCommand) -> Outcome:
     if isinstance(command, RemoveChart):
         return await _remove_chart(conn, command)
     return await _remove_connection(conn, command)
+
+
+def chart_removed(dashboard_metric_id: UUID, organization_id: str) -> Send:
+    """The tombstone of a removed chart on the organisation's compacted chart-configs."""
+    return Send("chart-configs", str(dashboard_metric_id), Tombstone(), org=organization_id)
 
 
 def _no_metric(org: str, metric_id: UUID) -> CommandRejectedError:
@@ -92,6 +98,9 @@ async def _delete(conn: Conn, command: DeleteMetric) -> Outcome:
         if await lifecycle.removed(conn, "metric", command.metric_id) == command.organization_id:
             return Outcome({"metric_id": command.metric_id})  # deleted before: nothing to do
         raise _no_metric(command.organization_id, command.metric_id)
+    follow = [
+        chart_removed(chart, command.organization_id) for chart in deleted.dashboard_metric_ids
+    ]
     log.info(
         "metric.deleted",
         metric_id=str(deleted.metric_id),
@@ -99,7 +108,7 @@ async def _delete(conn: Conn, command: DeleteMetric) -> Outcome:
         points=deleted.points,
         charts=[str(chart) for chart in deleted.dashboard_metric_ids],
     )
-    return Outcome({"metric_id": command.metric_id})
+    return Outcome({"metric_id": command.metric_id}, follow)
 
 
 async def _set_frequency(conn: Conn, command: SetMetricFrequency) -> Outcome:
@@ -123,7 +132,10 @@ async def _remove_chart(conn: Conn, command: RemoveChart) -> Outcome:
             f"organisation {command.organization_id!r} has no chart"
             f" {command.dashboard_metric_id} on dashboard {command.dashboard_id!r}"
         )
-    return Outcome({"metric_id": metric_id, "dashboard_metric_id": command.dashboard_metric_id})
+    return Outcome(
+        {"metric_id": metric_id, "dashboard_metric_id": command.dashboard_metric_id},
+        [chart_removed(command.dashboard_metric_id, command.organization_id)],
+    )
 
 
 async def _remove_connection(conn: Conn, command: RemoveConnection) -> Outcome:

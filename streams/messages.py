@@ -395,6 +395,12 @@ class CodegenRequest(Record):
         return self
 
 
+class Tombstone(Record):
+    """Deletes its key from a compacted topic: on the wire a null value (nothing of this
+    model is sent). A removed chart's on ``chart-configs.<org>``, keyed by its dashboard
+    metric id, so compaction drops its configs and subscribers learn it is gone."""
+
+
 class BackfillProgress(Record):
     """Progress of a metric's historical backfill (topic "backfill-progress", key: metric
     id): ``fetched`` when the history is in hand, ``written`` with the points stored."""

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from psycopg import sql
 
 from agents.pipeline import Incoming
@@ -31,8 +32,10 @@ from streams.messages import (
     ResumeMetric,
     SetMetricFrequency,
 )
+from streams.security import aiokafka_auth
 from streams.settings import Settings
 from streams.status import read_to_end
+from streams.topics import topic_name
 from tests.conftest import ROOT, WorkerProcess, settings_env
 from tests.integration.conftest import Kafka, stored_metric
 
@@ -104,6 +107,26 @@ async def logged(
                 if f'"{event}"' in line and str(metric_id) in line:
                     return line
             await asyncio.sleep(0.2)  # polling the log file for the event, not a fixed wait
+
+
+async def tombstone(settings: Settings, org: str, chart_id: uuid.UUID) -> None:
+    """Return once the chart's tombstone (its key, a null value) is on the organisation's
+    chart-configs topic."""
+    consumer = AIOKafkaConsumer(
+        topic_name(settings, "chart-configs", org),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **aiokafka_auth(settings),
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(60):
+            async for message in consumer:
+                if message.key == str(chart_id).encode() and message.value is None:
+                    return
+    finally:
+        await consumer.stop()
 
 
 async def dead_letters_for(settings: Settings, metric_id: uuid.UUID) -> list[Any]:
@@ -264,6 +287,7 @@ async def test_delete_leaves_nothing_behind_and_in_flight_records_are_skipped(
         "SELECT count(*) AS n FROM chart_transformers WHERE dashboard_metric_id = %s", (chart_id,)
     )
     assert (await cur.fetchone())["n"] == 0
+    await tombstone(kafka.settings, "acme", chart_id)
 
     tick = PollDue(metric_id=metric_id, due_at=datetime.now(UTC), reason="refresh")
     await kafka.produce("poll-due", tick.to_bytes(), str(metric_id).encode())
@@ -319,6 +343,7 @@ async def test_remove_chart_takes_only_that_chart(
         cur = await db_conn.execute(count_where(table, column), (chart_id,))
         assert (await cur.fetchone())["n"] == 0, table
     assert (await metric_row(db_conn, metric_id))["status"] == "active"
+    await tombstone(kafka.settings, "acme", chart_id)
 
 
 async def test_a_connection_in_use_is_kept_and_an_unused_one_removed(
