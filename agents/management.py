@@ -17,20 +17,23 @@ from uuid import UUID
 
 import structlog
 
+from agents.backfill import backfill_ticks
 from agents.exceptions import CommandRejectedError
 from agents.pipeline import Send
-from schema import lifecycle, rollups
+from schema import catalog, lifecycle, rollups
 from schema.db import Conn
 from streams.messages import (
     DeleteMetric,
     ManagementCommand,
     PauseMetric,
+    PollDue,
     RemoveChart,
     RemoveConnection,
     ResumeMetric,
     SetMetricFrequency,
     Tombstone,
 )
+from templates import get_template
 
 log = structlog.get_logger(__name__)
 
@@ -84,11 +87,36 @@ async def _resume(conn: Conn, command: ResumeMetric) -> Outcome:
     before = await lifecycle.set_status(conn, command.metric_id, command.organization_id, "active")
     if before is None:
         raise _no_metric(command.organization_id, command.metric_id)
-    if before == "paused":  # an active metric keeps its schedule
-        await lifecycle.reschedule(
-            conn, command.metric_id, command.organization_id, None, datetime.now(UTC)
-        )
-    return Outcome({"metric_id": command.metric_id})
+    if before != "paused":  # an active metric keeps its schedule
+        return Outcome({"metric_id": command.metric_id})
+    await lifecycle.reschedule(
+        conn, command.metric_id, command.organization_id, None, datetime.now(UTC)
+    )
+    return Outcome({"metric_id": command.metric_id}, await _missed(conn, command.metric_id))
+
+
+async def _missed(conn: Conn, metric_id: UUID) -> list[Send]:
+    """What a metric paused before its first poll or its backfill was fetched never had:
+    those ticks again, with their first identity (due at the metric's creation), so one
+    that did run is recognised by the fetch stage's poll ledger and not fetched twice.
+    Nothing while its template has no working transformer: the codegen stage polls the
+    metric once there is one."""
+    metric = await catalog.get_metric(conn, metric_id)
+    if metric is None:
+        return []
+    template = get_template(metric.template_id)
+    transformer = await catalog.get_metric_transformer(conn, template.id)
+    if transformer is None or transformer.status == "failed":
+        return []
+    created = metric.created_at or datetime.now(UTC)
+    sends: list[Send] = []
+    if metric.last_fetched_at is None:
+        tick = PollDue(metric_id=metric.id, due_at=created, reason="created")
+        sends.append(Send("poll-due", str(metric.id), tick))
+    awaiting = {m.id for m in await catalog.metrics_awaiting_backfill(conn, template.id)}
+    if metric.id in awaiting and not transformer.historical_pending:
+        sends += backfill_ticks(template, [metric.id], created)
+    return sends
 
 
 async def _delete(conn: Conn, command: DeleteMetric) -> Outcome:

@@ -445,3 +445,24 @@ async def test_points_racing_a_delete_are_not_written(
         "SELECT count(*) AS n FROM metric_data_points WHERE metric_id = %s", (metric.id,)
     )
     assert (await cur.fetchone())["n"] == 0
+
+
+async def test_a_metric_paused_before_its_first_poll_is_polled_on_resume(
+    worker: WorkerProcess, kafka: Kafka, db_conn: Any
+) -> None:
+    """Resume sends the first poll a metric paused before it was ever fetched missed
+    (not only a place on the grid, which may be an hour away)."""
+    later = datetime.now(UTC) + timedelta(days=1)
+    metric = await stored_metric(
+        db_conn, "late-start-repo", org="acme", frequency=PollFrequency.WEEKLY, next_poll_at=later
+    )
+    assert (await answer(kafka, PauseMetric(organization_id="acme", metric_id=metric.id)))[
+        "status"
+    ] == "accepted"
+    # weekly: its place on the grid is most likely days away, so only the resume's own
+    # tick polls it within the minute
+    resumed = await answer(kafka, ResumeMetric(organization_id="acme", metric_id=metric.id))
+    assert resumed["status"] == "accepted", resumed
+    async with asyncio.timeout(60):  # the worker fetches it from the demo API
+        while (await metric_row(db_conn, metric.id))["last_fetched_at"] is None:
+            await asyncio.sleep(0.2)
