@@ -145,3 +145,35 @@ def test_a_table_keeps_every_cell_on_one_line() -> None:
         [{"id": "a", "error": "line one\nline two"}, {"id": "bb", "error": None}], ["id", "error"]
     )
     assert text.splitlines() == ["ID  ERROR", "a   line one line two", "bb  -"]
+
+
+def test_demo_api_on_a_busy_port_says_so_in_one_line() -> None:
+    """Another process holds the port: one line naming it, exit status 1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        done = _run("demo-api", "--port", str(port))
+    line = _one_line(done)
+    assert done.returncode == 1
+    assert f"127.0.0.1:{port} is already in use" in line
+
+
+def test_demo_api_says_where_it_listens() -> None:
+    """Once the port is bound, one line on stderr names the address it serves."""
+    port = _closed_port()
+    with subprocess.Popen(
+        [sys.executable, "-m", "metricloom.cli", "demo-api", "--port", str(port)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stderr is not None
+            first = proc.stderr.readline()  # blocks until the server announces itself
+            assert first.startswith(f"demo-api: listening on http://127.0.0.1:{port} ")
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                pass  # and it really listens there
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
