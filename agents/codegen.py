@@ -47,7 +47,7 @@ from agents.generators import ChartCodeTask, Generator, generator_for
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from agents.validation import InvalidCodeError, validate_metric_code
-from schema import catalog, jobs, rollups
+from schema import catalog, jobs, lifecycle, rollups
 from schema.models import ChartTransformer, Metric, MetricTemplate, MetricTransformer
 from streams.messages import Alert, BackfillProgress, CodegenRequest, PollDue
 from templates import get_template
@@ -335,6 +335,16 @@ class CodegenStage(Stage[CodegenRequest]):
                 conn, request.dashboard_metric_id, request.organization_id, refuse_foreign=True
             )
             if found is None:
+                removed = await lifecycle.removed(
+                    conn, "dashboard_metric", request.dashboard_metric_id
+                )
+                if removed == request.organization_id:  # removed while the request waited
+                    log.info(
+                        "codegen.skipped",
+                        dashboard_metric_id=str(request.dashboard_metric_id),
+                        status="removed",
+                    )
+                    return []
                 return [dead_letter(self.name, message, "no such dashboard metric")]
             dm, current = found
             done = current is not None and (

@@ -19,12 +19,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from agents.backfill import backfill_ticks
 from agents.charting import redraw
+from agents.exceptions import CommandRejectedError
 from agents.fetch_client import unsafe_params
+from agents.management import manage
 from agents.pipeline import Incoming, MalformedRecordError, Send, Stage, dead_letter
 from agents.services import Services
-from schema import catalog, jobs, ledger
+from schema import catalog, jobs, ledger, lifecycle, rollups
 from schema.db import Conn, savepoint
-from schema.exceptions import InvalidDataError, MetricloomError
+from schema.exceptions import InvalidDataError
 from schema.models import DashboardMetric, Metric
 from streams.messages import (
     COMMAND_ADAPTER,
@@ -39,18 +41,21 @@ from streams.messages import (
     CommandResult,
     CreateDashboardMetric,
     CreateMetric,
+    DeleteMetric,
+    PauseMetric,
     PollDue,
     RefreshMetric,
     RegenerateTransformer,
+    RemoveChart,
+    RemoveConnection,
+    ResumeMetric,
     RollbackTemplateTransformer,
     RollbackTransformer,
+    SetMetricFrequency,
     TenantCommand,
+    Tombstone,
 )
 from templates import TemplateError, get_template
-
-
-class CommandRejectedError(MetricloomError):
-    """The command is well-formed but cannot be carried out (unknown template, …)."""
 
 
 class CommandStage(Stage[AnyCommand]):
@@ -156,6 +161,8 @@ class CommandStage(Stage[AnyCommand]):
                     [storable(send) for send in out],
                 )
             sends += out
+            if status == "accepted" and isinstance(command, DeleteMetric):
+                await _refresh_after_delete(services, command)
         return sends
 
     async def delivered(self, services: Services, batch: Sequence[Incoming]) -> None:
@@ -240,18 +247,33 @@ def storable(send: Send) -> dict[str, str | None]:
         "topic": send.topic,
         "org": send.org,
         "key": send.key,
-        "value": send.record.to_bytes().decode(),
+        "value": None if isinstance(send.record, Tombstone) else send.record.to_bytes().decode(),
     }
 
 
 def stored_send(item: dict[str, str | None]) -> Send:
-    topic, value = str(item["topic"]), str(item["value"])
-    record = RECORD_TYPES[topic].model_validate_json(value)
+    topic = str(item["topic"])
+    if item["value"] is None:
+        return Send(topic, str(item["key"]), Tombstone(), org=item.get("org"))
+    record = RECORD_TYPES[topic].model_validate_json(str(item["value"]))
     return Send(topic, str(item["key"]), record, org=item.get("org"))
+
+
+MANAGEMENT = (
+    PauseMetric,
+    ResumeMetric,
+    DeleteMetric,
+    SetMetricFrequency,
+    RemoveChart,
+    RemoveConnection,
+)
 
 
 async def execute(conn: Conn, command: Command) -> list[Send]:
     """Carry out one command in the caller's transaction; raise CommandRejectedError."""
+    if isinstance(command, MANAGEMENT):
+        outcome = await manage(conn, command)
+        return [_accepted(command, **outcome.ids), *outcome.follow]
     if isinstance(command, CreateMetric):
         return await _create_metric(conn, command)
     if isinstance(command, CreateDashboardMetric):
@@ -261,6 +283,18 @@ async def execute(conn: Conn, command: Command) -> list[Send]:
     if isinstance(command, RollbackTransformer):
         return await _rollback(conn, command)
     return await _refresh_metric(conn, command)
+
+
+async def _refresh_after_delete(services: Services, command: DeleteMetric) -> None:
+    """Continuous aggregates keep the deleted points' buckets until refreshed over them
+    (maintained rollup rows went in the delete's own transaction)."""
+    if await services.rollup_mode() != "continuous":
+        return
+    async with services.db.transaction() as conn:
+        window = await lifecycle.removed_window(conn, command.metric_id)
+    if window is not None:
+        async with services.db.autocommit() as conn:
+            await rollups.refresh(conn, *window)
 
 
 def _accepted(command: Any, **ids: Any) -> Send:
@@ -491,6 +525,10 @@ async def _refresh_metric(conn: Conn, command: RefreshMetric) -> list[Send]:
     if metric is None:
         raise CommandRejectedError(
             f"organisation {command.organization_id!r} has no metric {command.metric_id}"
+        )
+    if metric.status != "active":
+        raise CommandRejectedError(
+            f"metric {metric.id} is {metric.status}: resume it first (`metricloom metric resume`)"
         )
     tick = PollDue(metric_id=metric.id, due_at=datetime.now(UTC), reason="refresh")
     return [_accepted(command, metric_id=metric.id), Send("poll-due", str(metric.id), tick)]

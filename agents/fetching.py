@@ -36,7 +36,7 @@ from agents.fetch_client import (
 )
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
-from schema import catalog, ledger
+from schema import catalog, ledger, lifecycle
 from schema.db import Database
 from schema.models import Connection, Metric, RateLimitHeaders
 from schema.token_encryption import TokenKeyError
@@ -112,9 +112,14 @@ class FetchStage(Stage[PollDue]):
         async with services.db.transaction() as conn:
             metric = await catalog.get_metric(conn, tick.metric_id)
             if metric is None:
+                if await lifecycle.removed(conn, "metric", tick.metric_id) is not None:
+                    log.info("fetch.skipped", metric_id=str(tick.metric_id), status="deleted")
+                    metrics.SKIPPED.labels(stage=self.name, reason="deleted").inc()
+                    return []
                 return [dead_letter(self.name, message, "no such metric", tick.metric_id)]
-            if metric.status != "active":  # paused or deleted since the tick was sent
+            if metric.status != "active":  # paused since the tick was sent: no quota spent
                 log.info("fetch.skipped", metric_id=str(metric.id), status=metric.status)
+                metrics.SKIPPED.labels(stage=self.name, reason=metric.status).inc()
                 return []
             template = get_template(metric.template_id)
             transformer = await catalog.get_metric_transformer(conn, template.id)

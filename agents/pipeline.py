@@ -38,7 +38,7 @@ import structlog
 
 from agents.services import Services
 from schema.exceptions import ServiceUnavailableError
-from streams.messages import COMMAND_NAMESPACE, DeadLetter, Record
+from streams.messages import COMMAND_NAMESPACE, DeadLetter, Record, Tombstone
 from streams.topics import DEAD_LETTER_ORIGINAL_BYTES, TOPICS
 
 log = structlog.get_logger(__name__)
@@ -94,6 +94,8 @@ class Outgoing:
     topic: str
     key: bytes
     value: bytes
+    tombstone: bool = False
+    """Produce a null value (a :class:`streams.messages.Tombstone`; ``value`` is empty)."""
 
 
 class Stage(ABC, Generic[R]):
@@ -121,7 +123,8 @@ class Stage(ABC, Generic[R]):
 def encode(send: Send) -> Outgoing:
     """Serialise a record for its topic; raise if it cannot be, or is too large."""
     try:
-        value = send.record.to_bytes()
+        tombstone = isinstance(send.record, Tombstone)
+        value = b"" if tombstone else send.record.to_bytes()
         key = send.key.encode()
     except (ValueError, UnicodeError) as exc:  # pydantic's serialisation error is a ValueError
         raise UnencodableRecordError(
@@ -136,7 +139,7 @@ def encode(send: Send) -> Outgoing:
             f" (the topic takes {spec.max_bytes})"
         )
     topic = f"{send.topic}.{send.org}" if send.org is not None else send.topic
-    return Outgoing(topic, key, value)
+    return Outgoing(topic, key, value, tombstone)
 
 
 def dead_letter_id(stage: str, message: Incoming) -> UUID:

@@ -23,7 +23,7 @@ from agents.hints import ColumnsError, hinted_values
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from sandbox.protocol import SandboxResult
-from schema import catalog, jobs
+from schema import catalog, jobs, lifecycle
 from schema.db import Conn
 from schema.models import DataPoint, MetricTransformer
 from streams import metrics
@@ -173,11 +173,22 @@ class TransformStage(Stage[RawPayload]):
         async with services.db.transaction() as conn:
             transformer = await catalog.get_metric_transformer(conn, template_id)
             params = {}
-            for _, raw in items:
+            kept = []
+            for message, raw in items:
                 metric = await catalog.get_metric(
                     conn, raw.metric_id, raw.organization_id, refuse_foreign=True
                 )
+                if metric is None and (
+                    await lifecycle.removed(conn, "metric", raw.metric_id) == raw.organization_id
+                ):
+                    log.info("transform.skipped", metric_id=str(raw.metric_id), status="deleted")
+                    metrics.SKIPPED.labels(stage=self.name, reason="deleted").inc()
+                    continue
+                kept.append((message, raw))
                 params[raw.metric_id] = metric.params if metric else {}
+        items = kept
+        if not items:
+            return []
         if transformer is None or transformer.status == "failed":
             state = "no transformer yet" if transformer is None else "a failed transformer"
             error = f"template {template_id!r} has {state}"

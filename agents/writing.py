@@ -12,13 +12,17 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+import structlog
+
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
-from schema import catalog, ledger, rollups
+from schema import catalog, ledger, lifecycle, rollups
 from schema.exceptions import MetricloomError
 from schema.points import MetricPoints, write_points
 from streams import metrics
 from streams.messages import BackfillProgress, MetricUpdated, PointsBatch
+
+log = structlog.get_logger(__name__)
 
 
 class ForeignPointsError(MetricloomError):
@@ -40,6 +44,16 @@ class WriteStage(Stage[PointsBatch]):
     ) -> list[Send]:
         async with services.db.transaction() as conn:
             owners = await catalog.metric_owners(conn, [p.metric_id for _, p in batch])
+            deleted = {
+                p.metric_id
+                for _, p in batch
+                if p.metric_id not in owners
+                and await lifecycle.removed(conn, "metric", p.metric_id) == p.organization_id
+            }
+        for metric_id in deleted:  # deleted while its points were on their way
+            log.info("write.skipped", metric_id=str(metric_id), status="deleted")
+            metrics.SKIPPED.labels(stage=self.name, reason="deleted").inc()
+        batch = [(m, p) for m, p in batch if p.metric_id not in deleted]
         refused = [
             dead_letter(
                 self.name,
@@ -70,6 +84,16 @@ class WriteStage(Stage[PointsBatch]):
         organizations = {points.metric_id: points.organization_id for _, points in batch}
         mode = await services.rollup_mode()
         async with services.db.transaction() as conn:
+            # a metric deleted since the owners were read must get no points: under its
+            # lock, the delete has either committed (the metric is gone) or waits for us
+            await lifecycle.lock_metrics(conn, list(organizations))
+            owners = await catalog.metric_owners(conn, list(organizations))
+            for metric_id in set(organizations) - set(owners):
+                log.info("write.skipped", metric_id=str(metric_id), status="deleted")
+                metrics.SKIPPED.labels(stage=self.name, reason="deleted").inc()
+            batch = [(m, p) for m, p in batch if p.metric_id in owners]
+            if not batch:
+                return []
             summaries = await write_points(
                 conn,
                 [MetricPoints(p.metric_id, list(p.points), p.replace) for _, p in batch],

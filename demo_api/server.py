@@ -12,6 +12,7 @@ answers 404 the way the real API does.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -421,5 +422,12 @@ def make_app(rate_limit: int = RATE_LIMIT) -> web.Application:
     return app
 
 
-def serve(host: str, port: int, rate_limit: int = RATE_LIMIT) -> None:
-    web.run_app(make_app(rate_limit), host=host, port=port, print=None, access_log=None)
+def serve(
+    host: str,
+    port: int,
+    rate_limit: int = RATE_LIMIT,
+    announce: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until stopped; ``announce`` is called once the port is bound (with aiohttp's
+    "Running on" text), so a busy port fails before anything says it is serving."""
+    web.run_app(make_app(rate_limit), host=host, port=port, print=announce, access_log=None)

@@ -1,21 +1,38 @@
 """The ``metricloom`` command (Typer): the front door for people and scripts.
 
-Commands that change state (``metric create``, ``dashboard add``, ``metric refresh``) go
-through the commands topic like any other producer's, and print the worker's
-CommandResult; they exit 1 when the command is rejected and 2 when no worker answered.
+Commands that change state (``metric create``, ``dashboard add``, ``metric refresh``,
+``metric pause``, ...) go through the commands topic like any other producer's, and print
+the worker's CommandResult. Exit status (``metricloom/console.py``): 0 done, 1 a runtime
+failure (rejected, no worker answered, a service away), 2 a usage error; every failure is
+one line on stderr.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 from uuid import UUID, uuid5
 
 import typer
+from pydantic import ValidationError
 
+from metricloom.apps import (
+    app,
+    charts_app,
+    connection_app,
+    dashboard_app,
+    dead_letter_app,
+    demo_app,
+    metric_app,
+    tenant_app,
+    tokens_app,
+    topics_app,
+    transformer_app,
+)
+from metricloom.choices import AggregationChoice, ChartTypeChoice
+from metricloom.console import Json, Org, describe, fail, print_json, run_command, within
 from schema.exceptions import MetricloomError
 from schema.models import ChartType, PollFrequency
 from streams.messages import (
@@ -32,85 +49,14 @@ from streams.messages import (
 )
 from streams.settings import Settings, get_settings
 
-app = typer.Typer(
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="metricloom: metrics pipeline on Kafka and TimescaleDB.",
-)
-metric_app = typer.Typer(
-    no_args_is_help=True, pretty_exceptions_enable=False, help="Create and refresh metrics."
-)
-dashboard_app = typer.Typer(
-    no_args_is_help=True, pretty_exceptions_enable=False, help="Place metrics on dashboards."
-)
-charts_app = typer.Typer(
-    no_args_is_help=True, pretty_exceptions_enable=False, help="Follow the published chart configs."
-)
-topics_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help="Kafka topics.")
-demo_app = typer.Typer(
-    no_args_is_help=True, pretty_exceptions_enable=False, help="The offline demo."
-)
-connection_app = typer.Typer(
-    no_args_is_help=True, pretty_exceptions_enable=False, help="Provider credentials."
-)
-transformer_app = typer.Typer(
-    no_args_is_help=True, pretty_exceptions_enable=False, help="Transformer versions."
-)
-app.add_typer(metric_app, name="metric")
-app.add_typer(connection_app, name="connection")
-app.add_typer(dashboard_app, name="dashboard")
-app.add_typer(charts_app, name="charts")
-app.add_typer(topics_app, name="topics")
-app.add_typer(demo_app, name="demo")
-app.add_typer(transformer_app, name="transformer")
-tenant_app = typer.Typer(
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Organisations as Kafka principals: add, remove, list (run as the admin principal).",
-)
-app.add_typer(tenant_app, name="tenant")
-dead_letter_app = typer.Typer(
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Messages a stage could not process: list, show, replay.",
-)
-app.add_typer(dead_letter_app, name="dead-letter")
-tokens_app = typer.Typer(
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Provider tokens stored in the database (encrypted at rest).",
-)
-app.add_typer(tokens_app, name="tokens")
-
-Org = Annotated[str, typer.Option("--org", help="Organisation id that owns the metric.")]
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _print(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, default=str) + "\n")
-    sys.stdout.flush()
-
 
 def _run_command(
-    settings: Settings, command: CommandBase | OperatorCommandBase, timeout: float
+    settings: Settings,
+    command: CommandBase | OperatorCommandBase,
+    timeout: float,
+    as_json: bool = False,
 ) -> dict[str, Any]:
-    from streams.client import CommandTimeoutError, send_command
-
-    try:
-        result = asyncio.run(send_command(settings, command, timeout))
-    except CommandTimeoutError as exc:
-        _fail(f"{exc} (is `metricloom worker` running?)", 2)
-    except MetricloomError as exc:
-        _fail(str(exc), 2)
-    doc = result.model_dump(mode="json")
-    _print(doc)
-    if result.status != "accepted":
-        raise typer.Exit(1)
-    return doc
+    return run_command(settings, command, timeout, as_json)
 
 
 @app.command()
@@ -164,8 +110,8 @@ def migrate() -> None:
         done = asyncio.run(policies())
         role = grant_application_role(url, app_url) if admin is not None else None
     except MetricloomError as exc:
-        _fail(str(exc))
-    _print({"applied": applied, "policies": done, "application_role": role})
+        fail(str(exc))
+    print_json({"applied": applied, "policies": done, "application_role": role})
 
 
 @app.command()
@@ -184,8 +130,8 @@ def setup() -> None:
             password = settings.kafka.worker_password
             Tenants(settings).grant_worker(password.get_secret_value() if password else None)
     except MetricloomError as exc:
-        _fail(str(exc), 2)
-    _print({"topics_created": created, "worker": settings.kafka.worker_username})
+        fail(str(exc))
+    print_json({"topics_created": created, "worker": settings.kafka.worker_username})
 
 
 @tenant_app.command("add")
@@ -199,19 +145,21 @@ def tenant_add(
     once (they are kept nowhere else: the broker stores only a salted hash)."""
     from streams.admin import ensure_tenant_topics
     from streams.tenants import Tenants
-    from streams.topics import check_organization
+    from streams.topics import InvalidOrganizationError, check_organization
 
     settings = get_settings()
     try:
         check_organization(org)
         given = sys.stdin.readline().strip() if password_stdin else None
         if password_stdin and not given:
-            _fail("--password-stdin given but stdin held no password", 2)
+            fail("--password-stdin given but stdin held no password", 2)
         password = Tenants(settings).add_tenant(org, given)
         topics = asyncio.run(ensure_tenant_topics(settings, org))
+    except InvalidOrganizationError as exc:
+        fail(str(exc), 2)
     except MetricloomError as exc:
-        _fail(str(exc), 2)
-    _print(
+        fail(str(exc))
+    print_json(
         {
             "organization": org,
             "username": org,
@@ -231,8 +179,8 @@ def tenant_remove(org: Annotated[str, typer.Argument(help="The organisation id."
     try:
         Tenants(get_settings()).remove_tenant(org)
     except MetricloomError as exc:
-        _fail(str(exc), 2)
-    _print({"organization": org, "removed": True})
+        fail(str(exc))
+    print_json({"organization": org, "removed": True})
 
 
 @tenant_app.command("list")
@@ -243,9 +191,9 @@ def tenant_list() -> None:
     try:
         tenants = Tenants(get_settings()).tenants()
     except MetricloomError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc))
     for org in tenants:
-        _print({"organization": org})
+        print_json({"organization": org})
 
 
 @topics_app.command("create")
@@ -253,7 +201,7 @@ def topics_create() -> None:
     """Create the missing topics with their configuration."""
     from streams.admin import ensure_topics
 
-    _print({"created": asyncio.run(ensure_topics(get_settings()))})
+    print_json({"created": asyncio.run(ensure_topics(get_settings()))})
 
 
 @metric_app.command("create")
@@ -270,6 +218,7 @@ def metric_create(
         bool, typer.Option(help="Show the backfill's progress until its points are stored.")
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the worker.")] = 60.0,
+    json: Json = False,
 ) -> None:
     """Create a metric from a template; its first poll starts at once, and its history
     is backfilled when the template has a historical endpoint."""
@@ -277,7 +226,7 @@ def metric_create(
     for item in param or []:
         name, sep, value = item.partition("=")
         if not sep:
-            _fail(f"--param {item!r} is not NAME=VALUE")
+            fail(f"--param {item!r} is not NAME=VALUE", 2)
         params[name] = value
     command = CreateMetric(
         organization_id=org,
@@ -295,7 +244,7 @@ def metric_create(
     except TemplateError:
         has_history = False
     if not (follow_backfill and has_history):
-        _run_command(settings, command, timeout)
+        _run_command(settings, command, timeout, json)
         return
     asyncio.run(_create_and_follow(settings, command, timeout))
 
@@ -319,8 +268,8 @@ async def _create_and_follow(settings: Settings, command: CreateMetric, wait_s: 
     try:
         result = await send_command(settings, command, wait_s)
     except (CommandTimeoutError, MetricloomError) as exc:
-        _fail(str(exc), 2)
-    _print(result.model_dump(mode="json"))
+        fail(str(exc))
+    print_json(result.model_dump(mode="json"))
     if result.status != "accepted":
         raise typer.Exit(1)
     with progress:
@@ -334,8 +283,8 @@ async def _create_and_follow(settings: Settings, command: CreateMetric, wait_s: 
                         continue
                     chunks = value.get("chunks") or 1
                     if value["state"] == "failed":
-                        _print(value)
-                        _fail(f"backfill failed: {value.get('error')}")
+                        print_json(value)
+                        fail(f"backfill failed: {value.get('error')}")
                     if value["state"] == "written" and value.get("chunk") not in written:
                         written.add(value.get("chunk"))
                         points += int(value["points"])
@@ -344,10 +293,10 @@ async def _create_and_follow(settings: Settings, command: CreateMetric, wait_s: 
                         task, total=chunks, completed=len(written), description=description
                     )
                     if len(written) >= chunks:
-                        _print({"metric_id": metric_id, "chunks": chunks, "points": points})
+                        print_json({"metric_id": metric_id, "chunks": chunks, "points": points})
                         return
         except TimeoutError:
-            _fail("no backfill progress in time (is a worker running?)", 2)
+            fail("no backfill progress in time (is a worker running?)")
 
 
 @connection_app.command("add")
@@ -373,9 +322,20 @@ def connection_add(
     from schema.db import Database
     from schema.models import Connection
 
+    if (nango_connection_id is None) != (nango_provider_config_key is None):
+        fail(
+            "--nango-connection-id and --nango-provider-config-key go together: give both"
+            " (a Nango connection) or neither",
+            2,
+        )
+    if token_stdin and nango_connection_id is not None:
+        fail("--token-stdin and the --nango-* options exclude each other: give one way in", 2)
+    providers = configured_providers()
+    if provider not in providers:
+        fail(f"unknown provider {provider!r}: give one of {', '.join(sorted(providers))}", 2)
     token = sys.stdin.readline().strip() if token_stdin else None
     if token_stdin and not token:
-        _fail("--token-stdin given but stdin held no token")
+        fail("--token-stdin given but stdin held no token")
     auth = "token" if token else "nango" if nango_connection_id else "none"
     try:
         connection = Connection.model_validate(
@@ -388,10 +348,10 @@ def connection_add(
                 "nango_connection_id": nango_connection_id,
                 "nango_provider_config_key": nango_provider_config_key,
             },
-            context={"providers": configured_providers()},
+            context={"providers": providers},
         )
-    except ValueError as exc:
-        _fail(str(exc))
+    except ValidationError as exc:
+        fail(describe(exc), 2)
 
     async def save() -> None:
         settings = get_settings()
@@ -405,8 +365,8 @@ def connection_add(
     try:
         asyncio.run(save())
     except MetricloomError as exc:
-        _fail(str(exc), 2)
-    _print({"connection_id": str(connection.id), "provider": provider, "auth": auth})
+        fail(str(exc))
+    print_json({"connection_id": str(connection.id), "provider": provider, "auth": auth})
 
 
 @tokens_app.command("rotate")
@@ -422,9 +382,9 @@ def tokens_rotate() -> None:
     try:
         keyring = keyring_for(settings)
     except MetricloomError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc))
     if keyring is None:
-        _fail("METRICLOOM_TOKEN_KEYS is not set: nothing to seal the tokens with", 2)
+        fail("METRICLOOM_TOKEN_KEYS is not set: nothing to seal the tokens with")
 
     async def rotate() -> dict[str, int]:
         db = Database(settings.database_url.get_secret_value(), max_size=1)
@@ -437,16 +397,17 @@ def tokens_rotate() -> None:
     try:
         counts = asyncio.run(rotate())
     except MetricloomError as exc:
-        _fail(str(exc), 2)
-    _print({"key": keyring.current, **counts})
+        fail(str(exc))
+    print_json({"key": keyring.current, **counts})
 
 
 @metric_app.command("refresh")
 def metric_refresh(
-    metric_id: UUID, org: Org, timeout: Annotated[float, typer.Option()] = 60.0
+    metric_id: UUID, org: Org, timeout: Annotated[float, typer.Option()] = 60.0, json: Json = False
 ) -> None:
     """Poll a metric now, whatever its schedule."""
-    _run_command(get_settings(), RefreshMetric(organization_id=org, metric_id=metric_id), timeout)
+    command = RefreshMetric(organization_id=org, metric_id=metric_id)
+    _run_command(get_settings(), command, timeout, json)
 
 
 @dashboard_app.command("add")
@@ -454,13 +415,16 @@ def dashboard_add(
     metric_id: UUID,
     org: Org,
     dashboard: Annotated[str, typer.Option(help="Dashboard id.")],
-    chart_type: Annotated[
-        str | None, typer.Option(help="line, bar, area, pie, radar, radial, kpi.")
-    ] = None,
-    days: Annotated[int, typer.Option(help="Date range in days.")] = 30,
-    aggregation: Annotated[str, typer.Option(help="sum, avg, min, max, last, count.")] = "last",
+    chart_type: Annotated[ChartTypeChoice | None, typer.Option(help="The chart's type.")] = None,
+    days: Annotated[
+        int, typer.Option(help="Date range in days, 1 to 3660.", callback=within(1, 3660))
+    ] = 30,
+    aggregation: Annotated[
+        AggregationChoice, typer.Option(help="How points are aggregated.")
+    ] = AggregationChoice.LAST,
     title: Annotated[str | None, typer.Option()] = None,
     timeout: Annotated[float, typer.Option()] = 60.0,
+    json: Json = False,
 ) -> None:
     """Place a metric on a dashboard; its chart config follows on chart-configs."""
     command = CreateDashboardMetric.model_validate(
@@ -474,7 +438,7 @@ def dashboard_add(
             "title": title,
         }
     )
-    _run_command(get_settings(), command, timeout)
+    _run_command(get_settings(), command, timeout, json)
 
 
 @dashboard_app.command("change")
@@ -483,12 +447,13 @@ def dashboard_change(
     org: Org,
     request: Annotated[str, typer.Option(help='In plain words, e.g. "weekly averages as bars".')],
     timeout: Annotated[float, typer.Option()] = 60.0,
+    json: Json = False,
 ) -> None:
     """Change a chart in plain words; the new chart follows on chart-configs."""
     command = ChangeChart(
         organization_id=org, dashboard_metric_id=dashboard_metric_id, request=request
     )
-    _run_command(get_settings(), command, timeout)
+    _run_command(get_settings(), command, timeout, json)
 
 
 @transformer_app.command("rollback")
@@ -500,31 +465,33 @@ def transformer_rollback(
     dashboard_metric: Annotated[UUID | None, typer.Option(help="A chart's transformer.")] = None,
     org: Annotated[str | None, typer.Option("--org", help="The chart's organisation.")] = None,
     timeout: Annotated[float, typer.Option()] = 60.0,
+    json: Json = False,
 ) -> None:
     """Make an earlier transformer version current again (kept as a new version): a
     chart's (with --org), or a template's (an operator command, for every organisation)."""
     command: CommandBase | OperatorCommandBase
     if (template is None) == (dashboard_metric is None):
-        _fail("name exactly one of --template and --dashboard-metric", 2)
+        fail("name exactly one of --template and --dashboard-metric", 2)
     if template is not None:
         command = RollbackTemplateTransformer(template_id=template, version=version)
     else:
         if not org:
-            _fail("--dashboard-metric needs --org", 2)
+            fail("--dashboard-metric needs --org", 2)
         command = RollbackTransformer(
             organization_id=org or "", dashboard_metric_id=dashboard_metric, version=version
         )
-    _run_command(get_settings(), command, timeout)
+    _run_command(get_settings(), command, timeout, json)
 
 
 @transformer_app.command("regenerate")
 def transformer_regenerate(
     template: Annotated[str, typer.Option(help="The template whose transformer to rewrite.")],
     timeout: Annotated[float, typer.Option()] = 60.0,
+    json: Json = False,
 ) -> None:
     """Write a template's transformer again from a fresh sample (an operator command: the
     way out of `failed`)."""
-    _run_command(get_settings(), RegenerateTransformer(template_id=template), timeout)
+    _run_command(get_settings(), RegenerateTransformer(template_id=template), timeout, json)
 
 
 @charts_app.command("tail")
@@ -552,7 +519,7 @@ def charts_tail(
     async def run() -> None:
         nonlocal seen
         async for key, value in follow(get_settings(), "chart-configs", org, from_beginning, since):
-            _print({"key": key, "value": value})
+            print_json({"key": key, "value": value})
             seen += 1
             keys.add(str(key))
             if (count and seen >= count) or (charts and len(keys) >= charts):
@@ -562,11 +529,11 @@ def charts_tail(
         asyncio.run(asyncio.wait_for(run(), timeout or None))
     except TimeoutError:
         if count:  # asked for a number of configs and did not get them: say so
-            _fail(f"{seen} of {count} chart configs within {timeout} s", 1)
+            fail(f"{seen} of {count} chart configs within {timeout} s", 1)
         if charts:
-            _fail(f"{len(keys)} of {charts} charts within {timeout} s", 1)
+            fail(f"{len(keys)} of {charts} charts within {timeout} s", 1)
     except MetricloomError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc))
 
 
 @app.command("demo-api")
@@ -578,9 +545,23 @@ def demo_api(
     ] = 5000,
 ) -> None:
     """Serve the demo API (GitHub, YouTube, PostHog, Sheets shapes) for offline runs."""
+    import errno
+
     from demo_api.server import serve
 
-    serve(host, port, rate_limit)
+    def announce(_: str) -> None:
+        typer.echo(
+            f"demo-api: listening on http://{host}:{port} (GitHub, YouTube, PostHog and Sheets"
+            f" shapes; {rate_limit} GitHub requests per credential per hour); connects to nothing",
+            err=True,
+        )
+
+    try:
+        serve(host, port, rate_limit, announce)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"{host}:{port} is already in use: stop what listens there or pick --port")
+        fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}")
 
 
 DEMO: list[tuple[str, dict[str, str], ChartType, int, str]] = [
@@ -597,6 +578,7 @@ DEMO: list[tuple[str, dict[str, str], ChartType, int, str]] = [
 def demo_seed(
     org: Annotated[str, typer.Option("--org")] = "demo",
     timeout: Annotated[float, typer.Option()] = 120.0,
+    json: Json = False,
 ) -> None:
     """Register the demo metrics and their dashboard charts (idempotent), and poll each
     once now, so a fresh chart config follows even when they were registered before."""
@@ -609,7 +591,7 @@ def demo_seed(
             template_id=template,
             params=params,
         )
-        doc = _run_command(settings, create, timeout)
+        doc = _run_command(settings, create, timeout, json)
         place = CreateDashboardMetric(
             command_id=uuid5(COMMAND_NAMESPACE, f"{name}:chart"),
             organization_id=org,
@@ -619,9 +601,12 @@ def demo_seed(
             date_range_days=days,
             aggregation=aggregation,
         )
-        _run_command(settings, place, timeout)
+        _run_command(settings, place, timeout, json)
         _run_command(
-            settings, RefreshMetric(organization_id=org, metric_id=place.metric_id), timeout
+            settings,
+            RefreshMetric(organization_id=org, metric_id=place.metric_id),
+            timeout,
+            json,
         )
 
 
@@ -644,7 +629,7 @@ def _dead_letters(
     try:
         return asyncio.run(collect())
     except MetricloomError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc))
     return []
 
 
@@ -665,7 +650,7 @@ def dead_letter_list(
 ) -> None:
     """One line per dead letter (JSON): id, when, stage, topic, error, metric."""
     for letter in _dead_letters(stage, error_type, org, since):
-        _print(
+        print_json(
             {
                 "id": str(letter.id),
                 "failed_at": letter.failed_at.isoformat(),
@@ -687,8 +672,8 @@ def dead_letter_show(
     """A dead letter whole, its original included."""
     found = _dead_letters(None, None, None, None, [dead_letter_id])
     if not found:
-        _fail(f"no dead letter {dead_letter_id} on the topic (it keeps 30 days)")
-    _print(found[-1].model_dump(mode="json"))
+        fail(f"no dead letter {dead_letter_id} on the topic (it keeps 30 days)")
+    print_json(found[-1].model_dump(mode="json"))
 
 
 @dead_letter_app.command("replay")
@@ -707,17 +692,23 @@ def dead_letter_replay(
     from streams.dead_letters import replay
 
     if not dead_letter_ids and not (stage or error_type or org or since):
-        _fail(
+        fail(
             "name dead letters to replay, or filter them (--stage, --error-type, --org, --since)", 2
         )
     letters = _dead_letters(stage, error_type, org, since, dead_letter_ids)
     try:
         outcomes = asyncio.run(replay(get_settings(), letters, force))
     except MetricloomError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc))
     for done in outcomes:
-        _print({"id": str(done.letter.id), "topic": done.letter.topic, "outcome": done.outcome})
+        print_json({"id": str(done.letter.id), "topic": done.letter.topic, "outcome": done.outcome})
 
+
+from metricloom import manage, reads  # noqa: E402  (their verbs join the apps above)
+
+__all__ = ["app", "manage", "reads"]
 
 if __name__ == "__main__":
-    app()
+    from metricloom.console import main
+
+    main(app=app)

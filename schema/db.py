@@ -81,3 +81,25 @@ async def savepoint(conn: Conn) -> AsyncIterator[None]:
             yield
     except psycopg.DataError as exc:
         raise InvalidDataError(f"the database refused a value: {exc}") from exc
+
+
+@asynccontextmanager
+async def one_transaction(url: str, connect_timeout_s: int = 5) -> AsyncIterator[Conn]:
+    """One connection, one transaction, no pool: for a short-lived process (a CLI read)
+    that wants the server's own reason when it cannot connect (a pool only says it timed
+    out, and logs every attempt)."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            url, connect_timeout=connect_timeout_s, row_factory=dict_row
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(
+            f"database unavailable: {' '.join(str(exc).split())}"
+        ) from exc
+    try:
+        async with conn.transaction():
+            yield conn
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(f"database unavailable: {exc}") from exc
+    finally:
+        await conn.close()

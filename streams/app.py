@@ -135,7 +135,8 @@ def create_app(settings: Settings, services: Services) -> faust.App:
                 pending.append(_done())
                 continue
             try:
-                sent = await app.producer.send(name, record.key, record.value, None, None, None)
+                value = None if record.tombstone else record.value  # None: deletes the key
+                sent = await app.producer.send(name, record.key, value, None, None, None)
                 pending.append(sent)
             except KafkaError as exc:
                 pending.append(_failed(exc))

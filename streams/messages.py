@@ -110,6 +110,61 @@ class RollbackTransformer(CommandBase):
     version: int = Field(ge=1)
 
 
+class PauseMetric(CommandBase):
+    """Stop polling a metric (and spending its provider's quota) until it is resumed; its
+    points and charts stay. A tick already on its way is not fetched."""
+
+    type: Literal["pause_metric"] = "pause_metric"
+    metric_id: UUID
+
+
+class ResumeMetric(CommandBase):
+    """Poll a paused metric again: it is scheduled from now on its own grid."""
+
+    type: Literal["resume_metric"] = "resume_metric"
+    metric_id: UUID
+
+
+class DeleteMetric(CommandBase):
+    """Delete a metric with everything keyed on it: points, rollups, charts (dashboard
+    metrics and their chart transformers), schedule and poll ledger. Ticks, payloads and
+    points still on their way are skipped with a log line."""
+
+    type: Literal["delete_metric"] = "delete_metric"
+    metric_id: UUID
+
+
+class SetMetricFrequency(CommandBase):
+    """Poll a metric on another tier; its next poll moves to the new tier's grid."""
+
+    type: Literal["set_metric_frequency"] = "set_metric_frequency"
+    metric_id: UUID
+    frequency: PollFrequency
+
+
+class RemoveChart(CommandBase):
+    """Take a chart (a dashboard metric) off its dashboard, with its chart transformer and
+    every version of it; the metric and its points stay."""
+
+    type: Literal["remove_chart"] = "remove_chart"
+    dashboard_id: StorableText = Field(min_length=1, max_length=200)
+    dashboard_metric_id: UUID
+
+
+class RemoveConnection(CommandBase):
+    """Forget how an organisation reaches a provider (its token with it); refused while a
+    metric still uses the connection."""
+
+    type: Literal["remove_connection"] = "remove_connection"
+    connection_id: UUID
+
+
+ManagementCommand = (
+    PauseMetric | ResumeMetric | DeleteMetric | SetMetricFrequency | RemoveChart | RemoveConnection
+)
+"""The commands that change or remove what exists (``agents/management.py``)."""
+
+
 class TenantCommand(Record):
     """A record an organisation produced to its ``commands.<org>`` topic, as the worker's
     ingress passes it on (internal topic ``command-inbox``): the organisation is the one
@@ -170,7 +225,17 @@ OPERATOR_ADAPTER: TypeAdapter[OperatorCommand] = TypeAdapter(OperatorCommand)
 
 
 Command = Annotated[
-    CreateMetric | CreateDashboardMetric | RefreshMetric | ChangeChart | RollbackTransformer,
+    CreateMetric
+    | CreateDashboardMetric
+    | RefreshMetric
+    | ChangeChart
+    | RollbackTransformer
+    | PauseMetric
+    | ResumeMetric
+    | DeleteMetric
+    | SetMetricFrequency
+    | RemoveChart
+    | RemoveConnection,
     Field(discriminator="type"),
 ]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
@@ -180,6 +245,7 @@ AnyCommand = (
     | RefreshMetric
     | ChangeChart
     | RollbackTransformer
+    | ManagementCommand
     | RollbackTemplateTransformer
     | RegenerateTransformer
 )
@@ -327,6 +393,12 @@ class CodegenRequest(Record):
         if self.kind == "chart" and (self.dashboard_metric_id is None or not self.organization_id):
             raise ValueError("a chart request names its dashboard_metric_id and organization_id")
         return self
+
+
+class Tombstone(Record):
+    """Deletes its key from a compacted topic: on the wire a null value (nothing of this
+    model is sent). A removed chart's on ``chart-configs.<org>``, keyed by its dashboard
+    metric id, so compaction drops its configs and subscribers learn it is gone."""
 
 
 class BackfillProgress(Record):

@@ -53,6 +53,12 @@ REFETCHES = Counter(
     "metricloom_polls_refetched_total",
     "Polls fetched again because the worker that sent the request died before recording it",
 )
+SKIPPED = Counter(
+    "metricloom_records_skipped_total",
+    "Records for a paused or deleted metric (or a removed chart) that were on their way: not"
+    " processed, not dead-lettered",
+    ["stage", "reason"],
+)
 UNDELIVERABLE = Counter(
     "metricloom_records_undeliverable_total",
     "Records for an organisation whose topics are gone (a removed tenant), dropped",
