@@ -50,6 +50,9 @@ RECORDS: dict[str, tuple[EventKind, type[Record]]] = {
     "command-results": ("result", CommandResult),
 }
 ALERTS_KEPT = 200
+FETCH_WAIT_MS = 50
+"""How long the broker holds a fetch with nothing new (aiokafka's default, 500 ms, was
+most of a chart's way from the topic to the page)."""
 LISTENER_QUEUE = 256
 
 
@@ -80,6 +83,7 @@ class TenantLink:
             bootstrap_servers=settings.kafka_bootstrap,
             enable_auto_commit=False,
             max_partition_fetch_bytes=PRODUCER_REQUEST_BYTES,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
             **auth,
         )
         self._producer = AIOKafkaProducer(
