@@ -14,7 +14,7 @@ COMPOSE := docker compose
 # expanded when a recipe runs, after `host` has started the engine.
 export METRICLOOM_DOCKER_GID ?= $(shell stat -c %g /var/run/docker.sock 2>/dev/null)
 
-.PHONY: up test down host secrets images venv pglite services lint typecheck pytest logs clean benchmark chaos
+.PHONY: up test down host secrets images venv pglite web services lint typecheck pytest logs clean benchmark chaos
 
 up: host secrets images
 	@# migrations, topics and ACLs first (the migrate service), then a worker that is ready
@@ -31,7 +31,7 @@ up: host secrets images
 	  $(COMPOSE) run --rm -T demo charts tail --org demo --since "$$since" --charts 4 --timeout 120
 	@echo "--- the cluster keeps running: 'make logs' to watch, 'make down' to stop ---"
 
-test: host secrets images venv pglite services lint typecheck pytest
+test: host secrets images venv pglite web services lint typecheck pytest
 
 host:
 	bash scripts/host-setup.sh
@@ -40,7 +40,7 @@ host:
 secrets:
 	bash scripts/secrets.sh
 
-images: venv
+images: venv web
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash images/build.sh
 
 venv: $(VENV)/.installed
@@ -56,6 +56,16 @@ pglite: tools/pglite/node_modules/.installed
 
 tools/pglite/node_modules/.installed: tools/pglite/package.json tools/pglite/package-lock.json
 	npm ci --prefix tools/pglite --legacy-peer-deps --no-audit --no-fund
+	touch $@
+
+# The dashboard's browser app (React + Recharts, built with Vite from the npm registry)
+# into dashboard/web/dist, which the app image's wheel carries.
+web: dashboard/web/dist/.built
+
+dashboard/web/dist/.built: dashboard/web/package.json dashboard/web/package-lock.json \
+    dashboard/web/index.html dashboard/web/vite.config.ts $(wildcard dashboard/web/src/*)
+	npm ci --prefix dashboard/web --no-audit --no-fund
+	npm run --prefix dashboard/web build
 	touch $@
 
 services:

@@ -34,6 +34,7 @@ from dashboard.settings import DashboardSettings
 from dashboard.tenant_link import TenantLink, TenantLinks
 from dashboard.views import (
     AlertView,
+    BackfillSummary,
     CommandAnswer,
     CommandBody,
     DashboardSummary,
@@ -250,6 +251,12 @@ def create_app(settings: Settings, dashboard: DashboardSettings) -> FastAPI:
     async def dead_letters(org: str, session: OrgSession, svc: Svc) -> list[DeadLetterView]:
         """The organisation's dead letters (30 days), newest first."""
         return await organization_dead_letters(svc.settings, org)
+
+    @app.get("/api/orgs/{org}/backfill", responses=ERRORS, tags=["read"])
+    async def backfill(org: str, session: OrgSession, svc: Svc) -> list[BackfillSummary]:
+        """Each backfill on ``backfill-progress.<org>`` (7 days): chunks written of all."""
+        link = await link_of(svc, session)
+        return [tally.summary() for tally in link.backfill.values()]
 
     @app.get("/api/orgs/{org}/alerts", responses=ERRORS, tags=["read"])
     async def alerts(org: str, session: OrgSession, svc: Svc) -> list[AlertView]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr, ValidationError
 
+from dashboard.views import BackfillSummary
 from schema.exceptions import KafkaUnavailableError
 from streams.admin import partitions
 from streams.messages import (
@@ -56,6 +57,35 @@ most of a chart's way from the topic to the page)."""
 LISTENER_QUEUE = 256
 
 
+@dataclass
+class BackfillTally:
+    """What the backfill-progress records of one metric add up to (a chunk reported
+    twice counts once: records can be delivered again)."""
+
+    metric_id: UUID
+    chunks: int = 1
+    written: dict[int, int] = field(default_factory=dict)
+    error: str | None = None
+
+    def add(self, progress: BackfillProgress) -> None:
+        self.chunks = max(self.chunks, progress.chunks or 1)
+        if progress.state == "written":
+            self.written[progress.chunk or 1] = progress.points
+        elif progress.state == "failed":
+            self.error = progress.error or "failed"
+
+    def summary(self) -> BackfillSummary:
+        done = len(self.written) >= self.chunks
+        return BackfillSummary(
+            metric_id=self.metric_id,
+            state="failed" if self.error else "written" if done else "running",
+            chunks=self.chunks,
+            chunks_written=len(self.written),
+            points=sum(self.written.values()),
+            error=self.error,
+        )
+
+
 @dataclass(frozen=True)
 class Event:
     """One record of the organisation's topics, as a page receives it."""
@@ -75,7 +105,7 @@ class TenantLink:
         self.settings = settings
         self.charts: dict[UUID, ChartConfigMessage] = {}
         self.alerts: list[Alert] = []
-        self.backfill: dict[UUID, BackfillProgress] = {}
+        self.backfill: dict[UUID, BackfillTally] = {}
         self._waiting: dict[UUID, asyncio.Future[CommandResult]] = {}
         self._listeners: set[asyncio.Queue[Event]] = set()
         auth = aiokafka_auth(settings)
@@ -151,7 +181,10 @@ class TenantLink:
         elif isinstance(record, Alert):
             self.alerts = [*self.alerts, record][-ALERTS_KEPT:]
         elif isinstance(record, BackfillProgress):
-            self.backfill[record.metric_id] = record
+            tally = self.backfill.setdefault(record.metric_id, BackfillTally(record.metric_id))
+            tally.add(record)
+            self._publish(Event(kind, tally.summary().model_dump(mode="json")))
+            return
         elif isinstance(record, CommandResult) and record.command_id is not None:
             waiting = self._waiting.pop(record.command_id, None)
             if waiting is not None and not waiting.done():

@@ -44,6 +44,18 @@ class BackfillState(View):
     at: datetime | None = None
 
 
+class BackfillSummary(View):
+    """A metric's whole backfill as read from ``backfill-progress.<org>``: chunks may be
+    written in any order, so progress is the count of distinct chunks written."""
+
+    metric_id: UUID
+    state: Literal["running", "written", "failed"]
+    chunks: int
+    chunks_written: int
+    points: int
+    error: str | None = None
+
+
 class MetricState(View):
     """A metric, its schedule and how its polls are going."""
 

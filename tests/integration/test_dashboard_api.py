@@ -98,7 +98,8 @@ def test_reads_are_scoped_to_the_sessions_organisation(
 
 def test_a_metric_reads_with_its_state_and_backfill(sessions: dict[str, httpx.Client]) -> None:
     """A metric of a template with history, created through the dashboard: its state,
-    its template's transformer with code, and its backfill progress, all from the API."""
+    its template's transformer with code, and its backfill progress (the metric's last
+    record, and every chunk tallied from backfill-progress.<org>), all from the API."""
     client = sessions[ORG]
     metric = command(
         client,
@@ -117,6 +118,14 @@ def test_a_metric_reads_with_its_state_and_backfill(sessions: dict[str, httpx.Cl
     assert state["backfill"]["chunks"] >= 1
     assert state["transformer_status"] == "active"
     assert state["last_fetched_at"] and state["next_poll_at"]
+
+    def whole() -> dict[str, Any] | None:
+        tallies = client.get(f"/api/orgs/{ORG}/backfill").json()
+        found = [t for t in tallies if t["metric_id"] == metric and t["state"] == "written"]
+        return found[0] if found else None
+
+    tally = wait_until(whole, 120, "every backfill chunk")
+    assert tally["chunks_written"] == tally["chunks"] >= 1 and tally["points"] > 0
     histories = client.get(f"/api/orgs/{ORG}/transformers").json()
     posthog = next(h for h in histories if h.get("template_id") == "posthog-events")
     assert posthog["versions"][0]["current"] and "def transform" in posthog["versions"][0]["code"]

@@ -29,6 +29,7 @@ def test_openapi_document_covers_the_read_api() -> None:
         "/api/orgs/{org}/transformers",
         "/api/orgs/{org}/dead-letters",
         "/api/orgs/{org}/alerts",
+        "/api/orgs/{org}/backfill",
         "/api/orgs/{org}/commands",
         "/api/orgs/{org}/events",
     } <= paths

@@ -1,16 +1,21 @@
 import { useCallback, useEffect, useState } from "react";
 import { FREQUENCIES, api } from "./api";
-import type { Alert, Backfill, DeadLetter, MetricState, Template, TransformerHistory } from "./api";
+import type { Alert, Backfill, BackfillSummary, DeadLetter, MetricState, Template, TransformerHistory } from "./api";
 import { useLive } from "./live";
 
-function Progress({ backfill }: { backfill: Backfill | null }) {
-  if (!backfill) return <span className="muted">no history</span>;
-  const done = backfill.state === "written" ? (backfill.chunk ?? 1) : Math.max(0, (backfill.chunk ?? 1) - 1);
-  const total = backfill.chunks ?? 1;
-  const percent = backfill.state === "failed" ? 0 : Math.round((100 * done) / total);
+// A backfill's progress: chunks written of all, from backfill-progress.<org> (live), or
+// the metric's last recorded progress when the topic no longer has it (7 days).
+function Progress({ summary, last }: { summary: BackfillSummary | undefined; last: Backfill | null }) {
+  if (!summary && !last) return <span className="muted">no history</span>;
+  const failed = summary ? summary.state === "failed" : last?.state === "failed";
+  const percent = summary
+    ? Math.round((100 * summary.chunks_written) / Math.max(1, summary.chunks))
+    : last?.state === "written" ? 100 : 0;
+  const points = summary?.points ?? last?.points ?? 0;
   return (
-    <span className="progress" data-testid="backfill" title={backfill.error ?? `${backfill.points} points`}>
-      <progress max={100} value={percent} /> {backfill.state === "failed" ? `failed: ${backfill.error}` : `${percent}% (${backfill.points} points)`}
+    <span className="progress" data-testid="backfill" data-percent={percent}>
+      <progress max={100} value={failed ? 0 : percent} />{" "}
+      {failed ? `failed: ${summary?.error ?? last?.error}` : `${percent}% (${points} points)`}
     </span>
   );
 }
@@ -106,20 +111,23 @@ function AddMetric({ org, onCreated }: { org: string; onCreated: () => void }) {
 export function ManagePage({ org }: { org: string }) {
   const [metrics, setMetrics] = useState<MetricState[]>([]);
   const [alerts, setAlerts] = useState<Alert[]>([]);
+  const [backfills, setBackfills] = useState<Record<string, BackfillSummary>>({});
   const [transformers, setTransformers] = useState<TransformerHistory[]>([]);
   const [letters, setLetters] = useState<DeadLetter[] | string>([]);
   const load = useCallback(() => {
     api.metrics(org).then(setMetrics);
     api.alerts(org).then(setAlerts);
+    api.backfill(org).then((found) => setBackfills(Object.fromEntries(found.map((b) => [b.metric_id, b]))));
     api.transformers(org).then(setTransformers);
     api.deadLetters(org).then(setLetters).catch((exc) => setLetters((exc as Error).message));
   }, [org]);
   useEffect(load, [load]);
   useLive(org, {
-    backfill: (progress) =>
-      setMetrics((old) =>
-        old.map((m) => (m.id === progress.metric_id ? { ...m, backfill: progress as unknown as Backfill } : m)),
-      ),
+    backfill: (progress) => {
+      const summary = progress as unknown as BackfillSummary;
+      setBackfills((old) => ({ ...old, [summary.metric_id]: summary }));
+      setMetrics((old) => (old.some((m) => m.id === summary.metric_id) ? old : (load(), old)));
+    },
     alert: (alert) => setAlerts((old) => [alert, ...old]),
   });
   const act = (body: Record<string, unknown>) => api.command(org, body).then(load).catch((exc) => alert((exc as Error).message));
@@ -158,7 +166,7 @@ export function ManagePage({ org }: { org: string }) {
                 <td>{m.last_fetched_at ?? "never"}</td>
                 <td>{m.next_poll_at ?? "—"}</td>
                 <td className="error">{m.last_error ?? ""}</td>
-                <td><Progress backfill={m.backfill} /></td>
+                <td><Progress summary={backfills[m.id]} last={m.backfill} /></td>
                 <td className="nowrap">
                   <button className="link" onClick={() => act({ type: "refresh_metric", metric_id: m.id })}>refresh</button>
                   {m.status === "paused" ? (

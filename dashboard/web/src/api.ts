@@ -22,6 +22,15 @@ export interface Backfill {
   error: string | null;
 }
 
+export interface BackfillSummary {
+  metric_id: string;
+  state: "running" | "written" | "failed";
+  chunks: number;
+  chunks_written: number;
+  points: number;
+  error: string | null;
+}
+
 export interface MetricState {
   id: string;
   template_id: string;
@@ -147,6 +156,7 @@ export const api = {
   dashboard: (org: string, id: string) =>
     call<DashboardView>(`/api/orgs/${org}/dashboards/${encodeURIComponent(id)}`),
   transformers: (org: string) => call<TransformerHistory[]>(`/api/orgs/${org}/transformers`),
+  backfill: (org: string) => call<BackfillSummary[]>(`/api/orgs/${org}/backfill`),
   alerts: (org: string) => call<Alert[]>(`/api/orgs/${org}/alerts`),
   deadLetters: (org: string) => call<DeadLetter[]>(`/api/orgs/${org}/dead-letters`),
   command: (org: string, body: Record<string, unknown>) =>
