@@ -121,7 +121,7 @@ function ChartCard({ org, chart, now }: { org: string; chart: ChartView; now: nu
       </div>
       {answer && <p className="answer" data-testid="command-status">{answer}</p>}
       <p className="muted small">
-        {metric.template_id} · {Object.values(metric.params).join("/")} · chart v{chart.chart_transformer_version ?? "–"} ·
+        {metric.template_id} · {Object.entries(metric.params).sort().map(([k, v]) => `${k}=${v}`).join(" ")} · chart v{chart.chart_transformer_version ?? "–"} ·
         transformer {metric.transformer_status ?? "not written yet"}
       </p>
     </section>
