@@ -272,3 +272,25 @@ def test_another_organisations_page_is_refused(
     stranger.goto(f"{dashboard.url}/orgs/{OTHER}/dashboards/main")
     expect(stranger.locator("input[name=password]")).to_be_visible()
     assert "/login" in stranger.url
+
+
+def test_a_metric_added_from_the_catalogue_shows_its_backfill(
+    browser: Browser,
+    dashboard: DashboardServer,  # noqa: F811
+    dashboard_tenants: dict[str, Tenant],  # noqa: F811
+) -> None:
+    """The page's catalogue form creates a metric of a template with history and charts
+    it; the backfill's progress bar fills live (backfill-progress.<org>) to 100 %, and the
+    new dashboard appears in the navigation."""
+    page = open_as(browser, dashboard, dashboard_tenants[ORG], f"/orgs/{ORG}")
+    page.get_by_label("template").select_option("posthog-events")
+    page.get_by_label("PROJECT_ID").fill("4243")
+    page.get_by_label("dashboard").fill("added")
+    page.get_by_role("button", name="Create").click()
+    expect(page.get_by_test_id("create-status")).to_contain_text(
+        "created, charted on added", timeout=60_000
+    )
+    row = page.get_by_test_id("metrics").locator("tr", has_text="PROJECT_ID=4243")
+    expect(row.get_by_test_id("backfill")).to_have_attribute("data-percent", "100", timeout=120_000)
+    expect(page.get_by_role("link", name="added")).to_be_visible()
+    page.screenshot(path=artifact("catalogue-backfill.png"), full_page=True)

@@ -2,7 +2,7 @@ import { useCallback, useEffect, useState } from "react";
 import { Login } from "./Login";
 import { DashboardPage } from "./DashboardPage";
 import { ManagePage } from "./ManagePage";
-import { api } from "./api";
+import { DASHBOARDS_CHANGED, api } from "./api";
 
 // Pages: /login, /orgs/{org} (its dashboards and management), /orgs/{org}/dashboards/{id}.
 // The server serves them only to the organisation's own session (403 otherwise).
@@ -50,6 +50,10 @@ function Shell({ org, dashboard, children }: { org: string; dashboard: string | 
     api.dashboards(org).then(setDashboards).catch(() => setDashboards([]));
   }, [org]);
   useEffect(load, [load, dashboard]);
+  useEffect(() => {
+    window.addEventListener(DASHBOARDS_CHANGED, load);
+    return () => window.removeEventListener(DASHBOARDS_CHANGED, load);
+  }, [load]);
   const link = (target: string) => (event: React.MouseEvent) => {
     event.preventDefault();
     navigate(target);

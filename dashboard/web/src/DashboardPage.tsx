@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useState } from "react";
 import { Chart } from "./Chart";
-import { CHART_TYPES, FREQUENCIES, api } from "./api";
+import { CHART_TYPES, DASHBOARDS_CHANGED, FREQUENCIES, api } from "./api";
 import type { ChartView, CommandAnswer, MetricState } from "./api";
 import { useLive } from "./live";
 
@@ -155,7 +155,12 @@ function AddChart({ org, dashboardId, onAdded }: { org: string; dashboardId: str
           date_range_days: days,
           aggregation,
           ...(title ? { title } : {}),
-        }).then((r) => r?.status === "accepted" && onAdded());
+        }).then((r) => {
+          if (r?.status === "accepted") {
+            onAdded();
+            window.dispatchEvent(new Event(DASHBOARDS_CHANGED));
+          }
+        });
       }}
     >
       <h2>Add a chart</h2>

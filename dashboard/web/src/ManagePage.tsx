@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState } from "react";
-import { FREQUENCIES, api } from "./api";
+import { DASHBOARDS_CHANGED, FREQUENCIES, api } from "./api";
 import type { Alert, Backfill, BackfillSummary, DeadLetter, MetricState, Template, TransformerHistory } from "./api";
 import { useLive } from "./live";
 
@@ -57,6 +57,7 @@ function AddMetric({ org, onCreated }: { org: string; onCreated: () => void }) {
           chart_type: template.default_chart_type,
         });
         setAnswer(placed.status === "accepted" ? `created, charted on ${dashboard}` : `created; chart rejected: ${placed.error}`);
+        window.dispatchEvent(new Event(DASHBOARDS_CHANGED));
       } else {
         setAnswer("created");
       }

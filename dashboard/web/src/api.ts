@@ -165,3 +165,6 @@ export const api = {
 
 export const FREQUENCIES = ["frequent", "hourly", "daily", "weekly", "manual"];
 export const CHART_TYPES: ChartType[] = ["line", "bar", "area", "pie", "radar", "radial", "kpi"];
+
+/** Dispatched on window after a chart is added, so the navigation lists its dashboard. */
+export const DASHBOARDS_CHANGED = "metricloom:dashboards-changed";
