@@ -11,6 +11,7 @@ session: none is 401 (a page redirects to the login), another organisation's is 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -54,6 +55,8 @@ from streams.messages import COMMAND_ADAPTER
 from streams.settings import Settings
 from templates import load_templates
 
+SESSION_CHECK_S = 5.0
+"""How often a quiet event stream checks that its session still holds."""
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "not logged in"},
     403: {"model": Problem, "description": "another organisation's"},
@@ -292,16 +295,27 @@ def create_app(settings: Settings, dashboard: DashboardSettings) -> FastAPI:
         return CommandAnswer.model_validate(result.model_dump())
 
     @app.get("/api/orgs/{org}/events", responses=ERRORS, tags=["live"])
-    async def events(org: str, session: OrgSession, svc: Svc) -> EventSourceResponse:
+    async def events(
+        request: Request, org: str, session: OrgSession, svc: Svc
+    ) -> EventSourceResponse:
         """Server-sent events from the organisation's topics: ``chart`` (a
         ChartConfigMessage: the newest of each chart first, then each new one), ``alert``,
-        ``backfill`` and ``result``."""
+        ``backfill`` (a backfill's tally) and ``result``. The stream ends when the session
+        does (logout, expiry)."""
         link = await link_of(svc, session)
+        cookie = request.cookies.get(COOKIE)
 
         async def stream() -> AsyncIterator[dict[str, str]]:
             async with link.listen() as queue:
                 while True:
-                    event = await queue.get()
+                    try:
+                        event = await asyncio.wait_for(queue.get(), SESSION_CHECK_S)
+                    except TimeoutError:
+                        if svc.sessions.get(cookie) is None:
+                            return
+                        continue
+                    if event is None:  # the link stopped
+                        return
                     yield {"event": event.kind, "data": json.dumps(event.data)}
 
         return EventSourceResponse(stream(), ping=15)

@@ -107,7 +107,7 @@ class TenantLink:
         self.alerts: list[Alert] = []
         self.backfill: dict[UUID, BackfillTally] = {}
         self._waiting: dict[UUID, asyncio.Future[CommandResult]] = {}
-        self._listeners: set[asyncio.Queue[Event]] = set()
+        self._listeners: set[asyncio.Queue[Event | None]] = set()
         auth = aiokafka_auth(settings)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -146,6 +146,12 @@ class TenantLink:
         self._task = asyncio.create_task(self._read(), name=f"tenant-link-{self.org}")
 
     async def stop(self) -> None:
+        """Stop reading; every page listening is told the stream ended (it reconnects,
+        through a new link if its session is still good)."""
+        for queue in list(self._listeners):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+        self._listeners.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -199,10 +205,11 @@ class TenantLink:
                 self._listeners.discard(queue)
 
     @contextlib.asynccontextmanager
-    async def listen(self) -> AsyncIterator[asyncio.Queue[Event]]:
+    async def listen(self) -> AsyncIterator[asyncio.Queue[Event | None]]:
         """A queue of every event from now on, starting with the newest config of each
-        chart (so a page that opens misses none between its read and its subscription)."""
-        queue: asyncio.Queue[Event] = asyncio.Queue(LISTENER_QUEUE + len(self.charts))
+        chart (so a page that opens misses none between its read and its subscription);
+        ``None`` when the link stops."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue(LISTENER_QUEUE + len(self.charts) + 1)
         for chart in self.charts.values():
             queue.put_nowait(Event("chart", chart.model_dump(mode="json", by_alias=True)))
         self._listeners.add(queue)

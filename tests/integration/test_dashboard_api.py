@@ -4,6 +4,7 @@ commands sent as the organisation."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -227,3 +228,26 @@ def test_the_poll_frequency_selector_command_sets_it(sessions: dict[str, httpx.C
         client, ORG, {"type": "set_metric_frequency", "metric_id": metric, "frequency": "hourly"}
     )
     assert client.get(f"/api/orgs/{ORG}/metrics/{metric}").json()["poll_frequency"] == "hourly"
+
+
+def test_an_event_stream_ends_with_its_session(
+    dashboard: DashboardServer,  # noqa: F811
+    dashboard_tenants: dict[str, Tenant],  # noqa: F811
+) -> None:
+    """A page's event stream is open while its session is: after a logout the server
+    ends it (within its 5-second session check), and a new one is refused."""
+    client = logged_in(dashboard, dashboard_tenants[OTHER])
+    cookies = dict(client.cookies)
+    try:
+        with client.stream("GET", f"/api/orgs/{OTHER}/events", timeout=30) as events:
+            assert events.status_code == 200
+            assert events.headers["content-type"].startswith("text/event-stream")
+            with httpx.Client(base_url=dashboard.url, cookies=cookies) as same:
+                assert same.post("/api/logout").status_code == 204
+            started = time.monotonic()
+            for _ in events.iter_lines():
+                pass
+            assert time.monotonic() - started < 15
+        assert client.get(f"/api/orgs/{OTHER}/events").status_code == 401
+    finally:
+        client.close()
