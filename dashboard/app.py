@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
@@ -59,6 +60,7 @@ SESSION_CHECK_S = 5.0
 """How often a quiet event stream checks that its session still holds."""
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "not logged in"},
+    422: {"model": Problem, "description": "a parameter or body that does not validate"},
     403: {"model": Problem, "description": "another organisation's"},
 }
 
@@ -153,13 +155,25 @@ def create_app(settings: Settings, dashboard: DashboardSettings) -> FastAPI:
     async def unavailable(request: Request, exc: ServiceUnavailableError) -> JSONResponse:
         return JSONResponse({"detail": str(exc).splitlines()[0][:500]}, status_code=503)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A body or parameter that does not validate: one line, like every refusal."""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        return JSONResponse({"detail": problems}, status_code=422)
+
     @app.exception_handler(NotConfiguredError)
     async def not_configured(request: Request, exc: NotConfiguredError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     # --- sessions ------------------------------------------------------------------
 
-    @app.post("/api/login", responses={401: {"model": Problem}}, tags=["session"])
+    @app.post(
+        "/api/login",
+        responses={401: {"model": Problem}, 422: {"model": Problem}},
+        tags=["session"],
+    )
     async def login(body: Login, response: Response, svc: Svc) -> SessionView:
         """Log in as an organisation with its Kafka password (checked by the broker)."""
         try:
@@ -271,7 +285,7 @@ def create_app(settings: Settings, dashboard: DashboardSettings) -> FastAPI:
 
     @app.post(
         "/api/orgs/{org}/commands",
-        responses={**ERRORS, 422: {"model": Problem}, 504: {"model": Problem}},
+        responses={**ERRORS, 504: {"model": Problem}},
         tags=["commands"],
     )
     async def command(

@@ -47,7 +47,7 @@ def test_login_takes_the_organisations_kafka_password(
     dashboard_tenants: dict[str, Tenant],  # noqa: F811
 ) -> None:
     """The broker judges the password: a wrong one, an unknown organisation and a reserved
-    principal are one and the same 401; the right one gives an HttpOnly, SameSite=Strict
+    principal are one and the same 401; a malformed body is a one-line 422; the right one gives an HttpOnly, SameSite=Strict
     session cookie that names no organisation and holds no password."""
     tenant = dashboard_tenants[ORG]
     with httpx.Client(base_url=dashboard.url) as client:
@@ -56,6 +56,10 @@ def test_login_takes_the_organisations_kafka_password(
             assert refused.status_code == 401
             assert refused.json() == {"detail": "organisation or password not accepted"}
         assert client.get("/api/session").status_code == 401
+        for body in ({}, {"organization_id": "", "password": "x"}, [1]):
+            bad = client.post("/api/login", json=body)
+            assert bad.status_code == 422
+            assert isinstance(bad.json()["detail"], str) and "\n" not in bad.json()["detail"]
         answer = client.post(
             "/api/login", json={"organization_id": tenant.org, "password": tenant.password}
         )
@@ -95,6 +99,7 @@ def test_reads_are_scoped_to_the_sessions_organisation(
     assert refused.status_code == 403
     with httpx.Client(base_url=str(mine.base_url)) as anonymous:
         assert anonymous.get(f"/api/orgs/{OTHER}/metrics").status_code == 401
+    assert mine.get(f"/api/orgs/{ORG}/metrics/not-a-uuid").json()["detail"].startswith("path.")
 
 
 def test_a_metric_reads_with_its_state_and_backfill(sessions: dict[str, httpx.Client]) -> None:
