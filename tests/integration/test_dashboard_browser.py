@@ -58,15 +58,16 @@ def client(
 
 @pytest.fixture(scope="module")
 def charts(client: httpx.Client) -> dict[str, str]:
-    """One metric on a dashboard in every chart type, each with its first config (made
-    through the dashboard's own commands endpoint); chart type → dashboard metric id."""
+    """A metric with history (PostHog events, 90 days backfilled) on a dashboard in every
+    chart type, each drawn from its history (made through the dashboard's own commands
+    endpoint); chart type → dashboard metric id."""
     metric = command(
         client,
         ORG,
         {
             "type": "create_metric",
-            "template_id": "github-repo-stars",
-            "params": {"OWNER": "octocat", "REPO": "dashboard"},
+            "template_id": "posthog-events",
+            "params": {"PROJECT_ID": "1"},
             "poll_frequency": "manual",
         },
     )["metric_id"]
@@ -79,7 +80,9 @@ def charts(client: httpx.Client) -> dict[str, str]:
                 "dashboard_id": BOARD,
                 "metric_id": metric,
                 "chart_type": chart_type,
-                "title": f"stars as {chart_type}",
+                "date_range_days": 8,
+                "aggregation": "sum",
+                "title": f"events as {chart_type}",
             },
         )["dashboard_metric_id"]
         for chart_type in CHART_TYPES
@@ -87,11 +90,12 @@ def charts(client: httpx.Client) -> dict[str, str]:
 
     def all_drawn() -> bool:
         board = client.get(f"/api/orgs/{ORG}/dashboards/{BOARD}").json()
-        return len(board["charts"]) == len(CHART_TYPES) and all(
-            c["config"] and c["metric"]["last_fetched_at"] for c in board["charts"]
-        )
+        rows = {
+            c["chart_type"]: len((c["config"] or {}).get("chartData", [])) for c in board["charts"]
+        }
+        return len(rows) == len(CHART_TYPES) and rows["line"] >= 7 and all(rows.values())
 
-    wait_until(all_drawn, 180, "a config for every chart")
+    wait_until(all_drawn, 240, "every chart drawn from the backfilled history")
     return made
 
 
@@ -134,6 +138,12 @@ def test_page_renders_every_chart_type(
         expect(chart.locator(drawn[chart_type]).first).to_be_attached()
         if chart_type != "kpi":
             expect(chart.locator("svg.recharts-surface").first).to_be_visible()
+    for chart_type in ("line", "bar", "area", "pie", "radar"):  # drawn from the history
+        assert int(card(page, charts[chart_type]).get_attribute("data-rows") or 0) >= 7
+    for chart_type in ("bar", "pie", "radial"):  # one mark per row of the config
+        chart = card(page, charts[chart_type])
+        rows = int(chart.get_attribute("data-rows") or 0)
+        expect(chart.locator(drawn[chart_type])).to_have_count(rows)
     kpi = card(page, charts["kpi"]).locator(".kpi-value")
     assert kpi.inner_text().replace(",", "").strip().isdigit()
     page.screenshot(path=artifact("every-chart-type.png"), full_page=True)
@@ -208,6 +218,7 @@ def test_a_change_request_changes_the_chart(
     page = open_as(browser, dashboard, dashboard_tenants[ORG], f"/orgs/{ORG}/dashboards/{BOARD}")
     chart = card(page, charts["area"])
     expect(chart).to_have_attribute("data-chart-type", "area")
+    expect(chart.locator(".recharts-bar-rectangle")).to_have_count(0)
     chart.get_by_label("change request").fill("show it as a bar chart please")
     chart.get_by_role("button", name="Change").click()
     expect(chart.get_by_test_id("command-status")).to_contain_text("change_chart: accepted")
@@ -224,17 +235,25 @@ def test_a_failing_metric_shows_its_error_state(
     charts: dict[str, str],
 ) -> None:
     """A metric whose provider answers 404 (the demo API's ``missing`` repository): its
-    chart shows the metric's last error."""
-    metric = command(
-        client,
-        ORG,
-        {
+    chart shows the metric's last error. (A working metric of the template first: the
+    first metric of a template waits for a sample rather than failing.)"""
+
+    def create(repo: str) -> str:
+        body = {
             "type": "create_metric",
-            "template_id": "github-repo-stars",
-            "params": {"OWNER": "octocat", "REPO": "missing"},
+            "template_id": "github-repo-forks",
+            "params": {"OWNER": "octocat", "REPO": repo},
             "poll_frequency": "manual",
-        },
-    )["metric_id"]
+        }
+        return str(command(client, ORG, body)["metric_id"])
+
+    working = create("fine")
+    wait_until(
+        lambda: client.get(f"/api/orgs/{ORG}/metrics/{working}").json()["last_fetched_at"],
+        90,
+        "the template's first poll",
+    )
+    metric = create("missing")
     command(
         client,
         ORG,

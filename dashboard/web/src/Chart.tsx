@@ -150,19 +150,31 @@ export function Chart({ config }: { config: ChartConfig }) {
         </RadarChart>
       );
       break;
-    case "radial":
+    case "radial": {
+      // a gauge: each row a ring against a common scale (the largest value plus a fifth),
+      // so a single value reads as a share of a circle, not a full one
+      const top = Math.max(...data.map((row) => number(row[keys[0]])), 0) * 1.2 || 1;
+      const last = data.length ? number(data[data.length - 1][keys[0]]) : null;
       chart = (
         <RadialBarChart
           data={data.map((row, i) => ({ ...row, fill: colorOf(config, String(row[x]), i) }))}
-          innerRadius="25%"
+          innerRadius="45%"
           outerRadius="100%"
+          startAngle={90}
+          endAngle={-270}
         >
+          <PolarAngleAxis type="number" domain={[0, top]} tick={false} />
           <Tooltip />
-          <Legend />
           <RadialBar dataKey={keys[0]} background isAnimationActive={false} />
+          {last !== null && (
+            <text x="50%" y="50%" textAnchor="middle" dominantBaseline="middle" className="radial-value">
+              {last.toLocaleString()}
+            </text>
+          )}
         </RadialBarChart>
       );
       break;
+    }
   }
   return (
     <ResponsiveContainer width="100%" height={240}>
