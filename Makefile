@@ -1,6 +1,7 @@
 # The two commands of the README:
-#   make up     build what is missing, start the local cluster, register the demo metrics
-#               and show chart configs arriving (the main job; no internet, no credentials)
+#   make up     build what is missing, start the local cluster, register the demo metrics,
+#               show chart configs arriving and start the dashboard, printing its URL and
+#               the demo login (the main job; no internet, no credentials)
 #   make test   lint, type-check and run the whole test suite against the real services
 # Everything else is a step of those two.
 
@@ -29,7 +30,14 @@ up: host secrets images
 	  $(COMPOSE) run --rm -T demo demo seed && \
 	  echo "--- chart configs published since $$since on chart-configs.demo (as the demo tenant) ---" && \
 	  $(COMPOSE) run --rm -T demo charts tail --org demo --since "$$since" --charts 4 --timeout 120
+	@# the dashboard: its own principal (it may read dead letters; everything else it does
+	@# as the logged-in organisation), then the service, healthy
+	grep '^METRICLOOM_DASHBOARD_KAFKA_PASSWORD=' .env | cut -d= -f2- | \
+	  $(COMPOSE) run --rm -T --entrypoint python3 migrate -m dashboard grant
+	$(COMPOSE) up -d --wait dashboard
 	@echo "--- the cluster keeps running: 'make logs' to watch, 'make down' to stop ---"
+	@echo "--- dashboard: http://127.0.0.1:8081/orgs/demo/dashboards/demo ---"
+	@echo "--- log in as organisation demo, password $$(grep '^METRICLOOM_DEMO_PASSWORD=' .env | cut -d= -f2-) ---"
 
 test: host secrets images venv pglite web services lint typecheck pytest
 
