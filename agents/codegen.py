@@ -33,7 +33,7 @@ import structlog
 
 from agents.backfill import backfill_ticks
 from agents.charting import redraw
-from agents.fetch_client import FetchError, RetryLaterError
+from agents.fetch_client import FetchError, RetryLaterError, provider_of
 from agents.fetching import SharedBudget, budget_key, connection_for
 from agents.generation import (
     GenerationFailedError,
@@ -244,7 +244,8 @@ class CodegenStage(Stage[CodegenRequest]):
         """A real, fresh sample from the metric's endpoint, with its own credentials and
         from its connection's rate budget (a sample is a request like any poll)."""
         connection = await connection_for(services, metric)
-        budget = SharedBudget(services.db, budget_key(metric, template.provider))
+        rate_limit = provider_of(services.settings, template).rate_limit
+        budget = SharedBudget(services.db, budget_key(metric, template.provider), rate_limit)
         return await fetch_sample(
             services, template, metric.params, connection, metric.organization_id, budget
         )

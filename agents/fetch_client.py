@@ -42,9 +42,21 @@ from urllib.parse import quote
 import httpx
 import orjson
 import stamina
+from pydantic import SecretStr
 
+from providers import ProviderError, base_url, get_provider, load_providers
 from schema.exceptions import MetricloomError
-from schema.models import Connection, Endpoint, MetricTemplate, Pagination
+from schema.models import (
+    BearerAuth,
+    Connection,
+    Endpoint,
+    HeaderAuth,
+    MetricTemplate,
+    Pagination,
+    Provider,
+    QueryAuth,
+    RateLimitHeaders,
+)
 from streams.settings import FetchSettings, Settings
 
 
@@ -166,11 +178,20 @@ def within(url: httpx.URL, scope: httpx.URL) -> bool:
     return url.path == base or url.path.startswith(base + "/")
 
 
+def provider_of(settings: Settings, template: MetricTemplate) -> Provider:
+    """The template's provider, as declared (FetchError if no file declares it any more)."""
+    try:
+        return get_provider(template.provider, load_providers(settings.providers_dir))
+    except ProviderError as exc:
+        raise FetchError(f"{template.id}: {exc}") from exc
+
+
 def scope_of(settings: Settings, template: MetricTemplate, connection: Connection | None) -> str:
-    """Where a metric's requests may go: the provider's base URL, or the Nango proxy's."""
+    """Where a metric's requests may go: the provider's base URL (its file's, or the
+    ``METRICLOOM_PROVIDER_URLS__<NAME>`` override), or the Nango proxy's."""
     if connection is not None and connection.auth == "nango":
         return settings.nango.base_url.rstrip("/") + "/proxy"
-    return str(getattr(settings.provider_urls, template.provider)).rstrip("/")
+    return base_url(settings, provider_of(settings, template))
 
 
 class RetryLaterError(MetricloomError):
@@ -209,8 +230,9 @@ def request_for(
 ) -> httpx.Request:
     """The HTTP request for one metric's endpoint, credentials included.
 
-    Credentials come from the metric's connection: a direct token (``Authorization:
-    Bearer``), or the Nango proxy (the request goes to ``{nango}/proxy/{path}`` with the
+    The provider's file says which headers every request carries and how a token is sent
+    (:func:`_with_credentials`). Credentials come from the metric's connection: a direct
+    token, or the Nango proxy (the request goes to ``{nango}/proxy/{path}`` with the
     connection id and provider config key, and Nango adds the provider's credentials).
     Without a connection, the deployment's default token for the provider — but only for
     the organisations ``METRICLOOM_DEFAULT_TOKEN_ORGANIZATIONS`` names (whatever that
@@ -227,11 +249,9 @@ def request_for(
         body = _fill(endpoint.body, params) if endpoint.body is not None else None
     except KeyError as exc:
         raise FetchError(f"{template.id}: the endpoint needs parameter {exc.args[0]}") from exc
-    headers = {"Accept": "application/json"}
-    if template.provider == "github":
-        headers["Accept"] = "application/vnd.github+json"
-        headers["X-GitHub-Api-Version"] = "2022-11-28"
-    token = getattr(settings.provider_tokens, template.provider)
+    provider = provider_of(settings, template)
+    headers = {"Accept": "application/json"} | provider.headers
+    token = settings.provider_tokens.get(template.provider)
     allowed = organization_id in settings.default_token_organizations
     if connection is None and token is not None and not allowed:
         raise FetchError(
@@ -251,9 +271,9 @@ def request_for(
         base = scope_of(settings, template, connection)
         headers["Connection-Id"] = connection.nango_connection_id or ""
         headers["Provider-Config-Key"] = connection.nango_provider_config_key or ""
-        token = settings.nango.secret_key
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+        headers["Authorization"] = f"Bearer {settings.nango.secret_key.get_secret_value()}"
+    elif token is not None:
+        _with_credentials(provider, token, headers, query)
     if body is not None:
         headers["Content-Type"] = "application/json"
     return httpx.Request(
@@ -263,6 +283,26 @@ def request_for(
         headers=headers,
         content=json.dumps(body).encode() if body is not None else None,
     )
+
+
+def _with_credentials(
+    provider: Provider, token: SecretStr, headers: dict[str, str], query: dict[str, str]
+) -> None:
+    """Put ``token`` where the provider's ``auth`` says: ``Authorization: Bearer``, a named
+    header, or a named query parameter (which error messages never show: they name a
+    request without its query). A provider that takes none refuses a token rather than
+    dropping it, so a connection made for it by mistake is an error, not a silent
+    unauthenticated fetch."""
+    secret = token.get_secret_value()
+    auth = provider.auth
+    if isinstance(auth, BearerAuth):
+        headers["Authorization"] = f"Bearer {secret}"
+    elif isinstance(auth, HeaderAuth):
+        headers[auth.name] = secret
+    elif isinstance(auth, QueryAuth):
+        query[auth.name] = secret
+    else:
+        raise FetchError(f"provider {provider.name!r} takes no credentials, and a token was given")
 
 
 def _fill(value: Any, params: dict[str, str]) -> Any:
@@ -276,8 +316,30 @@ def _fill(value: Any, params: dict[str, str]) -> Any:
     return value
 
 
-def retry_at_from(headers: httpx.Headers, now: datetime) -> datetime | None:
-    """When the provider says to come back, from Retry-After or X-RateLimit-Reset."""
+def reset_at_from(
+    headers: httpx.Headers, rate_limit: RateLimitHeaders, now: datetime
+) -> datetime | None:
+    """When the provider's rate limit resets, from its reset header (epoch seconds or
+    seconds from now, as its file says); None without a usable one."""
+    reset = headers.get(rate_limit.reset)
+    if reset is None or not reset.strip().isdigit():
+        return None
+    if rate_limit.reset_format == "seconds":
+        return now + timedelta(seconds=int(reset))
+    return max(now, datetime.fromtimestamp(int(reset), tz=UTC))
+
+
+def remaining_from(headers: httpx.Headers, rate_limit: RateLimitHeaders) -> int | None:
+    """How many requests the provider says are left; None without a usable header."""
+    remaining = headers.get(rate_limit.remaining)
+    return int(remaining) if remaining is not None and remaining.strip().isdigit() else None
+
+
+def retry_at_from(
+    headers: httpx.Headers, now: datetime, rate_limit: RateLimitHeaders | None = None
+) -> datetime | None:
+    """When the provider says to come back, from Retry-After or its rate-limit reset
+    header (``X-RateLimit-Reset`` unless its file names another)."""
     value = headers.get("retry-after")
     if value is not None:
         value = value.strip()
@@ -289,10 +351,7 @@ def retry_at_from(headers: httpx.Headers, now: datetime) -> datetime | None:
             when = None
         if when is not None:
             return max(now, when if when.tzinfo else when.replace(tzinfo=UTC))
-    reset = headers.get("x-ratelimit-reset")
-    if reset is not None and reset.strip().isdigit():
-        return max(now, datetime.fromtimestamp(int(reset), tz=UTC))
-    return None
+    return reset_at_from(headers, rate_limit or RateLimitHeaders(), now)
 
 
 async def fetch_payload(
@@ -302,11 +361,13 @@ async def fetch_payload(
     budget: Budget | None = None,
     pagination: Pagination | None = None,
     scope: str | None = None,
+    rate_limit: RateLimitHeaders | None = None,
 ) -> Any:
     """Send the request under the fetch policy and return the JSON body; with
     ``pagination``, read every page and return one body holding all the items. Redirects
     and next pages are followed only inside ``scope`` (:func:`scope_of`; by default the
-    request's own origin).
+    request's own origin). ``rate_limit`` names the provider's rate-limit headers (its
+    file's; GitHub's ``X-RateLimit-*`` by default).
 
     Raises FetchError (give up for this poll) or RetryLaterError (come back at a time)."""
     bounds = httpx.URL(scope) if scope is not None else request.url.copy_with(path="/", query=None)
@@ -314,7 +375,8 @@ async def fetch_payload(
         allowed = await own_addresses(bounds)
     except OSError as exc:
         raise FetchError(f"{bounds}: cannot resolve {bounds.host} ({exc})", "network") from exc
-    body, headers = await _fetch_one(http, request, policy, budget, bounds, allowed)
+    limits = rate_limit or RateLimitHeaders()
+    body, headers = await _fetch_one(http, request, policy, budget, bounds, allowed, limits)
     if pagination is None:
         return body
     where = f"{request.method} {request.url.copy_with(query=None)}"
@@ -330,7 +392,7 @@ async def fetch_payload(
                 " not followed",
                 "request",
             )
-        page, headers = await _fetch_one(http, following, policy, budget, bounds, allowed)
+        page, headers = await _fetch_one(http, following, policy, budget, bounds, allowed, limits)
         more = _items(page, pagination, where)
         if not more:
             return _with_items(body, pagination, items)
@@ -418,6 +480,7 @@ async def _fetch_one(
     budget: Budget | None,
     bounds: httpx.URL,
     allowed: frozenset[Address],
+    rate_limit: RateLimitHeaders,
 ) -> tuple[Any, httpx.Headers]:
     """One request under the policy: the JSON body and the headers. Redirects inside
     ``bounds`` are followed (at most ``MAX_REDIRECTS``); any other is an error. Each
@@ -448,9 +511,9 @@ async def _fetch_one(
             redirects += 1
             continue
         now = datetime.now(UTC)
-        limited = status == 429 or (status == 403 and headers.get("x-ratelimit-remaining") == "0")
+        limited = status == 429 or (status == 403 and remaining_from(headers, rate_limit) == 0)
         if limited:
-            retry_at = retry_at_from(headers, now) or now + timedelta(seconds=60)
+            retry_at = retry_at_from(headers, now, rate_limit) or now + timedelta(seconds=60)
             wait = (retry_at - now).total_seconds()
             if waited + wait <= policy.max_inline_wait_s:
                 waited += wait

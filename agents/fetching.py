@@ -17,19 +17,28 @@ fetched at all: the poll would spend the provider's quota for nothing.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import structlog
 
-from agents.fetch_client import FetchError, RetryLaterError, fetch_payload, request_for, scope_of
+from agents.fetch_client import (
+    FetchError,
+    RetryLaterError,
+    fetch_payload,
+    provider_of,
+    remaining_from,
+    request_for,
+    reset_at_from,
+    scope_of,
+)
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from schema import catalog, ledger
 from schema.db import Database
-from schema.models import Connection, Metric
+from schema.models import Connection, Metric, RateLimitHeaders
 from schema.token_encryption import TokenKeyError
 from streams import metrics
 from streams.messages import BackfillProgress, PollDue, RawPayload
@@ -45,19 +54,20 @@ class SharedBudget:
 
     db: Database
     key: str
+    rate_limit: RateLimitHeaders = field(default_factory=RateLimitHeaders)
+    """Where the provider's answers say what is left and when it resets (its file's)."""
 
     async def take(self) -> datetime | None:
         async with self.db.transaction() as conn:
             return await catalog.take_budget(conn, self.key, datetime.now(UTC))
 
     async def record(self, headers: httpx.Headers) -> None:
-        remaining, reset = headers.get("x-ratelimit-remaining"), headers.get("x-ratelimit-reset")
-        if remaining is None or reset is None or not remaining.isdigit() or not reset.isdigit():
+        remaining = remaining_from(headers, self.rate_limit)
+        reset_at = reset_at_from(headers, self.rate_limit, datetime.now(UTC))
+        if remaining is None or reset_at is None:
             return
         async with self.db.transaction() as conn:
-            await catalog.record_budget(
-                conn, self.key, int(remaining), datetime.fromtimestamp(int(reset), tz=UTC)
-            )
+            await catalog.record_budget(conn, self.key, remaining, reset_at)
 
 
 async def connection_for(services: Services, metric: Metric) -> Connection | None:
@@ -155,7 +165,8 @@ class FetchStage(Stage[PollDue]):
             request = request_for(
                 services.settings, template, endpoint, params, connection, metric.organization_id
             )
-            budget = SharedBudget(services.db, budget_key(metric, template.provider))
+            rate_limit = provider_of(services.settings, template).rate_limit
+            budget = SharedBudget(services.db, budget_key(metric, template.provider), rate_limit)
             async with self._limit(
                 budget.key, services.settings.fetch.max_concurrent_per_connection
             ):
@@ -166,6 +177,7 @@ class FetchStage(Stage[PollDue]):
                     budget,
                     endpoint.pagination,
                     scope_of(services.settings, template, connection),
+                    rate_limit,
                 )
         except RetryLaterError as exc:
             return await self._defer(services, message, metric, tick, attempts, exc)

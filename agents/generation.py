@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from agents.fetch_client import Budget, fetch_payload, request_for, scope_of
+from agents.fetch_client import Budget, fetch_payload, provider_of, request_for, scope_of
 from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal
 from agents.generators.exceptions import ModelAnswerError, ModelRefusedError
 from agents.services import Services
@@ -152,6 +152,7 @@ async def fetch_sample(
         budget,
         pagination=template.polling.pagination,
         scope=scope_of(services.settings, template, connection),
+        rate_limit=provider_of(services.settings, template).rate_limit,
     )
     return payload, endpoint_config(template.id, template.polling.path, params, fetched_at)
 

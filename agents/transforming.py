@@ -19,6 +19,7 @@ from uuid import UUID
 import structlog
 from pydantic import TypeAdapter, ValidationError
 
+from agents.hints import ColumnsError, hinted_values
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from sandbox.protocol import SandboxResult
@@ -113,6 +114,26 @@ def points_from(result: SandboxResult) -> list[DataPoint]:
         raise TransformError(f"output is not a list of DataPoint: {exc}") from exc
 
 
+def silent_failure(raw: RawPayload) -> None:
+    """Raise TransformError when a payload that holds data gave no points: the values its
+    template's hints find (its historical hints, for history) are data a transformer that
+    returns nothing would lose without a word. A payload that holds none (an empty list,
+    only nulls) may give no points."""
+    template = get_template(raw.template_id)
+    if raw.historical and template.historical is not None:
+        template = template.for_history()
+    try:
+        values = hinted_values(template.hints, raw.payload)
+    except ColumnsError as exc:
+        raise TransformError(f"no points, and {exc}") from exc
+    if values:
+        paths = ", ".join(template.hints.value_paths().values())
+        raise TransformError(
+            f"the transformer returned no points, but the payload holds {len(values)}"
+            f" value(s) at {paths} (first: {str(values[0])[:60]!r})"
+        )
+
+
 GroupKey = tuple[str, str, bool]
 
 
@@ -189,6 +210,8 @@ class TransformStage(Stage[RawPayload]):
         for (message, raw), result in zip(items, results, strict=True):
             try:
                 points = points_from(result)
+                if not points:
+                    silent_failure(raw)
             except TransformError as exc:
                 failures.append((message, raw, str(exc)))
                 continue

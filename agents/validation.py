@@ -12,6 +12,7 @@ import ast
 import math
 from typing import Any
 
+from agents.hints import as_number, hinted_values, unresolved
 from agents.services import Services
 from agents.transforming import TransformError, points_from
 from schema.models import ChartConfig, DataPoint, MetricTemplate
@@ -60,61 +61,66 @@ def static_check(code: str) -> None:
         raise InvalidCodeError("transform must take exactly two parameters")
 
 
-def lookup(payload: Any, path: str) -> Any:
-    """Follow a dotted path (list indexes allowed) through a JSON payload."""
-    value = payload
-    for part in path.split("."):
-        if (
-            isinstance(value, list)
-            and part.lstrip("-").isdigit()
-            and -len(value) <= int(part) < len(value)
-        ):
-            value = value[int(part)]
-        elif isinstance(value, dict):
-            value = value.get(part)
-        else:
-            return None
-    return value
+def hint_problems(template: MetricTemplate, sample: Any) -> str | None:
+    """Why the template's hints do not fit the sample, in one line (None if they do): a
+    path that finds nothing there (a typo in ``value_path`` or ``rows_path``, a field the
+    API does not send) would make every transformer store nothing, forever."""
+    problems = unresolved(template.hints, sample)
+    if not problems:
+        return None
+    return (
+        f"template {template.id!r}: its hints do not fit the sample ({'; '.join(problems)});"
+        " the template's hints need fixing, not the code"
+    )
 
 
-def expected_value(template: MetricTemplate, sample: Any) -> float | None:
-    """The value the template's hints point at in the sample (the last row's, for a
-    payload of rows), or None when the sample holds none."""
-    hints = template.hints
-    if hints.rows_path is not None:
-        rows = sample if hints.rows_path == "" else lookup(sample, hints.rows_path)
-        if not isinstance(rows, list) or len(rows) <= hints.skip_rows:
-            return None
-        sample = rows[-1]
-    raw = lookup(sample, hints.value_path)
-    if isinstance(raw, bool) or raw is None:
-        return None
-    try:
-        value = float(str(raw).replace(",", ""))
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+def expected_values(template: MetricTemplate, sample: Any) -> tuple[int, float | None]:
+    """How many values the hints find in the sample, and the last one as a number (None
+    when none of them is one)."""
+    values = hinted_values(template.hints, sample)
+    numbers = [n for n in (as_number(template.hints, v) for v in values) if n is not None]
+    return len(values), numbers[-1] if numbers else None
+
+
+def _holds(point: DataPoint, value: float) -> bool:
+    """Whether a point carries ``value``: as its value, or as a labelled series (a numeric
+    dimension) when the hints name several."""
+    numbers = [point.value] + [
+        v
+        for v in point.dimensions.values()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    return any(math.isclose(n, value, rel_tol=1e-9) for n in numbers)
 
 
 async def validate_metric_code(
     services: Services, template: MetricTemplate, code: str, sample: Any, config: dict[str, Any]
 ) -> list[DataPoint]:
-    """Prove a MetricTransformer on a real sample; InvalidCodeError says what is wrong."""
+    """Prove a MetricTransformer on a real sample; InvalidCodeError says what is wrong.
+
+    Nothing passes silence: the hints must fit the sample (every hinted path finds
+    something), a sample that holds any value must give at least one point, and the last
+    value the hints find must be one of the points' values."""
     static_check(code)
+    unfit = hint_problems(template, sample)
+    if unfit is not None:
+        raise InvalidCodeError(unfit)
     [result] = await services.sandbox.run(code, "transform", [(sample, config)])
     try:
         points = points_from(result)
     except TransformError as exc:
         raise InvalidCodeError(str(exc)) from exc
-    expected = expected_value(template, sample)
-    if expected is not None:
-        if not points:
-            raise InvalidCodeError("returned no points, but the sample holds a value")
-        if not any(math.isclose(p.value, expected, rel_tol=1e-9) for p in points):
-            raise InvalidCodeError(
-                f"the value at {template.hints.value_path} is {expected},"
-                f" but no point has it (values: {[p.value for p in points[:5]]})"
-            )
+    count, last = expected_values(template, sample)
+    paths = ", ".join(template.hints.value_paths().values())
+    if count and not points:
+        raise InvalidCodeError(
+            f"returned no points, but the sample holds {count} value(s) at {paths}"
+        )
+    if last is not None and not any(_holds(p, last) for p in points):
+        raise InvalidCodeError(
+            f"the last value at {paths} is {last}, but no point has it"
+            f" (values: {[p.value for p in points[:5]]})"
+        )
     return points
 
 

@@ -1,4 +1,5 @@
-"""The demo API: GitHub, YouTube, PostHog and Google Sheets answers, shaped as the real
+"""The demo API: GitHub, YouTube, PostHog and Google Sheets answers (and Open-Meteo's and
+CoinGecko's, for the templates that prove providers are data), shaped as the real
 APIs document them, with values that evolve over time, so the local cluster and the tests
 run with no internet and no credentials (aiohttp, already a dependency of Faust).
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
-from demo_api import github, posthog, sheets, youtube
+from demo_api import coingecko, github, open_meteo, posthog, sheets, youtube
 
 MISSING = "missing"
 RATE_LIMIT = 5000
@@ -324,6 +325,50 @@ async def sheets_values(request: web.Request) -> web.Response:
     return _json(sheets.values(sheet_id, request.match_info["range"], _now()))
 
 
+def _bad_request(reason: str) -> web.Response:
+    return _json({"error": True, "reason": reason}, status=400)
+
+
+async def open_meteo_forecast(request: web.Request) -> web.Response:
+    """Open-Meteo's ``/v1/forecast`` (its error body on a bad parameter)."""
+    query = request.query
+    try:
+        latitude, longitude = float(query["latitude"]), float(query["longitude"])
+        past_days = int(query.get("past_days", "0"))
+        forecast_days = int(query.get("forecast_days", "7"))
+    except (KeyError, ValueError):
+        return _bad_request("Parameter 'latitude' and 'longitude' must be floats")
+    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+        return _bad_request("Latitude must be in range of -90 to 90°.")
+    variables = [v for v in query.get("hourly", "").split(",") if v]
+    return _json(
+        open_meteo.forecast(latitude, longitude, variables, past_days, forecast_days, _now())
+    )
+
+
+async def coingecko_simple_price(request: web.Request) -> web.Response:
+    ids = [i for i in request.query.get("ids", "").split(",") if i]
+    currencies = [c for c in request.query.get("vs_currencies", "").split(",") if c]
+    if not ids or not currencies:
+        return _json({"error": "Missing parameter ids or vs_currencies"}, status=422)
+    return _json(coingecko.simple_price(ids, currencies, _now()))
+
+
+async def coingecko_exchange_rates(_: web.Request) -> web.Response:
+    return _json(coingecko.exchange_rates(_now()))
+
+
+async def coingecko_market_chart(request: web.Request) -> web.Response:
+    coin = request.match_info["coin"]
+    if coin not in coingecko.USD:
+        return _json({"error": "coin not found"}, status=404)
+    days = request.query.get("days", "1")
+    if not days.isdigit() or not 1 <= int(days) <= 365:
+        return _json({"error": "invalid days"}, status=422)
+    currency = request.query.get("vs_currency", "usd")
+    return _json(coingecko.market_chart(coin, currency, int(days), _now()))
+
+
 BEHAVIOURS = web.AppKey("behaviours", Behaviours)
 
 
@@ -367,6 +412,10 @@ def make_app(rate_limit: int = RATE_LIMIT) -> web.Application:
             web.get("/youtube/v3/channels", youtube_channels),
             web.post("/posthog/api/projects/{project}/query/", posthog_query),
             web.get("/sheets/v4/spreadsheets/{sheet}/values/{range}", sheets_values),
+            web.get("/open-meteo/v1/forecast", open_meteo_forecast),
+            web.get("/coingecko/api/v3/simple/price", coingecko_simple_price),
+            web.get("/coingecko/api/v3/exchange_rates", coingecko_exchange_rates),
+            web.get("/coingecko/api/v3/coins/{coin}/market_chart", coingecko_market_chart),
         ]
     )
     return app

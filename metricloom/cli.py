@@ -353,7 +353,7 @@ async def _create_and_follow(settings: Settings, command: CreateMetric, wait_s: 
 @connection_app.command("add")
 def connection_add(
     org: Org,
-    provider: Annotated[str, typer.Option(help="github, youtube, posthog or sheets.")],
+    provider: Annotated[str, typer.Option(help="A declared provider (providers/*.json).")],
     token_stdin: Annotated[bool, typer.Option(help="Read a direct API token from stdin.")] = False,
     nango_connection_id: Annotated[str | None, typer.Option(help="Nango connection id.")] = None,
     nango_provider_config_key: Annotated[
@@ -368,6 +368,7 @@ def connection_add(
     from pydantic import SecretStr
 
     from agents.services import keyring_for
+    from providers import configured_providers
     from schema import catalog
     from schema.db import Database
     from schema.models import Connection
@@ -386,7 +387,8 @@ def connection_add(
                 "token": SecretStr(token) if token else None,
                 "nango_connection_id": nango_connection_id,
                 "nango_provider_config_key": nango_provider_config_key,
-            }
+            },
+            context={"providers": configured_providers()},
         )
     except ValueError as exc:
         _fail(str(exc))

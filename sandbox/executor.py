@@ -10,7 +10,9 @@ The contract, as the transform and chart stages see it:
   output not serialisable, a crash of the harness) is data in that input's result; the
   other inputs' results are kept. A failure of the *infrastructure* (no engine, no image)
   raises :class:`~sandbox.exceptions.SandboxUnavailableError`.
-* The container is created per batch (per tenant) with no network, a read-only root and no
+* A container serves one batch (of one tenant) and is then removed; it is started ahead of
+  need by the warm pool (``sandbox/warm_pool.py``: nothing has run in it, its harness waits
+  for the batch on stdin) or, when none waits, on the spot. Each has no network, a read-only root and no
   writable mount, no capabilities, no-new-privileges, Docker's default seccomp profile,
   pids, memory and CPU limits, no mounts, an empty environment, no IPC namespace to share
   (``ipc_mode=none``, and the IPC sysctls at zero: no SysV shared memory, message queue
@@ -50,6 +52,7 @@ import structlog
 from sandbox.exceptions import SandboxHardeningError, SandboxUnavailableError
 from sandbox.limits import SandboxLimits
 from sandbox.protocol import ErrorKind, SandboxError, SandboxResult, check_tenants, encode_input
+from sandbox.warm_pool import Launched, WarmPool
 
 log = structlog.get_logger(__name__)
 
@@ -166,6 +169,11 @@ class SandboxExecutor:
         self._client = client
         self._labels = dict(labels or {})
         self._semaphore = asyncio.Semaphore(limits.max_concurrent)
+        self._pool = (
+            WarmPool(self._launch_warm, _discard, limits.warm_pool, limits.warm_max_age_s)
+            if limits.warm_pool
+            else None
+        )
 
     @property
     def client(self) -> docker.DockerClient:
@@ -183,10 +191,16 @@ class SandboxExecutor:
         return self._client
 
     def close(self) -> None:
-        """Close the connection to the Docker engine."""
+        """Remove the warm containers and close the connection to the Docker engine."""
+        if self._pool is not None:
+            self._pool.close()
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def warm_container_ids(self) -> set[str]:
+        """Containers the warm pool holds now, started but unused (for leftover checks)."""
+        return self._pool.waiting_ids() if self._pool is not None else set()
 
     async def aclose(self) -> None:
         """:meth:`close`, for the :class:`~sandbox.protocol.Sandbox` interface."""
@@ -274,17 +288,14 @@ class SandboxExecutor:
         parts = [b"%d\n" % len(header), header]
         for _, data in items:
             parts += [b"%d\n" % len(data), data]
-        container = self._create_container(deadline)
+        launched = self._pool.take() if self._pool is not None else None
+        if launched is None:
+            launched = self._launch(deadline - time.monotonic())
         parser = _FrameParser(limit=limits.batch_output_limit_bytes + FRAME_SLACK)
         stderr = bytearray()
         timed_out = False
-        sock = None
         try:
-            sock = container.attach_socket(
-                params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-            )
-            raw: socket.socket = sock._sock
-            container.start()
+            raw: socket.socket = launched.sock._sock
             writer = threading.Thread(target=_send_all, args=(raw, parts), daemon=True)
             writer.start()
             timed_out = _read_frames(raw, parser, stderr, deadline)
@@ -292,19 +303,36 @@ class SandboxExecutor:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise SandboxUnavailableError(f"sandbox container failed: {exc}") from exc
         finally:
-            if sock is not None:
-                sock._sock.close()
-                sock.close()
-            _remove(container)
+            _discard(launched)
         if parser.fatal is not None:
             raise SandboxHardeningError(
                 f"the sandbox container failed the harness's hardening check: {parser.fatal}"
             )
         return self._collect(items, parser, stderr, timed_out)
 
-    def _create_container(self, deadline: float) -> Any:
+    def _launch(self, lifetime_s: float) -> Launched:
+        """Create, attach to and start a container that may live ``lifetime_s`` (its
+        deadline label adds 30 s). Attached before it starts, so no output is missed; its
+        harness then waits for the batch on stdin."""
+        container = self._create_container(lifetime_s)
+        sock = None
+        try:
+            sock = container.attach_socket(
+                params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            container.start()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            _discard(Launched(container, sock, time.monotonic()))
+            raise SandboxUnavailableError(f"cannot start a sandbox container: {exc}") from exc
+        return Launched(container, sock, time.monotonic())
+
+    def _launch_warm(self) -> Launched:
+        """A container for the warm pool: it may wait its age bound, then run a batch."""
+        return self._launch(self.limits.warm_max_age_s + self.limits.batch_timeout_s)
+
+    def _create_container(self, lifetime_s: float) -> Any:
         limits = self.limits
-        expires = int(time.time() + (deadline - time.monotonic()) + 30)
+        expires = int(time.time() + lifetime_s + 30)
         try:
             return self.client.containers.create(
                 limits.image,
@@ -458,6 +486,14 @@ def _read_frames(
                 stderr += payload
         if parser.done:
             return False
+
+
+def _discard(launched: Launched) -> None:
+    """Close a container's attach socket (its stdin: the harness exits) and remove it."""
+    if launched.sock is not None:
+        launched.sock._sock.close()
+        launched.sock.close()
+    _remove(launched.container)
 
 
 def _remove(container: Any) -> None:

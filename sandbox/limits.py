@@ -39,6 +39,12 @@ class SandboxLimits(BaseModel, frozen=True):
     print_limit_bytes: int = Field(1024 * 1024, ge=1024)
     input_memory_mb: int = Field(128, ge=16)
     max_concurrent: int = Field(2, ge=1)
+    warm_pool: int = Field(0, ge=0)
+    """Containers kept started ahead of need (sandbox/warm_pool.py), each still used for
+    one batch only; 0 (the default until it is measured under load: its refills compete
+    with running batches for the CPU): every batch starts its own."""
+    warm_max_age_s: float = Field(60.0, gt=0)
+    """A waiting container older than this is removed and replaced."""
     connect_timeout_s: float = Field(10.0, gt=0)
     docker_url: str | None = None
     """The Docker engine's API (``unix:///var/run/docker.sock`` style); default: the

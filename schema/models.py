@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -160,6 +161,114 @@ class Pagination(BaseModel):
     max_pages: int = Field(20, ge=1, le=1000)
 
 
+PROVIDER_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+"""A provider's name: lower-case letters, digits and ``_``, so that its base URL and token
+settings are plain environment variables (``METRICLOOM_PROVIDER_URLS__OPEN_METEO``)."""
+_HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$"
+_RESERVED_HEADERS = frozenset(
+    {"authorization", "host", "content-length", "content-type", "cookie", "transfer-encoding"}
+)
+"""Headers a provider file may not set: credentials and framing are metricloom's own."""
+
+
+class BearerAuth(BaseModel):
+    """The token goes as ``Authorization: Bearer <token>`` (GitHub, Google, PostHog)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    style: Literal["bearer"]
+
+
+class HeaderAuth(BaseModel):
+    """The token goes as the value of one named header (``X-API-Key: <token>``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    style: Literal["header"]
+    name: str = Field(pattern=_HEADER_NAME)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.lower() in _RESERVED_HEADERS - {"authorization"}:
+            raise ValueError(f"header {value!r} is not a credential header")
+        return value
+
+
+class QueryAuth(BaseModel):
+    """The token goes as one named query parameter (``?key=<token>``). Error messages name
+    requests without their query, so the token never shows there either."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    style: Literal["query"]
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+class NoAuth(BaseModel):
+    """Public data: no credentials are ever sent (a connection with a token is refused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    style: Literal["none"]
+
+
+ProviderAuth = Annotated[BearerAuth | HeaderAuth | QueryAuth | NoAuth, Field(discriminator="style")]
+
+
+class RateLimitHeaders(BaseModel):
+    """Where a provider says how much of its rate limit is left and when it resets: read
+    into the shared rate budget, and to tell a spent limit (``403`` with ``remaining`` 0)
+    from a refusal. ``reset_format``: ``unix`` (epoch seconds, GitHub) or ``seconds``
+    (seconds from now, the IETF ``RateLimit-Reset`` drafts)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    remaining: str = Field("X-RateLimit-Remaining", pattern=_HEADER_NAME)
+    reset: str = Field("X-RateLimit-Reset", pattern=_HEADER_NAME)
+    reset_format: Literal["unix", "seconds"] = "unix"
+
+
+class PaginationDefaults(BaseModel):
+    """A provider's usual paging, merged under each template endpoint's ``pagination``
+    block (the block's own fields win), so a template of that provider writes only what
+    differs (often just ``items_path``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["link", "page_token", "has_more"] | None = None
+    token_path: str | None = None
+    token_param: str | None = None
+    has_more_path: str | None = None
+    offset_param: str | None = None
+    max_pages: int | None = Field(None, ge=1, le=1000)
+
+
+class Provider(BaseModel):
+    """An API metricloom can poll, declared in ``providers/<name>.json``: where it is, how a
+    token is sent, which headers every request carries, where its rate-limit headers are
+    and how it pages. Data, not code: adding an API takes a provider file and a template
+    file. The base URL is a default; ``METRICLOOM_PROVIDER_URLS__<NAME>`` overrides it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=PROVIDER_NAME)
+    description: str = ""
+    base_url: str = Field(pattern=r"^https?://[^\s?#]+$")
+    auth: ProviderAuth = BearerAuth(style="bearer")
+    headers: dict[str, str] = Field(default_factory=dict)
+    rate_limit: RateLimitHeaders = RateLimitHeaders()
+    pagination: PaginationDefaults = PaginationDefaults()
+
+    @field_validator("headers")
+    @classmethod
+    def _plain_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if re.fullmatch(_HEADER_NAME, name) is None:
+                raise ValueError(f"{name!r} is not a header name")
+            if name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f"header {name!r} is metricloom's to set, not a provider file's")
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+                raise ValueError(f"header {name!r} holds a control character")
+        return value
+
+
 class Endpoint(BaseModel):
     """An HTTP call a template makes; ``{PARAM}`` placeholders are filled per metric."""
 
@@ -172,21 +281,87 @@ class Endpoint(BaseModel):
     pagination: Pagination | None = None
 
 
-class ExtractionHints(BaseModel):
-    """What the offline generator needs to write a transformer without a model.
-
-    Paths are dotted (``items.0.statistics.viewCount``; list indexes allowed). With
-    ``rows_path`` the payload holds one row per point (``""`` = the payload is the list):
-    the value, timestamp and dimension paths are then relative to each row."""
+class RowSelect(BaseModel):
+    """Keep only the rows whose ``path`` holds ``equals`` (the ``usd`` row, not row 0)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    value_path: str
+    path: str
+    equals: str | int | float | bool
+
+
+ROW_KEY = "@key"
+"""In a ``mapping`` of rows, the path that reads each entry's key (``"usd"``); an entry that
+is a plain value, not an object, is read at ``@value``."""
+
+
+class ExtractionHints(BaseModel):
+    """Where a payload's points are, for the offline generator (which writes the code from
+    them), the model's prompt, and the validation that proves the code on a sample.
+
+    Paths are dotted (``items.0.statistics.viewCount``; list indexes allowed, ``-1`` for the
+    last). Without ``rows_path`` the payload is one point. With it, the payload holds one
+    row per point and every other path is relative to a row; ``rows_kind`` says what is at
+    ``rows_path`` (``""`` = the payload itself):
+
+    * ``list`` — a list of rows (objects, or lists read by index: ``[[ms, price], …]``);
+    * ``columns`` — parallel arrays (``{"time": [...], "temperature_2m": [...]}``): row *i*
+      holds the *i*-th element of each array; arrays of different lengths are an error;
+    * ``mapping`` — an object whose entries are rows (``{"usd": {...}, "eur": {...}}``),
+      each entry's key at ``@key`` (and a plain value at ``@value``).
+
+    ``select`` keeps only the rows whose path holds a value (the ``usd`` entry). The value
+    is at ``value_path``. Several series in one answer are labelled dimensions of one point
+    per timestamp (points are unique per metric and timestamp): ``series`` names several
+    values of a row (label → path; the point's value is the first one's), or
+    ``series_label`` is a path in each row whose value labels that row's value (rows of
+    one timestamp, ``bitcoin`` and ``ethereum``, become one point; its value is the first
+    row's). Draw the other series with the template's ``chart_dimensions``. ``value_map`` turns
+    string values into numbers (``{"up": 1, "down": 0}``); a string it does not know is an
+    error, never a skipped point. ``timestamp`` is ``fetched_at`` (the poll's time) or a
+    path in the row, read as declared by ``timestamp_format`` — never guessed: ``iso``
+    (with a zone, or naive with ``utc_offset_path``), ``date`` (``YYYY-MM-DD``), ``unix``
+    (seconds) or ``unix_ms`` (milliseconds). ``utc_offset_path`` is a path in the whole
+    payload (not the row) to the offset naive times are in: seconds east of UTC
+    (Open-Meteo's ``utc_offset_seconds``), ``"+02:00"``, or ``"UTC"``/``"Z"``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value_path: str | None = None
+    series: dict[str, str] = Field(default_factory=dict)
+    series_label: str | None = None
     rows_path: str | None = None
+    rows_kind: Literal["list", "columns", "mapping"] = "list"
     skip_rows: int = Field(0, ge=0)
+    select: RowSelect | None = None
     timestamp: str = "fetched_at"
-    timestamp_format: Literal["iso", "unix", "date"] = "iso"
+    timestamp_format: Literal["iso", "unix", "unix_ms", "date"] = "iso"
+    utc_offset_path: str | None = None
     dimension_paths: dict[str, str] = Field(default_factory=dict)
+    value_map: dict[str, FiniteFloat] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_value_source(self) -> ExtractionHints:
+        if (self.value_path is None) == (not self.series):
+            raise ValueError("give either value_path or series (label → path), not both")
+        clash = sorted(set(self.series) & set(self.dimension_paths))
+        if clash:
+            raise ValueError(f"series {clash} are named as dimensions too")
+        if self.series_label is not None and (self.rows_path is None or self.series):
+            raise ValueError("series_label labels rows: it needs rows_path and value_path")
+        if self.rows_path is None and (
+            self.rows_kind != "list" or self.select is not None or self.skip_rows
+        ):
+            raise ValueError("rows_kind, select and skip_rows need rows_path")
+        if self.timestamp == "fetched_at" and self.utc_offset_path is not None:
+            raise ValueError("utc_offset_path needs a timestamp path")
+        return self
+
+    def value_paths(self) -> dict[str | None, str]:
+        """Each value's path by its series label (None: the one value of ``value_path``)."""
+        if self.value_path is not None:
+            return {None: self.value_path}
+        return {label: path for label, path in self.series.items()}
 
 
 DEFAULT_PARAM_PATTERN = r"^[A-Za-z0-9_.:@-]{1,200}$"
@@ -250,7 +425,9 @@ class MetricTemplate(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")
     name: str
     description: str
-    provider: Literal["github", "youtube", "posthog", "sheets"]
+    provider: str = Field(pattern=PROVIDER_NAME)
+    """A declared provider (``providers/<name>.json``): checked against the registry the
+    template is validated with (``context={"providers": ...}``, as the loader does)."""
     params: list[TemplateParam]
     """Each ``{"name": "REPO", "pattern": "^[A-Za-z0-9_.-]{1,100}$"}``. The name and its
     pattern sit together, so no parameter can lack a pattern and no pattern can name a
@@ -268,6 +445,27 @@ class MetricTemplate(BaseModel):
     chart_dimensions: list[str] = Field(default_factory=list)
     unit: str = ""
     hints: ExtractionHints
+
+    @model_validator(mode="before")
+    @classmethod
+    def _declared_provider(cls, data: Any, info: ValidationInfo) -> Any:
+        """With a provider registry in the validation context: the provider must be one of
+        it, and its pagination defaults go under each endpoint's ``pagination`` block."""
+        providers: dict[str, Provider] | None = (info.context or {}).get("providers")
+        if providers is None or not isinstance(data, dict):
+            return data
+        provider = providers.get(data.get("provider"))  # type: ignore[arg-type]
+        if provider is None:
+            raise ValueError(
+                f"unknown provider {data.get('provider')!r}; known: {', '.join(sorted(providers))}"
+            )
+        defaults = provider.pagination.model_dump(exclude_none=True)
+        data = dict(data)
+        for key in ("polling", "historical"):
+            endpoint = data.get(key)
+            if isinstance(endpoint, dict) and isinstance(endpoint.get("pagination"), dict):
+                data[key] = {**endpoint, "pagination": defaults | endpoint["pagination"]}
+        return data
 
     @field_validator("params", mode="before")
     @classmethod
@@ -362,11 +560,22 @@ class Connection(BaseModel):
 
     id: UUID
     organization_id: str
-    provider: Literal["github", "youtube", "posthog", "sheets"]
+    provider: str = Field(pattern=PROVIDER_NAME)
     auth: Literal["none", "token", "nango"]
     token: SecretStr | None = None
     nango_connection_id: str | None = None
     nango_provider_config_key: str | None = None
+
+    @field_validator("provider")
+    @classmethod
+    def _declared(cls, value: str, info: ValidationInfo) -> str:
+        """With a provider registry in the validation context (a new connection): one of
+        it. A stored row is read without one, so a provider file removed later shows as an
+        error on the metrics that use it, not as an unreadable row."""
+        providers = (info.context or {}).get("providers")
+        if providers is not None and value not in providers:
+            raise ValueError(f"unknown provider {value!r}; known: {', '.join(sorted(providers))}")
+        return value
 
     def __repr__(self) -> str:  # never show the token, even by accident
         return f"Connection({self.id}, {self.provider}, {self.auth})"

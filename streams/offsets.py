@@ -1,4 +1,4 @@
-"""Commits that never pass an offset the stream did not acknowledge.
+"""Commits that never pass an offset the stages did not finish.
 
 faust-streaming 0.15.3 commits, per partition, the end of the first run of consecutive
 acknowledged offsets (``Consumer._new_offset``). It refuses to when the run starts past the
@@ -11,7 +11,9 @@ it, for example): committing past it would lose it silently.
 
 :class:`HeadSafeConsumer` holds the commit at such a head instead (logged, so a stall is
 seen): the event is redelivered after the next restart or rebalance, at least once as the
-README promises. Everything else is Faust's own code; :class:`MetricloomApp` plugs the
+README promises. It also refuses the acknowledgements Faust gives messages its stream
+skipped around a rebalance without processing them (:meth:`HeadSafeConsumer.ack`).
+Everything else is Faust's own code; :class:`MetricloomApp` plugs the
 consumer in through Faust's transport class, its documented extension point.
 """
 
@@ -28,7 +30,33 @@ log = structlog.get_logger(__name__)
 
 
 class HeadSafeConsumer(Consumer):
-    """Faust's aiokafka consumer, minus commits past an unacknowledged head offset."""
+    """Faust's aiokafka consumer, minus commits past an offset nobody processed."""
+
+    def ack(self, message: Any) -> bool:
+        """Faust's ``ack``, refusing a message fetched before the current rebalance
+        generation or while the flow is suspended (a rebalance in progress).
+
+        Faust's stream *skips* such a message and acknowledges it anyway ("otherwise the
+        lag would increase"), although nothing processed it: the consumer seeks back to
+        the committed offset after the rebalance and fetches it again, but that skip-ack
+        already counts, so the commit can pass the offset while its refetched copy is
+        still in a batch, and a crash then loses it. Refused, the offset waits for the
+        refetched copy's own ack. A batch that finished across a rebalance is refused the
+        same way and runs again from the refetch (stages are idempotent on redelivery)."""
+        app = self.app
+        if message.generation_id != app.consumer_generation_id or not app.flow_control.is_active():
+            self._unacked_messages.discard(message)
+            log.debug(
+                "ack.refused",
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                generation=message.generation_id,
+                current=app.consumer_generation_id,
+            )
+            return False
+        acked: bool = super().ack(message)
+        return acked
 
     def _new_offset(self, tp: Any) -> int | None:
         committed = self._committed_offset[tp]

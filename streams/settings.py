@@ -9,6 +9,7 @@ show up in logs or reprs.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -88,30 +89,11 @@ class KafkaSettings(BaseModel, frozen=True):
     commit_every: int = Field(100, ge=1)
 
 
-class ProviderUrls(BaseModel, frozen=True):
-    """Base URL per provider. The defaults are the real APIs; the local cluster points
-    them at the demo API so it runs with no internet and no credentials."""
-
-    github: str = "https://api.github.com"
-    youtube: str = "https://www.googleapis.com/youtube/v3"
-    posthog: str = "https://app.posthog.com"
-    sheets: str = "https://sheets.googleapis.com/v4"
-
-
 class NangoSettings(BaseModel, frozen=True):
     """The Nango proxy, for connections whose credentials Nango holds."""
 
     base_url: str = "https://api.nango.dev"
     secret_key: SecretStr | None = None
-
-
-class ProviderTokens(BaseModel, frozen=True):
-    """Direct API tokens for the default connection of each provider (optional)."""
-
-    github: SecretStr | None = None
-    youtube: SecretStr | None = None
-    posthog: SecretStr | None = None
-    sheets: SecretStr | None = None
 
 
 class Settings(BaseSettings):
@@ -154,8 +136,17 @@ class Settings(BaseSettings):
     sandbox: SandboxLimits = SandboxLimits()
     model: ModelSettings = ModelSettings()
     healing: HealingSettings = HealingSettings()
-    provider_urls: ProviderUrls = ProviderUrls()
-    provider_tokens: ProviderTokens = ProviderTokens()
+    provider_urls: dict[str, str] = Field(default_factory=dict)
+    """Base URL per provider name (``METRICLOOM_PROVIDER_URLS__GITHUB``), overriding the one
+    its provider file declares; the local cluster points them at the demo API. Names are
+    checked against the declared providers when the worker starts (providers/)."""
+    provider_tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    """The deployment's direct API token per provider name (optional), sent the way the
+    provider file's ``auth`` says."""
+    providers_dir: Path | None = None
+    """A directory of provider files read besides the shipped ones (providers/)."""
+    templates_dir: Path | None = None
+    """A directory of template files read besides the shipped ones (templates/)."""
     default_token_organizations: frozenset[str] = frozenset()
     """Organisations whose metrics without a connection use ``provider_tokens`` (the
     deployment's own). Anyone else's such metrics fetch unauthenticated: otherwise any

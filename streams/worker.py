@@ -9,12 +9,14 @@ import faust
 import structlog
 
 from agents.services import Services
+from providers import check_settings
 from sandbox.executor import SandboxExecutor, sweep_logged
 from streams.admin import ensure_topics
 from streams.app import create_app
 from streams.health import Health
 from streams.logging import configure_logging
 from streams.settings import Settings
+from templates import load_templates
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +42,10 @@ def run_worker(settings: Settings) -> None:
     """Run one worker in the foreground. Faust handles SIGTERM/SIGINT: it stops the
     agents after the batch in hand, commits offsets and exits."""
     configure_logging(settings.log_level)
+    # Declared providers and templates, checked before anything runs: a file that does not
+    # validate, or a setting naming no provider, stops the worker here with its name.
+    check_settings(settings)
+    load_templates(settings.templates_dir, settings.providers_dir)
     health = Health(settings.health_host, settings.health_port)
     health.start()
     log.info(

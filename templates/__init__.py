@@ -1,46 +1,60 @@
-"""Metric templates: one JSON file per template in this package, the source of truth.
+"""Metric templates: one JSON file per template, the source of truth.
 
-A template says where a metric's data lives (provider, endpoint, parameters), how often to
-poll it, and the extraction hints the offline transformer generator uses. They are loaded
-and validated once at start; a file that does not validate stops the process with the
-file's name and the error, rather than a template silently missing.
+A template says where a metric's data lives (a declared provider, an endpoint, parameters),
+how often to poll it, and the extraction hints the offline transformer generator uses.
+The shipped ones are this package's files; an operator adds more in
+``METRICLOOM_TEMPLATES_DIR`` (with any new provider in ``METRICLOOM_PROVIDERS_DIR``), no
+code needed. They are loaded and validated once at start, each against the declared
+providers; a file that does not validate stops the process with the file's name and the
+error, rather than a template silently missing.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
 
-from pydantic import ValidationError
-
+from providers import ProviderError, load_providers, read_declarations
 from schema.exceptions import MetricloomError
 from schema.models import MetricTemplate
+from streams.settings import get_settings
 
 
 class TemplateError(MetricloomError):
     """A template file is malformed or a template id is unknown."""
 
 
-@lru_cache(maxsize=1)
-def load_templates() -> dict[str, MetricTemplate]:
-    """Every template shipped in this package, by id."""
-    templates: dict[str, MetricTemplate] = {}
-    for entry in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".json"):
-            continue
-        try:
-            template = MetricTemplate.model_validate(json.loads(entry.read_text()))
-        except (ValueError, ValidationError) as exc:
-            raise TemplateError(f"template file {entry.name} is invalid: {exc}") from exc
-        if entry.name != f"{template.id}.json":
-            raise TemplateError(f"template file {entry.name} declares id {template.id!r}")
-        templates[template.id] = template
-    return templates
+@lru_cache(maxsize=8)
+def load_templates(
+    directory: Path | None = None, providers_dir: Path | None = None
+) -> Mapping[str, MetricTemplate]:
+    """The shipped templates and those in ``directory``, by id, each validated against
+    the shipped providers and those in ``providers_dir``."""
+    context = {"providers": load_providers(providers_dir)}
+    sources = [("templates", resources.files(__name__)), (str(directory), directory)]
+    try:
+        found = read_declarations(
+            sources,
+            lambda data: MetricTemplate.model_validate(data, context=context),
+            lambda template: template.id,
+            "template",
+        )
+    except ProviderError as exc:
+        raise TemplateError(str(exc)) from exc
+    return MappingProxyType(found)
+
+
+def configured_templates() -> Mapping[str, MetricTemplate]:
+    """The templates of this process (its settings' directories)."""
+    settings = get_settings()
+    return load_templates(settings.templates_dir, settings.providers_dir)
 
 
 def get_template(template_id: str) -> MetricTemplate:
-    templates = load_templates()
+    templates = configured_templates()
     try:
         return templates[template_id]
     except KeyError:

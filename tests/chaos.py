@@ -117,6 +117,10 @@ class ChaosConfig:
     refresh_every_s: float = 1.0
     settle_timeout_s: float = 240.0
     seed: int = 7
+    stage_batching: str = "fixed"
+    """The workers' METRICLOOM_STAGE_BATCHING (``fixed``, the default, or ``adaptive``)."""
+    warm_pool: int = 0
+    """The workers' METRICLOOM_SANDBOX__WARM_POOL."""
 
 
 @dataclass
@@ -287,6 +291,8 @@ class Chaos:
             "METRICLOOM_TOPIC_PARTITIONS": str(self.settings.topic_partitions),
             "METRICLOOM_DB_POOL_SIZE": "4",
             "METRICLOOM_KAFKA__GROUP_INSTANCE_ID": f"chaos-worker-{index}",
+            "METRICLOOM_STAGE_BATCHING": self.config.stage_batching,
+            "METRICLOOM_SANDBOX__WARM_POOL": str(self.config.warm_pool),
         }
         log = self.workdir / f"worker-{index}-{time.time_ns()}.log"
         started = time.monotonic()

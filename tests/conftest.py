@@ -202,6 +202,8 @@ def demo_provider_urls(demo: str) -> dict[str, str]:
         "youtube": f"{demo}/youtube/v3",
         "posthog": f"{demo}/posthog",
         "sheets": f"{demo}/sheets/v4",
+        "open_meteo": f"{demo}/open-meteo/v1",
+        "coingecko": f"{demo}/coingecko/api/v3",
     }
 
 
@@ -213,6 +215,11 @@ DEMO_PARAMS = {
     "PROJECT_ID": "4242",
     "SPREADSHEET_ID": "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms",
     "RANGE": "Sheet1!A1:C40",
+    "LATITUDE": "52.52",
+    "LONGITUDE": "13.41",
+    "COIN": "bitcoin",
+    "CURRENCY": "usd",
+    "COINS": "bitcoin,ethereum",
 }
 """A value for every shipped template's parameters, each matching its pattern."""
 
@@ -252,10 +259,6 @@ def settings_env(settings: Settings, principal: str = "worker") -> dict[str, str
             "METRICLOOM_STAGE_BATCH_WINDOW_S": str(settings.stage_batch_window_s),
             "METRICLOOM_STAGE_LINGER_MIN_S": str(settings.stage_linger_min_s),
             "METRICLOOM_STAGE_BATCHING": settings.stage_batching,
-            "METRICLOOM_PROVIDER_URLS__GITHUB": settings.provider_urls.github,
-            "METRICLOOM_PROVIDER_URLS__YOUTUBE": settings.provider_urls.youtube,
-            "METRICLOOM_PROVIDER_URLS__POSTHOG": settings.provider_urls.posthog,
-            "METRICLOOM_PROVIDER_URLS__SHEETS": settings.provider_urls.sheets,
             "METRICLOOM_HEALING__RETRY_GAPS_S": json.dumps(list(settings.healing.retry_gaps_s)),
             "METRICLOOM_PAUSE_INITIAL_S": str(settings.pause_initial_s),
             "METRICLOOM_PAUSE_MAX_S": str(settings.pause_max_s),
@@ -265,6 +268,12 @@ def settings_env(settings: Settings, principal: str = "worker") -> dict[str, str
             "METRICLOOM_TOKEN_KEYS": (
                 settings.token_keys.get_secret_value() if settings.token_keys else ""
             ),
+        }
+    )
+    env.update(
+        {
+            f"METRICLOOM_PROVIDER_URLS__{name.upper()}": url
+            for name, url in settings.provider_urls.items()
         }
     )
     return env

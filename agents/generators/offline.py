@@ -16,17 +16,24 @@ from schema.models import MetricTemplate
 _METRIC_TEMPLATE = '''\
 """MetricTransformer for {template_id} (offline generator, from the template's hints)."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 ROWS_PATH = {rows_path!r}
+ROWS_KIND = {rows_kind!r}
 SKIP_ROWS = {skip_rows!r}
-VALUE_PATH = {value_path!r}
+SELECT = {select!r}
+VALUE_PATHS = {value_paths!r}
+SERIES_LABEL = {series_label!r}
+VALUE_MAP = {value_map!r}
 TIMESTAMP = {timestamp!r}
 TIMESTAMP_FORMAT = {timestamp_format!r}
+UTC_OFFSET_PATH = {utc_offset_path!r}
 DIMENSION_PATHS = {dimension_paths!r}
 
 
 def _get(obj, path):
+    if path == "":
+        return obj
     for part in path.split("."):
         if isinstance(obj, list):
             if not part.lstrip("-").isdigit() or not -len(obj) <= int(part) < len(obj):
@@ -56,43 +63,118 @@ def _number(raw):
     return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
-def _timestamp(row, endpoint_config):
+def _value(raw, path):
+    if isinstance(raw, str) and raw in VALUE_MAP:
+        return float(VALUE_MAP[raw])
+    value = _number(raw)
+    if value is None and VALUE_MAP and isinstance(raw, str):
+        raise ValueError("value %r at %s is not in value_map (%s)" % (raw[:80], path, ", ".join(VALUE_MAP)))
+    return value
+
+
+def _zone(api_response):
+    if UTC_OFFSET_PATH is None:
+        return None
+    raw = _get(api_response, UTC_OFFSET_PATH)
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return timezone(timedelta(seconds=raw))
+    text = str(raw).strip() if raw is not None else ""
+    if text.upper() in ("UTC", "Z", "GMT"):
+        return timezone.utc
+    if len(text) == 6 and text[0] in "+-" and text[3] == ":":
+        minutes = int(text[1:3]) * 60 + int(text[4:6])
+        return timezone(timedelta(minutes=minutes if text[0] == "+" else -minutes))
+    raise ValueError("utc offset %r at %s is neither seconds, +HH:MM nor UTC" % (text[:40], UTC_OFFSET_PATH))
+
+
+def _timestamp(row, endpoint_config, zone):
     if TIMESTAMP == "fetched_at":
         return endpoint_config["fetched_at"]
     raw = _get(row, TIMESTAMP)
     if raw is None:
         return None
-    if TIMESTAMP_FORMAT == "unix":
-        seconds = _number(raw)
-        if seconds is None:
+    if TIMESTAMP_FORMAT in ("unix", "unix_ms"):
+        number = _number(raw)
+        if number is None:
             return None
+        seconds = number / 1000 if TIMESTAMP_FORMAT == "unix_ms" else number
         return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat()
     text = str(raw).strip()
     if TIMESTAMP_FORMAT == "date" and len(text) == 10:
-        return text + "T00:00:00+00:00"
-    return text
+        text = text + "T00:00:00"
+    if zone is None:
+        return text + "+00:00" if TIMESTAMP_FORMAT == "date" else text
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    return parsed.isoformat()
 
 
 def _rows(api_response):
     if ROWS_PATH is None:
         return [api_response]
-    rows = api_response if ROWS_PATH == "" else _get(api_response, ROWS_PATH)
-    return rows[SKIP_ROWS:] if isinstance(rows, list) else []
+    found = _get(api_response, ROWS_PATH)
+    if ROWS_KIND == "columns":
+        if not isinstance(found, dict):
+            return []
+        columns = {{name: items for name, items in found.items() if isinstance(items, list)}}
+        lengths = {{name: len(items) for name, items in columns.items()}}
+        if len(set(lengths.values())) > 1:
+            raise ValueError("the arrays at %r differ in length: %r" % (ROWS_PATH, lengths))
+        count = max(lengths.values(), default=0)
+        rows = [{{name: items[i] for name, items in columns.items()}} for i in range(count)]
+    elif ROWS_KIND == "mapping":
+        if not isinstance(found, dict):
+            return []
+        rows = []
+        for key, entry in found.items():
+            row = dict(entry) if isinstance(entry, dict) else {{"@value": entry}}
+            row["@key"] = key
+            rows.append(row)
+    else:
+        rows = found if isinstance(found, list) else []
+    rows = rows[SKIP_ROWS:]
+    if SELECT is not None:
+        rows = [row for row in rows if _same(_get(row, SELECT["path"]), SELECT["equals"])]
+    return rows
+
+
+def _same(found, wanted):
+    if isinstance(found, bool) or isinstance(wanted, bool):
+        return found is wanted
+    numbers = isinstance(found, (int, float)) and isinstance(wanted, (int, float))
+    return found == wanted and (numbers or type(found) is type(wanted))
 
 
 def transform(api_response, endpoint_config):
+    zone = _zone(api_response)
     points = []
+    by_timestamp = {{}}
     for row in _rows(api_response):
-        value = _number(_get(row, VALUE_PATH))
-        timestamp = _timestamp(row, endpoint_config)
-        if value is None or timestamp is None:
+        timestamp = _timestamp(row, endpoint_config, zone)
+        if timestamp is None:
             continue
         dimensions = {{}}
         for name, path in DIMENSION_PATHS.items():
             raw = _get(row, path)
             number = _number(raw)
             dimensions[name] = number if number is not None else (raw if isinstance(raw, str) else None)
-        points.append({{"timestamp": timestamp, "value": value, "dimensions": dimensions}})
+        values = [(label, _value(_get(row, path), path)) for label, path in VALUE_PATHS]
+        if values[0][1] is None:
+            continue
+        if values[0][0] is not None:  # several series of a row: each a labelled dimension
+            dimensions.update(values)
+        if SERIES_LABEL is None:
+            points.append({{"timestamp": timestamp, "value": values[0][1], "dimensions": dimensions}})
+            continue
+        label = _get(row, SERIES_LABEL)
+        if label is None:
+            continue
+        point = by_timestamp.get(timestamp)
+        if point is None:  # the first row of a timestamp gives the point its value
+            point = by_timestamp[timestamp] = {{"timestamp": timestamp, "value": values[0][1], "dimensions": dimensions}}
+            points.append(point)
+        point["dimensions"][str(label)] = values[0][1]
     return points
 '''
 
@@ -175,10 +257,15 @@ def metric_code_for(template: MetricTemplate) -> str:
     return _METRIC_TEMPLATE.format(
         template_id=template.id,
         rows_path=hints.rows_path,
+        rows_kind=hints.rows_kind,
         skip_rows=hints.skip_rows,
-        value_path=hints.value_path,
+        select=hints.select.model_dump() if hints.select is not None else None,
+        value_paths=list(hints.value_paths().items()),
+        series_label=hints.series_label,
+        value_map=dict(hints.value_map),
         timestamp=hints.timestamp,
         timestamp_format=hints.timestamp_format,
+        utc_offset_path=hints.utc_offset_path,
         dimension_paths=dict(hints.dimension_paths),
     )
 

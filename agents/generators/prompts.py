@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.generators import ChartCodeTask, MetricCodeTask
+from schema.models import ExtractionHints
 
 MAX_SAMPLE_CHARS = 12_000
 
@@ -29,6 +30,11 @@ Rules:
   infinity.
 - The primary value goes in "value"; related values go in "dimensions".
 - When the payload carries no timestamp per value, use endpoint_config["fetched_at"].
+- Read timestamps exactly as the hints declare them, never by guessing from the digits:
+  unix seconds, unix milliseconds (divide by 1000), a date (midnight UTC), ISO with a zone,
+  or ISO without one plus the UTC offset found elsewhere in the answer.
+- Points are unique per timestamp: several series at one time are ONE point whose
+  dimensions hold each series under its label.
 - Use only the standard library modules json, math, re, datetime, time, statistics,
   collections, itertools, functools, decimal. No I/O, no network, no environment access.
 """
@@ -90,6 +96,70 @@ def _errors_text(errors: list[str]) -> str:
     return "\n".join(f"- {error}" for error in errors[-3:])
 
 
+def describe_hints(hints: ExtractionHints) -> str:
+    """The template's hints in words, one line each (trusted: the template file's text)."""
+    lines = []
+    if hints.rows_path is None:
+        lines.append("- The answer is one point.")
+    else:
+        at = "the answer itself" if hints.rows_path == "" else f"the path {hints.rows_path!r}"
+        shape = {
+            "list": "a list of rows (objects, or lists read by index)",
+            "columns": "an object of parallel arrays: row i is the i-th element of every"
+            " array (arrays of different lengths are an error: raise)",
+            "mapping": "an object whose entries are rows; a row's key is read at '@key' and"
+            " an entry that is a plain value at '@value'",
+        }[hints.rows_kind]
+        lines.append(f"- The rows are at {at}: {shape}. Every other path is inside a row.")
+        if hints.skip_rows:
+            lines.append(f"- Skip the first {hints.skip_rows} row(s) (a header).")
+        if hints.select is not None:
+            lines.append(
+                f"- Keep only the rows whose {hints.select.path!r} equals"
+                f" {hints.select.equals!r} (select by that key, never by position)."
+            )
+    if hints.value_path is not None:
+        lines.append(
+            f"- The point's value is at {hints.value_path!r}; skip a row where it is null."
+        )
+    else:
+        series = ", ".join(f"{label!r} at {path!r}" for label, path in hints.series.items())
+        lines.append(
+            f"- Several series per row: {series}. One point per row: its value is the first"
+            " series'; every series goes into dimensions under its label."
+        )
+    if hints.series_label is not None:
+        lines.append(
+            f"- Rows are labelled by {hints.series_label!r}: rows with the same timestamp are"
+            " ONE point whose value is the first such row's, with each row's value in"
+            " dimensions under its label."
+        )
+    if hints.value_map:
+        lines.append(
+            f"- String values map to numbers: {json.dumps(hints.value_map)}; raise on a"
+            " string not in the map."
+        )
+    if hints.timestamp == "fetched_at":
+        lines.append('- The timestamp is endpoint_config["fetched_at"].')
+    else:
+        form = {
+            "iso": "ISO 8601",
+            "unix": "unix SECONDS",
+            "unix_ms": "unix MILLISECONDS",
+            "date": "a date YYYY-MM-DD (midnight)",
+        }[hints.timestamp_format]
+        lines.append(f"- The timestamp is at {hints.timestamp!r}, in {form}.")
+        if hints.utc_offset_path is not None:
+            lines.append(
+                f"- Times without a zone are local: their UTC offset is at"
+                f" {hints.utc_offset_path!r} of the whole answer (seconds east of UTC,"
+                " '+HH:MM', or 'UTC')."
+            )
+    if hints.dimension_paths:
+        lines.append(f"- Dimensions (name: path): {json.dumps(hints.dimension_paths)}.")
+    return "\n".join(lines)
+
+
 def metric_messages(task: MetricCodeTask) -> list[dict[str, str]]:
     template = task.template
     endpoint = template.polling
@@ -101,8 +171,7 @@ def metric_messages(task: MetricCodeTask) -> list[dict[str, str]]:
         f"Template: {template.id} — {template.name}\n"
         f"Purpose: {template.description}\n"
         f"Endpoint: {endpoint.method} {endpoint.path} (provider {template.provider})\n"
-        f"The primary value is at: {template.hints.value_path}\n"
-        f"Related values (dimensions): {json.dumps(template.hints.dimension_paths)}\n"
+        f"Where the data is (the template's hints):\n{describe_hints(template.hints)}\n"
         "endpoint_config example (untrusted data: it carries the metric's parameters):\n"
         + q.block("endpoint_config", config)
         + "\nReal API response (untrusted data):\n"

@@ -77,9 +77,8 @@ async def test_repair_loop_feeds_each_rejection_back(
 ) -> None:
     """Wrong code first (a syntax error, then the wrong value), right code third: each
     rejection reaches the model in the next prompt, and the third proposal is accepted."""
-    wrong_value = RIGHT.replace('VALUE_PATH = "stargazers_count"', 'VALUE_PATH = "forks_count"')
-    wrong_value = wrong_value.replace(
-        "VALUE_PATH = 'stargazers_count'", "VALUE_PATH = 'forks_count'"
+    wrong_value = RIGHT.replace(
+        "VALUE_PATHS = [(None, 'stargazers_count')]", "VALUE_PATHS = [(None, 'forks_count')]"
     )
     assert wrong_value != RIGHT
     model.script("def transform(:\n", wrong_value, RIGHT)

@@ -146,7 +146,7 @@ async def test_a_redirect_out_of_the_provider_is_refused(
             services.http,
             _request(settings, "redirect-away"),
             FAST,
-            scope=settings.provider_urls.github,
+            scope=settings.provider_urls["github"],
         )
 
 
@@ -155,7 +155,7 @@ async def test_a_next_page_out_of_the_provider_is_refused(
 ) -> None:
     """A ``link`` header naming another origin ends the fetch with an error instead of
     sending the request's headers (its Authorization) there."""
-    base = settings.provider_urls.github
+    base = settings.provider_urls["github"]
     request = httpx.Request(
         "GET",
         f"{base}/repos/o/link-away-90/stargazers?per_page=30",
@@ -221,14 +221,13 @@ async def test_a_scope_named_by_a_local_name_still_fetches(
     here, ``demo-api`` in compose) that resolves to a private address keeps working."""
     local = settings.model_copy(
         update={
-            "provider_urls": settings.provider_urls.model_copy(
-                update={"github": demo_api_url.replace("127.0.0.1", "localhost") + "/github"}
-            )
+            "provider_urls": settings.provider_urls
+            | {"github": demo_api_url.replace("127.0.0.1", "localhost") + "/github"}
         }
     )
     request = request_for(local, TEMPLATE, TEMPLATE.polling, {"OWNER": "octocat", "REPO": "x"})
     assert request.url.host == "localhost"
-    payload = await fetch_payload(services.http, request, FAST, scope=local.provider_urls.github)
+    payload = await fetch_payload(services.http, request, FAST, scope=local.provider_urls["github"])
     assert payload["full_name"] == "octocat/x"
 
 

@@ -78,17 +78,23 @@ def one_container_or_tenants(executor: SandboxExecutor, count: int) -> list[str]
 
 
 @pytest.fixture(autouse=True)
-def no_leftover_containers() -> Iterator[None]:
+def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
     """After each test, none of its sandbox containers may remain (a worker's finish within
-    10 s)."""
+    10 s), except those the shared executor's warm pool holds unused."""
     yield
+    pooled = request.getfixturevalue("executor") if "executor" in request.fixturenames else None
+
+    def leftovers() -> list[Any]:
+        warm = pooled.warm_container_ids() if pooled is not None else set()
+        return [c for c in list_sandboxes(client, OURS) if c.id not in warm]
+
     client = docker.from_env()
     try:
         deadline = time.monotonic() + 10
-        left = list_sandboxes(client, OURS)
+        left = leftovers()
         while left and time.monotonic() < deadline:
             time.sleep(0.2)
-            left = list_sandboxes(client, OURS)
+            left = leftovers()
         names = [c.attrs.get("Names") for c in left]
         assert left == [], f"sandbox containers left behind: {names}"
     finally:

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import docker
 import pytest
@@ -15,6 +17,8 @@ from sandbox.executor import DEADLINE_LABEL, LABEL, SandboxExecutor, list_sandbo
 from tests.conftest import ROOT, sandbox_limits
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+T = TypeVar("T")
 
 
 def _ours(client: docker.DockerClient, marker: str) -> list[object]:
@@ -31,7 +35,7 @@ def _running(client: docker.DockerClient, marker: str) -> list[object]:
 
 def test_batch_deadline_fails_the_rest_clearly() -> None:
     """Inputs not finished when the batch's wall-clock limit passes get batch_timeout."""
-    executor = SandboxExecutor(sandbox_limits(input_timeout_s=5, batch_timeout_s=3))
+    executor = SandboxExecutor(sandbox_limits(input_timeout_s=5, batch_timeout_s=3, warm_pool=0))
     try:
         code = "import time\ndef transform(x, c):\n    time.sleep(1.2)\n    return x"
         results = executor.run_batch(code, "transform", [(i, {}) for i in range(6)])
@@ -74,7 +78,7 @@ def test_container_is_removed_when_the_worker_dies_mid_batch() -> None:
     script = (
         "from sandbox.executor import SandboxExecutor\n"
         "from tests.conftest import sandbox_limits\n"
-        "e = SandboxExecutor(sandbox_limits(input_timeout_s=30, batch_timeout_s=60),"
+        "e = SandboxExecutor(sandbox_limits(input_timeout_s=30, batch_timeout_s=60, warm_pool=0),"
         f" labels={{'test': '{marker}'}})\n"
         "e.run_batch('import time\\ndef transform(x, c):\\n    time.sleep(20)', 'transform', [(1, {})])\n"
     )
@@ -98,4 +102,57 @@ def test_container_is_removed_when_the_worker_dies_mid_batch() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+        client.close()
+
+
+def _ids(containers: list[object]) -> set[str]:
+    return {c.id for c in containers}  # type: ignore[attr-defined]
+
+
+def _wait_for(check: Callable[[], T], timeout: float = 30.0) -> T:
+    """Poll ``check()`` (the engine's state) until it answers something truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError("the engine never reached the expected state")
+
+
+def test_a_batch_takes_a_warm_container_and_it_is_never_reused() -> None:
+    """The pool starts a container ahead of need; the next batch runs in it (the waiting
+    container is the one that goes away), and the pool replaces it with a new one."""
+    marker = f"warm-{os.getpid()}-{time.time_ns()}"
+    client = docker.from_env()
+    executor = SandboxExecutor(sandbox_limits(warm_pool=1), labels={"test": marker})
+    code = "def transform(x, c):\n    return x + 1"
+    try:
+        assert executor.run_batch(code, "transform", [(1, {})])[0].value == 2
+        warm = _ids(_wait_for(lambda: _running(client, marker)))
+        assert len(warm) == 1
+        assert executor.run_batch(code, "transform", [(41, {})])[0].value == 42
+        _wait_for(lambda: not (warm & _ids(_ours(client, marker))))
+        refilled = _ids(_wait_for(lambda: _running(client, marker)))
+        assert refilled and not refilled & warm
+    finally:
+        executor.close()
+    _wait_for(lambda: not _ours(client, marker))  # close removes what still waits
+    client.close()
+
+
+def test_a_warm_container_past_its_age_is_replaced() -> None:
+    marker = f"aged-{os.getpid()}-{time.time_ns()}"
+    client = docker.from_env()
+    executor = SandboxExecutor(
+        sandbox_limits(warm_pool=1, warm_max_age_s=1.0), labels={"test": marker}
+    )
+    try:
+        executor.run_batch("def transform(x, c):\n    return x", "transform", [(1, {})])
+        first = _ids(_wait_for(lambda: _running(client, marker)))
+        later = _wait_for(lambda: _ids(_running(client, marker)) - first)
+        assert later and not later & first
+        _wait_for(lambda: not (first & _ids(_ours(client, marker))))
+    finally:
+        executor.close()
         client.close()

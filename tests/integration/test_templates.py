@@ -25,6 +25,8 @@ EXPECTED_POINTS = {
     "github-code-frequency": 52,
     "posthog-events": 2,
     "sheets-column": 30,
+    "open-meteo-temperature": 48,
+    "coingecko-coin-price": 289,
 }
 
 

@@ -36,7 +36,8 @@ def test_every_shipped_parameter_has_its_own_pattern_and_the_demo_values_match()
         for param in template.params:
             assert param.pattern != DEFAULT_PARAM_PATTERN, (template.id, param.name)
         assert template.param_refusals({p: DEMO_PARAMS[p] for p in template.param_names}) == []
-        assert template.param_refusals({p: "a/b?c" for p in template.param_names})
+        if template.params:  # a template with no parameter has nothing to refuse
+            assert template.param_refusals({p: "a/b?c" for p in template.param_names})
     for template_id, params, *_ in DEMO:
         assert get_template(template_id).param_refusals(params) == []
 

@@ -6,14 +6,14 @@ import pytest
 from pydantic import SecretStr
 
 from agents.fetch_client import FetchError, request_for
-from streams.settings import ProviderTokens, ProviderUrls, Settings
+from streams.settings import Settings
 from templates import get_template
 
 
 def test_request_fills_and_quotes_parameters() -> None:
     """Parameters are URL-quoted into the path, so one cannot walk to another endpoint
     (a sheet range's space, ``!``, ``:`` and ``'`` stay inside their segment)."""
-    settings = Settings(provider_urls=ProviderUrls(sheets="http://demo/sheets/v4"))
+    settings = Settings(provider_urls={"sheets": "http://demo/sheets/v4"})
     template = get_template("sheets-column")
     params = {
         "SPREADSHEET_ID": "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms",
@@ -61,7 +61,7 @@ def test_a_parameter_its_pattern_refuses_is_refused(
 def test_a_parameter_that_would_leave_the_path_is_refused(params: dict[str, str], why: str) -> None:
     """``OWNER=..``, ``REPO=user`` would be ``/repos/../user`` = ``/user`` (the token's own
     account) once the URL is normalised: refused before any request."""
-    settings = Settings(provider_urls=ProviderUrls(github="http://demo/github"))
+    settings = Settings(provider_urls={"github": "http://demo/github"})
     template = get_template("github-repo-stars")
     with pytest.raises(FetchError, match=why):
         request_for(settings, template, template.polling, params)
@@ -71,7 +71,7 @@ def test_the_default_token_is_only_for_the_organisations_named() -> None:
     """A metric without a connection gets the deployment's token only if its organisation
     is listed; any other organisation's is told it needs a connection."""
     settings = Settings(
-        provider_tokens=ProviderTokens(github=SecretStr("ghp_secret")),
+        provider_tokens={"github": SecretStr("ghp_secret")},
         default_token_organizations=frozenset({"acme"}),
     )
     template = get_template("github-repo-stars")
@@ -87,7 +87,7 @@ def test_the_default_token_is_only_for_the_organisations_named() -> None:
 def test_token_goes_only_into_the_authorization_header() -> None:
     """A configured token is sent as a bearer token and nowhere in the URL."""
     settings = Settings(
-        provider_tokens=ProviderTokens(github=SecretStr("ghp_secret")),
+        provider_tokens={"github": SecretStr("ghp_secret")},
         default_token_organizations=frozenset({"acme"}),
     )
     template = get_template("github-repo-stars")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from faust.types import TP
+from faust.types import TP, Message
 
 from streams.offsets import HeadSafeConsumer, MetricloomApp
 
@@ -61,3 +61,55 @@ async def test_an_offset_faust_recorded_as_a_gap_counts_as_acknowledged(
     consumer._gap[PARTITION].addi(10, 12)
     acknowledge(consumer, 12, 13)
     assert consumer._new_offset(PARTITION) == 14
+
+
+def message(offset: int, generation: int) -> Message:
+    return Message(
+        PARTITION.topic,
+        PARTITION.partition,
+        offset,
+        0.0,
+        0,
+        [],
+        b"k",
+        b"v",
+        None,
+        tp=PARTITION,
+        generation_id=generation,
+    )
+
+
+def acks_enabled(consumer: HeadSafeConsumer) -> None:
+    """What Faust's conductor does for a topic an agent subscribes to."""
+    consumer.app.topics.acking_topics.add(PARTITION.topic)
+    consumer.app.consumer_generation_id = 2
+    consumer.app.flow_control.resume()
+
+
+async def test_an_ack_from_the_current_generation_counts(consumer: HeadSafeConsumer) -> None:
+    acks_enabled(consumer)
+    consumer._committed_offset[PARTITION] = 10
+    assert consumer.ack(message(10, generation=2))
+    assert consumer._new_offset(PARTITION) == 11
+
+
+async def test_an_ack_of_a_message_fetched_before_the_rebalance_does_not_count(
+    consumer: HeadSafeConsumer,
+) -> None:
+    """Faust's stream skips a message of an older generation and acknowledges it unread;
+    the consumer seeks back and fetches it again, and only that copy's ack may count."""
+    acks_enabled(consumer)
+    consumer._committed_offset[PARTITION] = 10
+    assert not consumer.ack(message(10, generation=1))
+    assert consumer._new_offset(PARTITION) is None
+    assert consumer.ack(message(10, generation=2))  # the refetched copy, once processed
+    assert consumer._new_offset(PARTITION) == 11
+
+
+async def test_no_ack_counts_while_the_flow_is_suspended(consumer: HeadSafeConsumer) -> None:
+    """During a rebalance (flow suspended) the stream skips and acknowledges what it gets."""
+    acks_enabled(consumer)
+    consumer._committed_offset[PARTITION] = 10
+    consumer.app.flow_control.suspend()
+    assert not consumer.ack(message(10, generation=2))
+    assert consumer._new_offset(PARTITION) is None

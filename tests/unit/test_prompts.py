@@ -135,3 +135,21 @@ def test_chart_prompt_quotes_every_untrusted_input() -> None:
         assert f"{marker} {INJECTION}" in blocks[name]
     assert INJECTION not in outside
     assert "Chart type: line; aggregation: last" in outside
+
+
+@pytest.mark.parametrize(
+    ("template_id", "said"),
+    [
+        ("open-meteo-temperature", ["parallel arrays", "'utc_offset_seconds'", "'temperature' at"]),
+        ("coingecko-coin-price", ["unix MILLISECONDS", "'prices'"]),
+        ("coingecko-bitcoin-usd", ["'@key' equals 'usd'", "never by position"]),
+        ("coingecko-prices-usd", ["labelled by '@key'", "ONE point"]),
+        ("github-code-frequency", ["unix SECONDS"]),
+    ],
+)
+def test_the_prompt_describes_each_hint_kind(template_id: str, said: list[str]) -> None:
+    """The model is told the shape as the hints declare it (timestamps never guessed)."""
+    task = MetricCodeTask(get_template(template_id), {}, {"fetched_at": "2026-01-01"})
+    user = metric_messages(task)[1]["content"]
+    for words in said:
+        assert words in user, (words, user)
