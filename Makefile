@@ -1,6 +1,7 @@
 # The two commands of the README:
-#   make up     build what is missing, start the local cluster, register the demo metrics
-#               and show chart configs arriving (the main job; no internet, no credentials)
+#   make up     build what is missing, start the local cluster, register the demo metrics,
+#               show chart configs arriving and start the dashboard, printing its URL and
+#               the demo login (the main job; no internet, no credentials)
 #   make test   lint, type-check and run the whole test suite against the real services
 # Everything else is a step of those two.
 
@@ -14,7 +15,7 @@ COMPOSE := docker compose
 # expanded when a recipe runs, after `host` has started the engine.
 export METRICLOOM_DOCKER_GID ?= $(shell stat -c %g /var/run/docker.sock 2>/dev/null)
 
-.PHONY: up test down host secrets images venv pglite services lint typecheck pytest logs clean benchmark chaos
+.PHONY: up test down host secrets images venv pglite web services lint typecheck pytest logs clean benchmark chaos
 
 up: host secrets images
 	@# migrations, topics and ACLs first (the migrate service), then a worker that is ready
@@ -29,9 +30,16 @@ up: host secrets images
 	  $(COMPOSE) run --rm -T demo demo seed && \
 	  echo "--- chart configs published since $$since on chart-configs.demo (as the demo tenant) ---" && \
 	  $(COMPOSE) run --rm -T demo charts tail --org demo --since "$$since" --charts 4 --timeout 120
+	@# the dashboard: its own principal (it may read dead letters; everything else it does
+	@# as the logged-in organisation), then the service, healthy
+	grep '^METRICLOOM_DASHBOARD_KAFKA_PASSWORD=' .env | cut -d= -f2- | \
+	  $(COMPOSE) run --rm -T --entrypoint python3 migrate -m dashboard grant
+	$(COMPOSE) up -d --wait dashboard
 	@echo "--- the cluster keeps running: 'make logs' to watch, 'make down' to stop ---"
+	@echo "--- dashboard: http://127.0.0.1:8081/orgs/demo/dashboards/demo ---"
+	@echo "--- log in as organisation demo, password $$(grep '^METRICLOOM_DEMO_PASSWORD=' .env | cut -d= -f2-) ---"
 
-test: host secrets images venv pglite services lint typecheck pytest
+test: host secrets images venv pglite web services lint typecheck pytest
 
 host:
 	bash scripts/host-setup.sh
@@ -40,7 +48,7 @@ host:
 secrets:
 	bash scripts/secrets.sh
 
-images: venv
+images: venv web
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash images/build.sh
 
 venv: $(VENV)/.installed
@@ -56,6 +64,16 @@ pglite: tools/pglite/node_modules/.installed
 
 tools/pglite/node_modules/.installed: tools/pglite/package.json tools/pglite/package-lock.json
 	npm ci --prefix tools/pglite --legacy-peer-deps --no-audit --no-fund
+	touch $@
+
+# The dashboard's browser app (React + Recharts, built with Vite from the npm registry)
+# into dashboard/web/dist, which the app image's wheel carries.
+web: dashboard/web/dist/.built
+
+dashboard/web/dist/.built: dashboard/web/package.json dashboard/web/package-lock.json \
+    dashboard/web/index.html dashboard/web/vite.config.ts $(wildcard dashboard/web/src/*)
+	npm ci --prefix dashboard/web --no-audit --no-fund
+	npm run --prefix dashboard/web build
 	touch $@
 
 services:

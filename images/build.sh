@@ -6,7 +6,8 @@
 #   metricloom/sandbox          the untrusted-code image (harness, non-root user)
 #   metricloom/kafka            Apache Kafka (jars from Maven Central), KRaft mode
 #   metricloom/timescaledb      PostgreSQL 17 + timescaledb, initialised on first start
-#   metricloom/app              the metricloom worker, CLI and demo API
+#   metricloom/app              the metricloom worker, CLI, demo API and dashboard (its
+#                               browser app built on the host first: `make web`)
 #
 # Each image carries a label with the hash of its inputs; an image whose label matches is
 # kept, so a second run costs seconds and a changed harness or Dockerfile is rebuilt.
@@ -77,6 +78,8 @@ if is timescaledb; then
   build metricloom/timescaledb images/timescaledb images/timescaledb/Dockerfile
 fi
 if is app; then
+  [ -f dashboard/web/dist/index.html ] \
+    || { log "the dashboard's browser app is not built (make web)"; exit 1; }
   wheels=images/app/.wheels
   req_hash=$(hash_of pyproject.toml)
   if [ "$(cat "$wheels/.inputs" 2>/dev/null)" != "$req_hash" ]; then
@@ -85,7 +88,8 @@ if is app; then
     python3 -m pip wheel -q --wheel-dir "$wheels" "$ROOT"
     echo "$req_hash" > "$wheels/.inputs"
   fi
-  # The project itself changes often: rebuild its own wheel every time (cheap).
+  # The project itself changes often: rebuild its own wheel every time (cheap); it carries
+  # the dashboard's built browser app (dashboard/web/dist, pyproject's wheel artifacts).
   rm -f "$wheels"/metricloom-*.whl
   python3 -m pip wheel -q --no-deps --wheel-dir "$wheels" "$ROOT"
   build metricloom/app images/app images/app/Dockerfile

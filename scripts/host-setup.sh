@@ -29,6 +29,8 @@ fi
 if ! have debootstrap; then apt_install debootstrap; fi
 if ! have mvn || ! have java; then apt_install maven openjdk-17-jdk-headless; fi
 if ! have kcat; then apt_install kcat; fi  # the README's non-Python tenant client
+# the dashboard's browser tests drive Debian's chromium (Playwright, no browser download)
+if ! have chromium; then apt_install chromium; fi
 
 if ! docker info >/dev/null 2>&1; then
   # A dockerd killed with its session leaves its pid file behind; a stale one stops the

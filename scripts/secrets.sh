@@ -13,6 +13,7 @@ add() {  # add NAME: a random secret, unless .env has it already
 add METRICLOOM_KAFKA_ADMIN_PASSWORD
 add METRICLOOM_KAFKA_WORKER_PASSWORD
 add METRICLOOM_DEMO_PASSWORD
+add METRICLOOM_DASHBOARD_KAFKA_PASSWORD  # the dashboard's own principal (reads dead letters)
 add METRICLOOM_DB_ADMIN_PASSWORD  # TimescaleDB's superuser, the schema's owner (migrations)
 add METRICLOOM_DB_APP_PASSWORD    # metricloom_app, the workers' rows-only role
 # the keys provider tokens are encrypted with at rest: id:base64 of 32 random bytes
