@@ -29,6 +29,9 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 MAX_FUTURE = timedelta(days=2)
+MIN_TIMESTAMP = datetime(1900, 1, 1, tzinfo=UTC)
+"""Points before this are refused: what a zero or a garbled time parses to (year 1 is
+Python's ``datetime.min``), not data any API serves."""
 """Points stamped further than this in the future are rejected: they are a parsing bug
 (milliseconds read as seconds, a swapped day and month), never real measurements."""
 
@@ -92,19 +95,31 @@ _INTERVALS: dict[PollFrequency, timedelta | None] = {
 
 
 class DataPoint(BaseModel):
-    """One time-series point, as a MetricTransformer returns it."""
+    """One time-series point, as a MetricTransformer returns it.
+
+    ``value`` is a JSON number, strictly: a boolean or a numeric string is the
+    transformer's mistake (``true`` would become 1.0 and ``"12"`` 12.0 silently), so it is
+    refused with the field named. ``dimensions`` may be ``null``, as in the design's
+    examples (stored as no dimensions)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timestamp: AwareDatetime
-    value: FiniteFloat
+    value: Annotated[float, Field(strict=True, allow_inf_nan=False)]
     dimensions: dict[StorableText, DimensionValue] = Field(default_factory=dict)
+
+    @field_validator("dimensions", mode="before")
+    @classmethod
+    def _null_is_none(cls, value: object) -> object:
+        return {} if value is None else value
 
     @field_validator("timestamp")
     @classmethod
-    def _not_far_future(cls, value: datetime) -> datetime:
+    def _in_range(cls, value: datetime) -> datetime:
         if value > datetime.now(UTC) + MAX_FUTURE:
             raise ValueError(f"timestamp {value.isoformat()} is too far in the future")
+        if value < MIN_TIMESTAMP:
+            raise ValueError(f"timestamp {value.isoformat()} is before {MIN_TIMESTAMP.year}")
         return value.astimezone(UTC)
 
 

@@ -42,9 +42,31 @@ def test_datapoint_rejects_dimensions_the_database_cannot_store() -> None:
     orjson.dumps(point.dimensions)  # what the writer sends
 
 
+@pytest.mark.parametrize("value", [True, False, "12", "1.5"])
+def test_datapoint_value_is_a_number_not_a_bool_or_a_string(value: object) -> None:
+    """``true`` would be stored as 1.0 and ``"12"`` as 12.0 without a word."""
+    with pytest.raises(ValidationError, match="value"):
+        DataPoint.model_validate({"timestamp": "2026-01-01T00:00:00Z", "value": value})
+
+
+def test_datapoint_takes_integers_and_null_dimensions() -> None:
+    """The design's examples send ``dimensions: null``; JSON integers are numbers."""
+    point = DataPoint.model_validate_json(
+        '{"timestamp": "2026-01-01T00:00:00Z", "value": 3, "dimensions": null}'
+    )
+    assert point.value == 3.0 and point.dimensions == {}
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00Z", "1899-12-31T23:59:59Z"])
+def test_datapoint_rejects_timestamps_before_1900(stamp: str) -> None:
+    """Year 1 is what a zero or garbled time parses to, not data."""
+    with pytest.raises(ValidationError, match="before 1900"):
+        DataPoint.model_validate({"timestamp": stamp, "value": 1})
+
+
 def test_datapoint_normalises_to_utc() -> None:
     """Offsets are kept as instants, stored in UTC."""
-    point = DataPoint.model_validate({"timestamp": "2025-01-01T02:00:00+02:00", "value": "3.5"})
+    point = DataPoint.model_validate({"timestamp": "2025-01-01T02:00:00+02:00", "value": 3.5})
     assert point.timestamp == datetime(2025, 1, 1, tzinfo=UTC)
     assert point.value == 3.5
 
