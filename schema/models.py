@@ -127,8 +127,25 @@ ChartType = Literal["line", "bar", "area", "pie", "radar", "radial", "kpi"]
 _COLOR = re.compile(r"^var\(--chart-([1-9]|1[0-2])\)$")
 
 
+def _unset(value: object) -> bool:
+    return value is None
+
+
+class SeriesStyle(BaseModel):
+    """How one data key is shown: the design's ``chartConfig`` entry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str = Field(min_length=1, max_length=200)
+    color: str | None = None
+
+
 class ChartConfig(BaseModel):
-    """A chart as the dashboard renders it (camelCase on the wire, like the front end)."""
+    """A chart as the dashboard renders it (camelCase on the wire, like the front end).
+
+    The design's optional display fields (``chartConfig``, ``xAxisLabel``, ``yAxisLabel``,
+    ``showLegend``, ``showTooltip``, ``stacked``) are accepted and, when unset, left out of
+    the JSON rather than sent as ``null`` (its interface declares them optional)."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
@@ -141,6 +158,12 @@ class ChartConfig(BaseModel):
     data_keys: list[str] = Field(min_length=1)
     chart_data: list[dict[str, DimensionValue]]
     colors: dict[str, str] = Field(default_factory=dict)
+    chart_config: dict[str, SeriesStyle] | None = Field(None, exclude_if=_unset)
+    x_axis_label: str | None = Field(None, max_length=200, exclude_if=_unset)
+    y_axis_label: str | None = Field(None, max_length=200, exclude_if=_unset)
+    show_legend: bool | None = Field(None, exclude_if=_unset)
+    show_tooltip: bool | None = Field(None, exclude_if=_unset)
+    stacked: bool | None = Field(None, exclude_if=_unset)
 
     @model_validator(mode="after")
     def _keys_in_every_row(self) -> ChartConfig:
@@ -149,8 +172,9 @@ class ChartConfig(BaseModel):
             missing = wanted - row.keys()
             if missing:
                 raise ValueError(f"chartData[{number}] lacks {sorted(missing)}")
-        for key, color in self.colors.items():
-            if not _COLOR.match(color):
+        styled = {key: style.color for key, style in (self.chart_config or {}).items()}
+        for key, color in {**self.colors, **styled}.items():
+            if color is not None and not _COLOR.match(color):
                 raise ValueError(f"colour for {key!r} must be var(--chart-1) … var(--chart-12)")
         return self
 

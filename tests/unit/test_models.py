@@ -123,3 +123,24 @@ def test_first_polls_spread_across_the_period() -> None:
         ids[0], now
     ) == PollFrequency.HOURLY.first_poll_after(ids[0], now)
     assert PollFrequency.MANUAL.first_poll_after(ids[0], now) is None
+
+
+def test_chart_config_takes_the_design_display_fields() -> None:
+    """The design's optional fields validate, and unset ones stay off the wire."""
+    full = ChartConfig.model_validate(
+        _chart(
+            chartConfig={"value": {"label": "Stars", "color": "var(--chart-2)"}},
+            xAxisLabel="Day",
+            yAxisLabel="Stars",
+            showLegend=False,
+            showTooltip=True,
+            stacked=True,
+        )
+    )
+    wire = orjson.loads(full.model_dump_json(by_alias=True))
+    assert wire["chartConfig"] == {"value": {"label": "Stars", "color": "var(--chart-2)"}}
+    assert (wire["xAxisLabel"], wire["showLegend"], wire["stacked"]) == ("Day", False, True)
+    bare = orjson.loads(ChartConfig.model_validate(_chart()).model_dump_json(by_alias=True))
+    assert not {"chartConfig", "xAxisLabel", "showLegend", "stacked"} & bare.keys()
+    with pytest.raises(ValidationError, match="colour"):
+        ChartConfig.model_validate(_chart(chartConfig={"value": {"label": "x", "color": "red"}}))

@@ -27,7 +27,14 @@ import type { ChartConfig, Row } from "./api";
 
 const palette = (index: number) => `var(--chart-${(index % 12) + 1})`;
 const colorOf = (config: ChartConfig, key: string, index: number) =>
-  config.colors[key] ?? palette(index);
+  config.chartConfig?.[key]?.color ?? config.colors[key] ?? palette(index);
+// the design's optional display fields: a series' label, axis labels, legend, tooltip, stacking
+const labelOf = (config: ChartConfig, key: string) => config.chartConfig?.[key]?.label ?? key;
+const xLabel = (config: ChartConfig) =>
+  config.xAxisLabel ? { value: config.xAxisLabel, position: "insideBottom" as const, offset: -2 } : undefined;
+const yLabel = (config: ChartConfig) =>
+  config.yAxisLabel ? { value: config.yAxisLabel, angle: -90, position: "insideLeft" as const } : undefined;
+const stackOf = (config: ChartConfig) => (config.stacked ? "stack" : undefined);
 
 function tick(value: unknown): string {
   if (typeof value === "string" && /^\d{4}-\d{2}-\d{2}/.test(value)) {
@@ -51,7 +58,7 @@ function Kpi({ config }: { config: ChartConfig }) {
       <div className="kpi-value" style={{ color: colorOf(config, key, 0) }}>
         {last === null ? "—" : last.toLocaleString()}
       </div>
-      <div className="kpi-label">{key}</div>
+      <div className="kpi-label">{labelOf(config, key)}</div>
       {delta !== null && (
         <div className={delta >= 0 ? "kpi-delta up" : "kpi-delta down"}>
           {delta >= 0 ? "▲" : "▼"} {Math.abs(delta).toLocaleString()} over the range
@@ -63,6 +70,8 @@ function Kpi({ config }: { config: ChartConfig }) {
 
 export function Chart({ config }: { config: ChartConfig }) {
   const { chartType, chartData: data, dataKeys: keys, xAxisKey: x } = config;
+  const tooltip = config.showTooltip === false ? null : <Tooltip />;
+  const legend = config.showLegend === false ? null : <Legend />;
   if (chartType === "kpi") {
     return <Kpi config={config} />;
   }
@@ -72,12 +81,12 @@ export function Chart({ config }: { config: ChartConfig }) {
       chart = (
         <LineChart data={data}>
           <CartesianGrid vertical={false} strokeDasharray="3 3" />
-          <XAxis dataKey={x} tickFormatter={tick} minTickGap={24} />
-          <YAxis width={56} />
-          <Tooltip />
-          <Legend />
+          <XAxis dataKey={x} tickFormatter={tick} minTickGap={24} label={xLabel(config)} />
+          <YAxis width={56} label={yLabel(config)} />
+          {tooltip}
+          {legend}
           {keys.map((key, i) => (
-            <Line key={key} dataKey={key} stroke={colorOf(config, key, i)} dot={false} strokeWidth={2} isAnimationActive={false} />
+            <Line key={key} dataKey={key} name={labelOf(config, key)} stroke={colorOf(config, key, i)} dot={false} strokeWidth={2} isAnimationActive={false} />
           ))}
         </LineChart>
       );
@@ -86,12 +95,12 @@ export function Chart({ config }: { config: ChartConfig }) {
       chart = (
         <BarChart data={data}>
           <CartesianGrid vertical={false} strokeDasharray="3 3" />
-          <XAxis dataKey={x} tickFormatter={tick} minTickGap={24} />
-          <YAxis width={56} />
-          <Tooltip />
-          <Legend />
+          <XAxis dataKey={x} tickFormatter={tick} minTickGap={24} label={xLabel(config)} />
+          <YAxis width={56} label={yLabel(config)} />
+          {tooltip}
+          {legend}
           {keys.map((key, i) => (
-            <Bar key={key} dataKey={key} fill={colorOf(config, key, i)} radius={4} isAnimationActive={false} />
+            <Bar key={key} dataKey={key} name={labelOf(config, key)} stackId={stackOf(config)} fill={colorOf(config, key, i)} radius={4} isAnimationActive={false} />
           ))}
         </BarChart>
       );
@@ -100,14 +109,16 @@ export function Chart({ config }: { config: ChartConfig }) {
       chart = (
         <AreaChart data={data}>
           <CartesianGrid vertical={false} strokeDasharray="3 3" />
-          <XAxis dataKey={x} tickFormatter={tick} minTickGap={24} />
-          <YAxis width={56} />
-          <Tooltip />
-          <Legend />
+          <XAxis dataKey={x} tickFormatter={tick} minTickGap={24} label={xLabel(config)} />
+          <YAxis width={56} label={yLabel(config)} />
+          {tooltip}
+          {legend}
           {keys.map((key, i) => (
             <Area
               key={key}
               dataKey={key}
+              name={labelOf(config, key)}
+              stackId={stackOf(config)}
               stroke={colorOf(config, key, i)}
               fill={colorOf(config, key, i)}
               fillOpacity={0.3}
@@ -120,8 +131,8 @@ export function Chart({ config }: { config: ChartConfig }) {
     case "pie":
       chart = (
         <PieChart>
-          <Tooltip />
-          <Legend />
+          {tooltip}
+          {legend}
           <Pie data={data} dataKey={keys[0]} nameKey={x} innerRadius="45%" isAnimationActive={false}>
             {data.map((row, i) => (
               <Cell key={String(row[x])} fill={colorOf(config, String(row[x]), i)} />
@@ -135,12 +146,13 @@ export function Chart({ config }: { config: ChartConfig }) {
         <RadarChart data={data}>
           <PolarGrid />
           <PolarAngleAxis dataKey={x} tickFormatter={tick} />
-          <Tooltip />
-          <Legend />
+          {tooltip}
+          {legend}
           {keys.map((key, i) => (
             <Radar
               key={key}
               dataKey={key}
+              name={labelOf(config, key)}
               stroke={colorOf(config, key, i)}
               fill={colorOf(config, key, i)}
               fillOpacity={0.4}
@@ -164,7 +176,7 @@ export function Chart({ config }: { config: ChartConfig }) {
           endAngle={-270}
         >
           <PolarAngleAxis type="number" domain={[0, top]} tick={false} />
-          <Tooltip />
+          {tooltip}
           <RadialBar dataKey={keys[0]} background isAnimationActive={false} />
           {last !== null && (
             <text x="50%" y="50%" textAnchor="middle" dominantBaseline="middle" className="radial-value">

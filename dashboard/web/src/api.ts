@@ -12,6 +12,12 @@ export interface ChartConfig {
   dataKeys: string[];
   chartData: Row[];
   colors: Record<string, string>;
+  chartConfig?: Record<string, { label: string; color?: string | null }>;
+  xAxisLabel?: string;
+  yAxisLabel?: string;
+  showLegend?: boolean;
+  showTooltip?: boolean;
+  stacked?: boolean;
 }
 
 export interface Backfill {
