@@ -39,12 +39,11 @@ def _read(query: Callable[[Conn], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def _backfill(state: dict[str, Any] | None) -> str:
-    if not state:
+def _backfill(state: reads.BackfillState | None) -> str:
+    if state is None:
         return "-"
-    chunks = state.get("chunks") or 1
-    chunk = state.get("chunk") or chunks
-    return f"{state.get('state')} {chunk}/{chunks}"
+    chunks = state.chunks or 1
+    return f"{state.state} {state.chunk or chunks}/{chunks}"
 
 
 @metric_app.command("list")
