@@ -27,7 +27,6 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 
-from dashboard import reads
 from dashboard.dead_letters import organization_dead_letters
 from dashboard.exceptions import LoginRefusedError, NotConfiguredError
 from dashboard.login import verify
@@ -50,6 +49,7 @@ from dashboard.views import (
     TemplateView,
     TransformerHistory,
 )
+from schema import reads
 from schema.db import Database
 from schema.exceptions import ServiceUnavailableError
 from streams.messages import COMMAND_ADAPTER
@@ -232,20 +232,20 @@ def create_app(settings: Settings, dashboard: DashboardSettings) -> FastAPI:
     async def metrics(org: str, session: OrgSession, svc: Svc) -> list[MetricState]:
         """The organisation's metrics with their state and backfill progress."""
         async with svc.db.transaction() as conn:
-            return await reads.metrics(conn, org)
+            return [MetricState.of(found) for found in await reads.metrics(conn, org)]
 
     @app.get("/api/orgs/{org}/metrics/{metric_id}", responses=ERRORS, tags=["read"])
     async def metric(org: str, metric_id: UUID, session: OrgSession, svc: Svc) -> MetricState:
         async with svc.db.transaction() as conn:
-            found = await reads.metrics(conn, org, metric_id)
-        if not found:
+            found = await reads.metric(conn, org, metric_id)
+        if found is None:
             raise HTTPException(404, f"organisation {org!r} has no metric {metric_id}")
-        return found[0]
+        return MetricState.of(found)
 
     @app.get("/api/orgs/{org}/dashboards", responses=ERRORS, tags=["read"])
     async def dashboards(org: str, session: OrgSession, svc: Svc) -> list[DashboardSummary]:
         async with svc.db.transaction() as conn:
-            return await reads.dashboards(conn, org)
+            return [DashboardSummary.of(found) for found in await reads.dashboards(conn, org)]
 
     @app.get("/api/orgs/{org}/dashboards/{dashboard_id}", responses=ERRORS, tags=["read"])
     async def dashboard_view(
@@ -253,7 +253,10 @@ def create_app(settings: Settings, dashboard: DashboardSettings) -> FastAPI:
     ) -> DashboardView:
         """A dashboard's charts with their current config and their metric's state."""
         async with svc.db.transaction() as conn:
-            found = await reads.dashboard(conn, org, dashboard_id)
+            board = await reads.dashboard(conn, org, dashboard_id)
+            shown = [chart.metric_id for chart in board.charts] if board else []
+            states = await reads.metrics(conn, org, shown)
+        found = DashboardView.of(board, states) if board else None
         if found is None:
             raise HTTPException(404, f"organisation {org!r} has no dashboard {dashboard_id!r}")
         return found
@@ -262,7 +265,7 @@ def create_app(settings: Settings, dashboard: DashboardSettings) -> FastAPI:
     async def transformers(org: str, session: OrgSession, svc: Svc) -> list[TransformerHistory]:
         """Every transformer the organisation's metrics and charts use, each version's code."""
         async with svc.db.transaction() as conn:
-            return await reads.transformers(conn, org)
+            return [TransformerHistory.of(found) for found in await reads.transformers(conn, org)]
 
     @app.get("/api/orgs/{org}/dead-letters", responses=ERRORS, tags=["read"])
     async def dead_letters(org: str, session: OrgSession, svc: Svc) -> list[DeadLetterView]:

@@ -1,5 +1,10 @@
 """What the read API answers: pydantic models, so the OpenAPI document is generated from
-the same definitions the handlers return (``dashboard/openapi.json``)."""
+the same definitions the handlers return (``dashboard/openapi.json``).
+
+The reads themselves (SQL and row validation) are :mod:`schema.reads`, shared with the
+CLI; the views here are the API's shapes of those rows (its field names, newest version
+first), each made from a read model by its ``of`` (fields copied by name).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from schema import reads
 from schema.models import ChartConfig, ChartType, PollFrequency
+from schema.reads import BackfillState
 
 
 class View(BaseModel):
@@ -31,17 +38,6 @@ class Problem(View):
     """An error, in one line."""
 
     detail: str
-
-
-class BackfillState(View):
-    """The last progress of a metric's historical backfill (``backfill-progress``)."""
-
-    state: Literal["fetched", "written", "failed"]
-    chunk: int | None = None
-    chunks: int | None = None
-    points: int = 0
-    error: str | None = None
-    at: datetime | None = None
 
 
 class BackfillSummary(View):
@@ -76,6 +72,10 @@ class MetricState(View):
     transformer_version: int | None
     created_at: datetime
 
+    @classmethod
+    def of(cls, metric: reads.MetricState) -> MetricState:
+        return cls.model_validate(metric, from_attributes=True)
+
 
 class ChartView(View):
     """A chart on a dashboard: its preferences, the config last published, and the state
@@ -94,15 +94,47 @@ class ChartView(View):
     config_at: datetime | None
     metric: MetricState
 
+    @classmethod
+    def of(cls, chart: reads.Chart, metric: reads.MetricState) -> ChartView:
+        """The API's names for a chart's fields, with its metric's state inlined."""
+        return cls.model_validate(
+            chart.model_dump(exclude={"graph_config"})
+            | {
+                "dashboard_metric_id": chart.id,
+                "chart_transformer_version": chart.transformer_version,
+                "config": chart.graph_config,
+                "config_at": chart.graph_config_at,
+                "metric": MetricState.of(metric),
+            }
+        )
+
 
 class DashboardSummary(View):
     id: str
     charts: int
 
+    @classmethod
+    def of(cls, dashboard: reads.Dashboard) -> DashboardSummary:
+        return cls(id=dashboard.id, charts=len(dashboard.charts))
+
 
 class DashboardView(View):
     id: str
     charts: list[ChartView]
+
+    @classmethod
+    def of(
+        cls, dashboard: reads.Dashboard, metrics: list[reads.MetricState]
+    ) -> DashboardView | None:
+        """A dashboard's charts with their metrics' states (None: no chart of it has its
+        metric among ``metrics``)."""
+        by_id = {metric.id: metric for metric in metrics}
+        charts = [
+            ChartView.of(chart, by_id[chart.metric_id])
+            for chart in dashboard.charts
+            if chart.metric_id in by_id
+        ]
+        return cls(id=dashboard.id, charts=charts) if charts else None
 
 
 class TemplateParamView(View):
@@ -138,6 +170,10 @@ class TransformerVersion(View):
     chart_type: str | None = None
     created_at: datetime | None
 
+    @classmethod
+    def of(cls, version: reads.TransformerVersion) -> TransformerVersion:
+        return cls.model_validate(version, from_attributes=True)
+
 
 class TransformerHistory(View):
     """A transformer and every kept version: a template's (shared by every organisation
@@ -148,6 +184,14 @@ class TransformerHistory(View):
     dashboard_metric_id: UUID | None = None
     title: str | None = None
     versions: list[TransformerVersion]
+    """Newest first."""
+
+    @classmethod
+    def of(cls, transformer: reads.Transformer) -> TransformerHistory:
+        return cls.model_validate(
+            transformer.model_dump(exclude={"versions"})
+            | {"versions": [TransformerVersion.of(v) for v in reversed(transformer.versions)]}
+        )
 
 
 class DeadLetterView(View):

@@ -39,12 +39,16 @@ def _read(query: Callable[[Conn], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def _backfill(state: dict[str, Any] | None) -> str:
-    if not state:
+NOT_PRINTED = {"graph_config"}
+"""A chart's last published config (its data points): the dashboard draws it; a person
+reading charts here wants their settings."""
+
+
+def _backfill(state: reads.BackfillState | None) -> str:
+    if state is None:
         return "-"
-    chunks = state.get("chunks") or 1
-    chunk = state.get("chunk") or chunks
-    return f"{state.get('state')} {chunk}/{chunks}"
+    chunks = state.chunks or 1
+    return f"{state.state} {state.chunk or chunks}/{chunks}"
 
 
 @metric_app.command("list")
@@ -102,7 +106,8 @@ def metric_show(
         {"chart": c.id, "dashboard": c.dashboard_id, "type": c.chart_type} for c in charts
     ]
     text += "\n\n" + table(chart_rows, ["chart", "dashboard", "type"], "(on no dashboard)")
-    show({**jsonable(found), "dashboards": jsonable(charts)}, json, text)
+    printed = [c.model_dump(mode="json", exclude=NOT_PRINTED) for c in charts]
+    show({**jsonable(found), "dashboards": printed}, json, text)
 
 
 @dashboard_app.command("list")
@@ -124,7 +129,10 @@ def dashboard_list(org: Org, json: Json = False) -> None:
         for d in found
         for c in d.charts
     ]
-    show(found, json, table(rows, list(rows[0]) if rows else [], "(no dashboards)"))
+    printed = [
+        d.model_dump(mode="json", exclude={"charts": {"__all__": NOT_PRINTED}}) for d in found
+    ]
+    show(printed, json, table(rows, list(rows[0]) if rows else [], "(no dashboards)"))
 
 
 @template_app.command("list")

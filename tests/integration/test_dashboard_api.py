@@ -102,6 +102,61 @@ def test_reads_are_scoped_to_the_sessions_organisation(
     assert mine.get(f"/api/orgs/{ORG}/metrics/not-a-uuid").json()["detail"].startswith("path.")
 
 
+def test_a_dashboard_reads_only_the_sessions_own_charts(
+    sessions: dict[str, httpx.Client],
+) -> None:
+    """Two organisations chart on a dashboard of the same name: each reads its own chart
+    (with its metric's state) and count, never the other's; a dashboard only the other has
+    is 404 under its own path."""
+    metrics, charts = {}, {}
+    for org in (ORG, OTHER):
+        metrics[org] = command(
+            sessions[org],
+            org,
+            {
+                "type": "create_metric",
+                "template_id": "github-repo-forks",
+                "params": {"OWNER": "octocat", "REPO": f"board-{org}"},
+                "poll_frequency": "manual",
+            },
+        )["metric_id"]
+        charts[org] = command(
+            sessions[org],
+            org,
+            {
+                "type": "create_dashboard_metric",
+                "dashboard_id": "same-name",
+                "metric_id": metrics[org],
+                "chart_type": "bar",
+                "date_range_days": 7,
+                "aggregation": "last",
+            },
+        )["dashboard_metric_id"]
+    command(
+        sessions[OTHER],
+        OTHER,
+        {
+            "type": "create_dashboard_metric",
+            "dashboard_id": "theirs-only",
+            "metric_id": metrics[OTHER],
+            "chart_type": "line",
+            "date_range_days": 30,
+            "aggregation": "last",
+        },
+    )
+    mine = sessions[ORG]
+    board = mine.get(f"/api/orgs/{ORG}/dashboards/same-name").json()
+    assert [c["dashboard_metric_id"] for c in board["charts"]] == [charts[ORG]]
+    chart = board["charts"][0]
+    assert (chart["chart_type"], chart["date_range_days"]) == ("bar", 7)
+    assert chart["metric"]["params"]["REPO"] == f"board-{ORG}"
+    listed = {d["id"]: d["charts"] for d in mine.get(f"/api/orgs/{ORG}/dashboards").json()}
+    assert listed["same-name"] == 1 and "theirs-only" not in listed
+    assert mine.get(f"/api/orgs/{ORG}/dashboards/theirs-only").status_code == 404
+    transformers = mine.get(f"/api/orgs/{ORG}/transformers").json()
+    assert charts[OTHER] not in {t["dashboard_metric_id"] for t in transformers}
+
+
 def test_a_metric_reads_with_its_state_and_backfill(sessions: dict[str, httpx.Client]) -> None:
     """A metric of a template with history, created through the dashboard: its state,
     its template's transformer with code, and its backfill progress (the metric's last
