@@ -22,6 +22,7 @@ from agents.generators.exceptions import ModelAnswerError, ModelRefusedError
 from agents.services import Services
 from agents.transforming import endpoint_config
 from agents.validation import InvalidCodeError, validate_chart_code, validate_metric_code
+from sandbox.protocol import Language
 from schema.exceptions import MetricloomError
 from schema.models import ChartConfig, Connection, MetricTemplate
 
@@ -94,15 +95,17 @@ async def generate_metric(
     config: dict[str, Any],
     previous_code: str | None = None,
     errors: list[str] | None = None,
+    language: Language = "python",
 ) -> Outcome:
-    """A validated MetricTransformer for ``template``, proven on ``sample``."""
+    """A validated MetricTransformer for ``template`` in ``language``, proven on
+    ``sample`` (TypeScript type-checked and compiled first)."""
     code, attempts, calls, seconds, points = await _repair_loop(
         services,
         f"transformer for {template.id}",
         lambda feedback: generator.metric_code(
-            MetricCodeTask(template, sample, config, previous_code, feedback)
+            MetricCodeTask(template, sample, config, previous_code, feedback, language)
         ),
-        lambda code: validate_metric_code(services, template, code, sample, config),
+        lambda code: validate_metric_code(services, template, code, sample, config, language),
         list(errors or []),
     )
     output = [p.model_dump(mode="json") for p in points]

@@ -3,7 +3,8 @@
 #   metricloom/rootfs-bookworm  Debian bookworm minbase + python3        (docker import)
 #   metricloom/rootfs-jre       Debian bookworm minbase + Java 17 JRE     (docker import)
 #   metricloom/rootfs-trixie-pg Debian trixie minbase + PostgreSQL 17 + TimescaleDB (import)
-#   metricloom/sandbox          the untrusted-code image (harness, non-root user, QuickJS)
+#   metricloom/sandbox          the untrusted-code image (harness, non-root user, QuickJS,
+#                               and npm's typescript run under QuickJS to check TypeScript)
 #   metricloom/kafka            Apache Kafka (jars from Maven Central), KRaft mode
 #   metricloom/timescaledb      PostgreSQL 17 + timescaledb, initialised on first start
 #   metricloom/app              the metricloom worker, CLI, demo API and dashboard (its
@@ -69,6 +70,14 @@ quickjs_runtime() {  # QuickJS for TypeScript transformers, into sandbox/.quickj
   echo "$want" > "$dir/.inputs"
 }
 
+typescript_compiler() {  # the pinned npm typescript (sandbox/tsc/package-lock.json), not in git
+  local dir=sandbox/tsc
+  if [ -f "$dir/node_modules/typescript/lib/typescript.js" ] \
+     && [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then return; fi
+  log "installing the TypeScript compiler (npm ci) -> $dir/node_modules"
+  (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
 TARGETS=("$@")
 all() { [ ${#TARGETS[@]} -eq 0 ]; }
 is() { all || [[ " ${TARGETS[*]} " == *" $1 "* ]]; }
@@ -78,6 +87,7 @@ if is sandbox || is app; then
 fi
 if is sandbox; then
   quickjs_runtime
+  typescript_compiler
   build metricloom/sandbox sandbox sandbox/Dockerfile
 fi
 if is kafka; then

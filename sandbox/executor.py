@@ -295,6 +295,7 @@ class SandboxExecutor:
                     "output_limit_bytes": limits.output_limit_bytes,
                     "print_limit_bytes": limits.print_limit_bytes,
                     "batch_output_limit_bytes": limits.batch_output_limit_bytes,
+                    "compile_timeout_s": max(1.0, deadline - time.monotonic()),
                 },
                 "process_per": limits.fresh_process,
                 # runc applies the IPC sysctls (the harness then proves IPC is closed);

@@ -34,6 +34,12 @@ result line of its own), and removes ``eval``, the ``Function`` constructors and
 time). The child turns those lines into the same prints and result document as Python's.
 A ``qjs`` process never serves a second input, in either ``process_per`` mode.
 
+``typescript`` is not run: the batch's code is TypeScript that the harness type-checks and
+compiles once (npm ``typescript`` under ``qjs``, /opt/tsc/compile.js, with the entry naming
+the signature: ``MetricTransform`` or ``ChartTransform``), and every input's result is that
+compilation, ``{"javascript": ... | null, "diagnostics": [...]}``: the stored JavaScript
+then runs as ``javascript``.
+
 Two ways to run a batch (the header's ``process_per``):
 
 * ``input`` (the default): a fresh process per input, as above.
@@ -163,6 +169,7 @@ JS_PRELUDE = r"""(function () {
     P("r" + line);
   } });
 })();"""
+TSC_COMPILE = "/opt/tsc/compile.js"
 JS_EPILOGUE = "\n;__metricloom_finish();\n"
 JS_CHECK = r"""try { new Function(%s); print("ok"); } catch (e) { print(String(e)); }"""
 
@@ -413,10 +420,18 @@ def _js_script(code: str, entry: str, args: list[Any]) -> int:
     return fd
 
 
-def _spawn_qjs(script_fd: int, memory_mb: int, out_w: int, err_w: int) -> int:
+def _spawn_qjs(
+    script_fd: int, memory_mb: int, out_w: int, err_w: int, compiler: bool = False
+) -> int:
     """Start ``qjs`` on the script: stdout and stderr to the given pipes, nothing else
-    open but the script, a QuickJS heap limit under the process's own address-space one."""
-    argv = [*QJS, "--script", "--memory-limit", f"{memory_mb}M", "--stack-size", "1M"]
+    open but the script, a QuickJS heap limit under the process's own address-space one.
+    ``compiler``: run the TypeScript compiler (a module with ``std``) with the script as
+    its request instead."""
+    argv = [*QJS, "--memory-limit", f"{memory_mb}M", "--stack-size", "1M"]
+    if compiler:
+        argv += ["--std", "-m", TSC_COMPILE]
+    else:
+        argv.append("--script")
     argv.append(f"/proc/self/fd/{script_fd}")
     pid = os.fork()
     if pid == 0:
@@ -467,6 +482,60 @@ def _check_js(code: str, limits: Limits) -> str:
         os.waitpid(pid, 0)
     text = out.decode("utf-8", "replace").strip()
     return "" if text == "ok" else text[:2000] or "the code could not be parsed"
+
+
+def _compile_ts(source: str, signature: str, limits: Limits) -> tuple[str, str, bytes]:
+    """Once per batch: type-check and compile TypeScript (npm ``typescript`` under qjs,
+    sandbox/tsc/compile.js). Its status, detail and, when ``ok``, the result document
+    ``{"ok": true, "value": {"javascript", "diagnostics"}}`` every input gets."""
+    fd = os.memfd_create("request.json", 0)
+    _write_all(fd, json.dumps({"source": source, "signature": signature}).encode())
+    out_r, out_w = os.pipe()
+    err_r = os.open("/dev/null", os.O_WRONLY)
+    pid = _spawn_qjs(fd, 2 * limits["input_memory_mb"], out_w, err_r, compiler=True)
+    for own in (out_w, err_r, fd):
+        os.close(own)
+    deadline = time.monotonic() + limits.get("compile_timeout_s", 60.0)
+    out = bytearray()
+    status, detail = "ok", ""
+    while True:
+        timeout = deadline - time.monotonic()
+        if timeout <= 0 or not select.select([out_r], [], [], timeout)[0]:
+            status, detail = "timeout", "the TypeScript compiler did not finish in time"
+            break
+        chunk = os.read(out_r, CHUNK)
+        if not chunk:
+            break
+        out += chunk
+        if len(out) > limits["output_limit_bytes"]:
+            status, detail = "output_too_large", "the compiled JavaScript is over the result cap"
+            break
+    os.close(out_r)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    if status != "ok":
+        return status, detail, b""
+    try:
+        compiled = json.loads(out)
+    except ValueError:
+        return "malformed_output", "the TypeScript compiler gave no answer (out of memory?)", b""
+    return "ok", "", json.dumps({"ok": True, "value": compiled}).encode()
+
+
+def _serve_compiled(
+    out_fd: int, stdin_fd: int, count: int, compiled: tuple[str, str, bytes]
+) -> None:
+    """Every input of a ``typescript`` batch gets the one compilation (inputs are unused)."""
+    status, detail, document = compiled
+    for index in range(count):
+        _discard(stdin_fd, int(_read_line(stdin_fd)))
+        _out_frame(out_fd, {"i": index, "ev": "start"})
+        if status == "ok":
+            _out_frame(out_fd, {"i": index, "ch": "result", "n": len(document)})
+            _write_all(out_fd, document)
+        _out_frame(out_fd, {"i": index, "ev": "end", "status": status, "detail": detail})
 
 
 def _run_js(code: str, entry: str, args: list[Any], limits: Limits) -> dict[str, Any]:
@@ -897,6 +966,11 @@ def main() -> None:
     budget = Budget(int(limits.get("batch_output_limit_bytes", UNLIMITED)))
     code_obj: Code | None = None
     compile_error = ""
+    if header.get("language") == "typescript":
+        compiled = _compile_ts(str(header["code"]), str(header["entry"]), limits)
+        _serve_compiled(out_fd, stdin_fd, int(header["count"]), compiled)
+        _out_frame(out_fd, {"ev": "done"})
+        return
     if header.get("language", "python") == "javascript":
         compile_error = _check_js(header["code"], limits)
         code_obj = None if compile_error else str(header["code"])

@@ -21,9 +21,11 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RUN_PATH = "/v1/run"
-Language = Literal["python", "javascript"]
-"""What the code is written in: Python, or JavaScript (TypeScript transformers are
-compiled to it before they reach the sandbox; QuickJS runs it)."""
+Language = Literal["python", "javascript", "typescript"]
+"""What the code is written in: Python, or JavaScript (QuickJS runs it). ``typescript``
+runs nothing: it type-checks and compiles the code (its entry names the signature,
+``MetricTransform`` or ``ChartTransform``), and each input's value is
+``{"javascript": ... | null, "diagnostics": [...]}``."""
 DEFAULT_RUNNER_SOCKET = "/run/metricloom/sandbox.sock"
 
 ErrorKind = Literal[
