@@ -21,10 +21,10 @@ from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal
 from agents.generators.exceptions import ModelAnswerError, ModelRefusedError
 from agents.services import Services
 from agents.transforming import endpoint_config
-from agents.validation import InvalidCodeError, validate_chart_code, validate_metric_code
+from agents.validation import InvalidCodeError, validate_chart_code, validate_metric_proposal
 from sandbox.protocol import Language
 from schema.exceptions import MetricloomError
-from schema.models import ChartConfig, Connection, MetricTemplate
+from schema.models import ChartConfig, Connection, MetricTemplate, TransformerLanguage
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +43,9 @@ class Outcome:
     model_calls: int
     seconds: float
     output: Any
+    language: Language = "python"
+    compiled: str | None = None
+    """TypeScript's compiled JavaScript (what the sandbox runs); None for Python."""
 
 
 T = TypeVar("T")
@@ -87,6 +90,12 @@ async def _repair_loop(
     )
 
 
+def language_for(services: Services, template: MetricTemplate) -> TransformerLanguage:
+    """What a template's transformer is written in: its own choice, else the deployment's
+    (``METRICLOOM_TRANSFORMER_LANGUAGE``)."""
+    return template.transformer_language or services.settings.transformer_language
+
+
 async def generate_metric(
     services: Services,
     generator: Generator,
@@ -99,17 +108,17 @@ async def generate_metric(
 ) -> Outcome:
     """A validated MetricTransformer for ``template`` in ``language``, proven on
     ``sample`` (TypeScript type-checked and compiled first)."""
-    code, attempts, calls, seconds, points = await _repair_loop(
+    code, attempts, calls, seconds, (points, compiled) = await _repair_loop(
         services,
         f"transformer for {template.id}",
         lambda feedback: generator.metric_code(
             MetricCodeTask(template, sample, config, previous_code, feedback, language)
         ),
-        lambda code: validate_metric_code(services, template, code, sample, config, language),
+        lambda code: validate_metric_proposal(services, template, code, sample, config, language),
         list(errors or []),
     )
     output = [p.model_dump(mode="json") for p in points]
-    return Outcome(code, generator.name, attempts, calls, seconds, output)
+    return Outcome(code, generator.name, attempts, calls, seconds, output, language, compiled)
 
 
 async def generate_chart(

@@ -132,19 +132,33 @@ async def validate_metric_code(
     config: dict[str, Any],
     language: Language = "python",
 ) -> list[DataPoint]:
+    """:func:`validate_metric_proposal`'s points."""
+    points, _ = await validate_metric_proposal(services, template, code, sample, config, language)
+    return points
+
+
+async def validate_metric_proposal(
+    services: Services,
+    template: MetricTemplate,
+    code: str,
+    sample: Any,
+    config: dict[str, Any],
+    language: Language = "python",
+) -> tuple[list[DataPoint], str | None]:
     """Prove a MetricTransformer on a real sample; InvalidCodeError says what is wrong.
 
     Nothing passes silence: the hints must fit the sample (every hinted path finds
     something), a sample that holds any value must give at least one point, and the last
     value the hints find must be one of the points' values. TypeScript is type-checked
-    and compiled first (:func:`compile_typescript`)."""
+    and compiled first (:func:`compile_typescript`). Returns the points, and the compiled
+    JavaScript for TypeScript (None for Python)."""
     if language == "python":
         static_check(code)  # before the hints: what the code says first
     unfit = hint_problems(template, sample)
     if unfit is not None:
         raise InvalidCodeError(unfit)
-    code, language = await runnable(services, code, language, "MetricTransform")
-    [result] = await services.sandbox.run(code, "transform", [(sample, config)], None, language)
+    run, run_language = await runnable(services, code, language, "MetricTransform")
+    [result] = await services.sandbox.run(run, "transform", [(sample, config)], None, run_language)
     try:
         points = points_from(result)
     except TransformError as exc:
@@ -160,7 +174,7 @@ async def validate_metric_code(
             f"the last value at {paths} is {last}, but no point has it"
             f" (values: {[p.value for p in points[:5]]})"
         )
-    return points
+    return points, (run if language == "typescript" else None)
 
 
 async def validate_chart_code(
