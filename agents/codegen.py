@@ -115,7 +115,7 @@ class CodegenStage(Stage[CodegenRequest]):
             sample, config = await self._sample(services, template, metric)
         except (FetchError, RetryLaterError) as exc:
             return await self._later(services, template, request, exc)
-        language = language_for(services, template)
+        language = language_for(services.settings, template)
         try:
             outcome = await generate_metric(
                 services,

@@ -25,6 +25,7 @@ from agents.validation import InvalidCodeError, validate_chart_code, validate_me
 from sandbox.protocol import Language
 from schema.exceptions import MetricloomError
 from schema.models import ChartConfig, Connection, MetricTemplate, TransformerLanguage
+from streams.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -69,7 +70,7 @@ async def _repair_loop(
             proposal = await propose(list(feedback))
         except ModelAnswerError as exc:
             calls += 1
-            feedback.append(f'{exc}; answer with JSON {{"code": "<python module>"}} only')
+            feedback.append(f'{exc}; answer with JSON {{"code": "<the transformer code>"}} only')
             continue
         except ModelRefusedError as exc:  # a setting to fix: asking again cannot help
             raise GenerationFailedError(str(exc)) from exc
@@ -90,10 +91,10 @@ async def _repair_loop(
     )
 
 
-def language_for(services: Services, template: MetricTemplate) -> TransformerLanguage:
+def language_for(settings: Settings, template: MetricTemplate) -> TransformerLanguage:
     """What a template's transformer is written in: its own choice, else the deployment's
     (``METRICLOOM_TRANSFORMER_LANGUAGE``)."""
-    return template.transformer_language or services.settings.transformer_language
+    return template.transformer_language or settings.transformer_language
 
 
 async def generate_metric(

@@ -1,24 +1,30 @@
-"""Every shipped template's offline transformer in TypeScript, type-checked by ``tsc`` in
-the sandbox and run under QuickJS, gives the same points as its Python twin on the same
-sample (fetched from the demo API), polling and history endpoints alike; and a type error
-goes back to the generator like any other rejection."""
+"""Every shipped template's transformer in TypeScript (the offline generator's, proposed
+through the scripted model server and generated in the model's repair loop: type-checked by
+``tsc`` in the sandbox, then run under QuickJS) gives the same points as its Python twin on
+the same sample (fetched from the demo API), polling and history endpoints alike; and a
+type error goes back to the generator like any other rejection."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from agents.generation import fetch_sample, generate_metric
 from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal
 from agents.generators.offline import OfflineGenerator, metric_code_for
 from agents.generators.offline_ts import metric_code_ts
+from agents.generators.openai_compatible import OpenAICompatibleGenerator
 from agents.services import Services
-from agents.validation import InvalidCodeError, compile_typescript, validate_metric_code
+from agents.validation import InvalidCodeError, validate_metric_code
 from schema.models import DataPoint, MetricTemplate
+from streams.settings import ModelSettings
 from templates import load_templates
-from tests.conftest import DEMO_PARAMS
+from tests.conftest import DEMO_PARAMS, free_port
+from tests.integration.model_server import ScriptedModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,6 +42,18 @@ def _variants() -> list[tuple[str, MetricTemplate]]:
 VARIANTS = _variants()
 
 
+@pytest.fixture
+async def model() -> AsyncIterator[tuple[ScriptedModel, OpenAICompatibleGenerator]]:
+    server = ScriptedModel()
+    await server.start(free_port())
+    client = OpenAICompatibleGenerator(
+        ModelSettings(api_key=SecretStr("test-key"), base_url=server.url, name="scripted-model")
+    )
+    yield server, client
+    await client.close()
+    await server.stop()
+
+
 def _points(values: Any) -> list[DataPoint]:
     assert isinstance(values, list), values
     return [DataPoint.model_validate(p) for p in values]
@@ -43,14 +61,25 @@ def _points(values: Any) -> list[DataPoint]:
 
 @pytest.mark.parametrize(("name", "template"), VARIANTS, ids=[name for name, _ in VARIANTS])
 async def test_typescript_and_python_give_the_same_points(
-    services: Services, name: str, template: MetricTemplate
+    services: Services,
+    model: tuple[ScriptedModel, OpenAICompatibleGenerator],
+    name: str,
+    template: MetricTemplate,
 ) -> None:
     params = {p: DEMO_PARAMS[p] for p in template.param_names}
     params.setdefault("FROM", "2026-01-01")
     params.setdefault("TO", "2026-01-31")
     sample, config = await fetch_sample(services, template, params)
     config = {**config, "fetched_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).isoformat()}
-    javascript = await compile_typescript(services, metric_code_ts(template), "MetricTransform")
+    server, generator = model
+    server.script(metric_code_ts(template))
+    outcome = await generate_metric(
+        services, generator, template, sample, config, language="typescript"
+    )
+    assert outcome.attempts == 1 and outcome.language == "typescript"
+    assert "TypeScript" in server.requests[0]["messages"][0]["content"]
+    javascript = outcome.compiled
+    assert javascript is not None
     [python] = await services.sandbox.run(
         metric_code_for(template), "transform", [(sample, config)]
     )
