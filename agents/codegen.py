@@ -37,10 +37,12 @@ from agents.fetch_client import FetchError, RetryLaterError, provider_of
 from agents.fetching import SharedBudget, budget_key, connection_for
 from agents.generation import (
     GenerationFailedError,
+    Outcome,
     aggregation_of,
     fetch_sample,
     generate_chart,
     generate_metric,
+    language_for,
     shape,
 )
 from agents.generators import ChartCodeTask, Generator, generator_for
@@ -48,7 +50,13 @@ from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from agents.validation import InvalidCodeError, validate_metric_code
 from schema import catalog, jobs, lifecycle, rollups
-from schema.models import ChartTransformer, Metric, MetricTemplate, MetricTransformer
+from schema.models import (
+    ChartTransformer,
+    Metric,
+    MetricTemplate,
+    MetricTransformer,
+    TransformerLanguage,
+)
 from streams.messages import Alert, BackfillProgress, CodegenRequest, PollDue
 from templates import get_template
 
@@ -107,6 +115,7 @@ class CodegenStage(Stage[CodegenRequest]):
             sample, config = await self._sample(services, template, metric)
         except (FetchError, RetryLaterError) as exc:
             return await self._later(services, template, request, exc)
+        language = language_for(services.settings, template)
         try:
             outcome = await generate_metric(
                 services,
@@ -116,6 +125,7 @@ class CodegenStage(Stage[CodegenRequest]):
                 config,
                 current.code if current else None,
                 request.errors,
+                language,
             )
         except GenerationFailedError as exc:
             return await self._give_up(services, template, current, str(exc))
@@ -136,9 +146,22 @@ class CodegenStage(Stage[CodegenRequest]):
             generator=outcome.generator,
             input_example=sample,
             output_example=outcome.output,
+            language=language,
+            compiled_code=outcome.compiled,
+            historical_compiled_code=current.historical_compiled_code if current else None,
         )
         if current is None:
             return await self._first(services, template, metric, candidate, sample)
+        if current.language != language and current.historical_code:
+            # The history's own transformer is rewritten in the new language too: one
+            # version never mixes two.
+            try:
+                history = await self._historical_code(services, template, metric, sample, language)
+            except (FetchError, RetryLaterError) as exc:
+                return await self._later(services, template, request, exc)
+            except GenerationFailedError as exc:
+                return await self._give_up(services, template, current, f"history: {exc}")
+            candidate = candidate.model_copy(update=_historical_fields(history))
         if not await self._no_worse(services, template, current, candidate):
             why = "regenerated code does worse than the current version on its stored example"
             return await self._give_up(services, template, current, why)
@@ -165,8 +188,10 @@ class CodegenStage(Stage[CodegenRequest]):
         pending: FetchError | RetryLaterError | None = None
         if template.historical is not None:
             try:
-                code = await self._historical_code(services, template, metric, sample)
-                candidate = candidate.model_copy(update={"historical_code": code})
+                history = await self._historical_code(
+                    services, template, metric, sample, candidate.language
+                )
+                candidate = candidate.model_copy(update=_historical_fields(history))
             except (FetchError, RetryLaterError) as exc:
                 pending = exc
             except GenerationFailedError as exc:
@@ -199,7 +224,9 @@ class CodegenStage(Stage[CodegenRequest]):
                 return []
         try:
             sample, _ = await self._sample(services, template, metric)
-            code = await self._historical_code(services, template, metric, sample)
+            history = await self._historical_code(
+                services, template, metric, sample, current.language
+            )
         except (FetchError, RetryLaterError) as exc:
             return await self._later(services, template, request, exc)
         except GenerationFailedError as exc:
@@ -207,7 +234,10 @@ class CodegenStage(Stage[CodegenRequest]):
                 await jobs.close(conn, target)
             return _alert(template, f"its historical transformer: {exc}", [])
         async with services.db.transaction() as conn:
-            await catalog.set_historical_code(conn, template.id, code)
+            fields = _historical_fields(history)
+            await catalog.set_historical_code(
+                conn, template.id, fields["historical_code"], fields["historical_compiled_code"]
+            )
             await jobs.close(conn, target)
             metrics = await catalog.metrics_awaiting_backfill(conn, template.id)
         sends: list[Send] = []
@@ -216,11 +246,16 @@ class CodegenStage(Stage[CodegenRequest]):
         return sends
 
     async def _historical_code(
-        self, services: Services, template: MetricTemplate, metric: Metric, polling_sample: Any
-    ) -> str | None:
-        """A separate historical transformer when the historical endpoint answers in
-        another shape than the polling one (decided on the two real samples); None when
-        the polling transformer reads both."""
+        self,
+        services: Services,
+        template: MetricTemplate,
+        metric: Metric,
+        polling_sample: Any,
+        language: TransformerLanguage = "python",
+    ) -> Outcome | None:
+        """A separate historical transformer (in ``language``) when the historical
+        endpoint answers in another shape than the polling one (decided on the two real
+        samples); None when the polling transformer reads both."""
         history = template.for_history()
         window = next(
             (t.record.window for t in backfill_ticks(template, [metric.id])[-1:]),  # type: ignore[attr-defined]
@@ -234,9 +269,11 @@ class CodegenStage(Stage[CodegenRequest]):
         )
         if shape(sample) == shape(polling_sample):
             return None
-        outcome = await generate_metric(services, self.generator(services), history, sample, config)
+        outcome = await generate_metric(
+            services, self.generator(services), history, sample, config, language=language
+        )
         log.info("codegen.historical", template_id=template.id, attempts=outcome.attempts)
-        return outcome.code
+        return outcome
 
     async def _sample(
         self, services: Services, template: MetricTemplate, metric: Metric
@@ -262,14 +299,17 @@ class CodegenStage(Stage[CodegenRequest]):
             return True
         config = {"fetched_at": datetime.now(UTC).isoformat(), "template_id": template.id}
 
-        async def passes(code: str) -> bool:
+        async def passes(transformer: MetricTransformer) -> bool:
+            example = current.input_example
             try:
-                await validate_metric_code(services, template, code, current.input_example, config)
+                await validate_metric_code(
+                    services, template, transformer.code, example, config, transformer.language
+                )
             except InvalidCodeError:
                 return False
             return True
 
-        return await passes(candidate.code) or not await passes(current.code)
+        return await passes(candidate) or not await passes(current)
 
     async def _later(
         self,
@@ -419,6 +459,14 @@ class CodegenStage(Stage[CodegenRequest]):
             model_calls=outcome.model_calls,
         )
         return [redraw(dm)]
+
+
+def _historical_fields(history: Outcome | None) -> dict[str, str | None]:
+    """A transformer's history fields from its history's generation (None: the polling
+    transformer reads the history too)."""
+    if history is None:
+        return {"historical_code": None, "historical_compiled_code": None}
+    return {"historical_code": history.code, "historical_compiled_code": history.compiled}
 
 
 def _still_owed(request: CodegenRequest, current: MetricTransformer) -> bool:

@@ -21,9 +21,11 @@ from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal
 from agents.generators.exceptions import ModelAnswerError, ModelRefusedError
 from agents.services import Services
 from agents.transforming import endpoint_config
-from agents.validation import InvalidCodeError, validate_chart_code, validate_metric_code
+from agents.validation import InvalidCodeError, validate_chart_code, validate_metric_proposal
+from sandbox.protocol import Language
 from schema.exceptions import MetricloomError
-from schema.models import ChartConfig, Connection, MetricTemplate
+from schema.models import ChartConfig, Connection, MetricTemplate, TransformerLanguage
+from streams.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +44,9 @@ class Outcome:
     model_calls: int
     seconds: float
     output: Any
+    language: Language = "python"
+    compiled: str | None = None
+    """TypeScript's compiled JavaScript (what the sandbox runs); None for Python."""
 
 
 T = TypeVar("T")
@@ -65,7 +70,7 @@ async def _repair_loop(
             proposal = await propose(list(feedback))
         except ModelAnswerError as exc:
             calls += 1
-            feedback.append(f'{exc}; answer with JSON {{"code": "<python module>"}} only')
+            feedback.append(f'{exc}; answer with JSON {{"code": "<the transformer code>"}} only')
             continue
         except ModelRefusedError as exc:  # a setting to fix: asking again cannot help
             raise GenerationFailedError(str(exc)) from exc
@@ -86,6 +91,12 @@ async def _repair_loop(
     )
 
 
+def language_for(settings: Settings, template: MetricTemplate) -> TransformerLanguage:
+    """What a template's transformer is written in: its own choice, else the deployment's
+    (``METRICLOOM_TRANSFORMER_LANGUAGE``)."""
+    return template.transformer_language or settings.transformer_language
+
+
 async def generate_metric(
     services: Services,
     generator: Generator,
@@ -94,19 +105,21 @@ async def generate_metric(
     config: dict[str, Any],
     previous_code: str | None = None,
     errors: list[str] | None = None,
+    language: Language = "python",
 ) -> Outcome:
-    """A validated MetricTransformer for ``template``, proven on ``sample``."""
-    code, attempts, calls, seconds, points = await _repair_loop(
+    """A validated MetricTransformer for ``template`` in ``language``, proven on
+    ``sample`` (TypeScript type-checked and compiled first)."""
+    code, attempts, calls, seconds, (points, compiled) = await _repair_loop(
         services,
         f"transformer for {template.id}",
         lambda feedback: generator.metric_code(
-            MetricCodeTask(template, sample, config, previous_code, feedback)
+            MetricCodeTask(template, sample, config, previous_code, feedback, language)
         ),
-        lambda code: validate_metric_code(services, template, code, sample, config),
+        lambda code: validate_metric_proposal(services, template, code, sample, config, language),
         list(errors or []),
     )
     output = [p.model_dump(mode="json") for p in points]
-    return Outcome(code, generator.name, attempts, calls, seconds, output)
+    return Outcome(code, generator.name, attempts, calls, seconds, output, language, compiled)
 
 
 async def generate_chart(

@@ -202,11 +202,9 @@ class TransformStage(Stage[RawPayload]):
             )
             for _, raw in items
         ]
-        code = transformer.code
-        if historical and transformer.historical_code:
-            code = transformer.historical_code
+        code, language = transformer.runnable(historical)
         tenants = [raw.organization_id for _, raw in items]
-        results = await services.sandbox.run(code, "transform", inputs, tenants)
+        results = await services.sandbox.run(code, "transform", inputs, tenants, language)
         return await self._collect(services, transformer, items, results)
 
     async def _collect(

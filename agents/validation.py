@@ -15,6 +15,7 @@ from typing import Any
 from agents.hints import as_number, hinted_values, unresolved
 from agents.services import Services
 from agents.transforming import TransformError, points_from
+from sandbox.protocol import Language
 from schema.models import ChartConfig, DataPoint, MetricTemplate
 
 ALLOWED_IMPORTS = frozenset(
@@ -93,19 +94,71 @@ def _holds(point: DataPoint, value: float) -> bool:
     return any(math.isclose(n, value, rel_tol=1e-9) for n in numbers)
 
 
+async def compile_typescript(services: Services, code: str, signature: str) -> str:
+    """The JavaScript ``tsc`` emits for ``code`` (strict mode, checked against the design's
+    interfaces and ``signature``: ``MetricTransform`` or ``ChartTransform``), compiled in
+    the sandbox. A type error is an InvalidCodeError naming each diagnostic's line."""
+    [result] = await services.sandbox.run(code, signature, [()], language="typescript")
+    if result.error is not None:
+        raise InvalidCodeError(f"the TypeScript compiler failed: {result.error.message}")
+    value = result.value if isinstance(result.value, dict) else {}
+    diagnostics = [str(d) for d in value.get("diagnostics") or []]
+    if diagnostics:
+        shown = "; ".join(diagnostics[:10])
+        raise InvalidCodeError(f"TypeScript type check failed ({len(diagnostics)}): {shown}")
+    javascript = value.get("javascript")
+    if not isinstance(javascript, str) or not javascript:
+        raise InvalidCodeError("the TypeScript compiler emitted nothing")
+    return javascript
+
+
+async def runnable(
+    services: Services, code: str, language: Language, signature: str
+) -> tuple[str, Language]:
+    """What the sandbox runs for ``code``: Python after the static check, or TypeScript's
+    compiled JavaScript."""
+    if language == "typescript":
+        return await compile_typescript(services, code, signature), "javascript"
+    if language == "python":
+        static_check(code)
+    return code, language
+
+
 async def validate_metric_code(
-    services: Services, template: MetricTemplate, code: str, sample: Any, config: dict[str, Any]
+    services: Services,
+    template: MetricTemplate,
+    code: str,
+    sample: Any,
+    config: dict[str, Any],
+    language: Language = "python",
 ) -> list[DataPoint]:
+    """:func:`validate_metric_proposal`'s points."""
+    points, _ = await validate_metric_proposal(services, template, code, sample, config, language)
+    return points
+
+
+async def validate_metric_proposal(
+    services: Services,
+    template: MetricTemplate,
+    code: str,
+    sample: Any,
+    config: dict[str, Any],
+    language: Language = "python",
+) -> tuple[list[DataPoint], str | None]:
     """Prove a MetricTransformer on a real sample; InvalidCodeError says what is wrong.
 
     Nothing passes silence: the hints must fit the sample (every hinted path finds
     something), a sample that holds any value must give at least one point, and the last
-    value the hints find must be one of the points' values."""
-    static_check(code)
+    value the hints find must be one of the points' values. TypeScript is type-checked
+    and compiled first (:func:`compile_typescript`). Returns the points, and the compiled
+    JavaScript for TypeScript (None for Python)."""
+    if language == "python":
+        static_check(code)  # before the hints: what the code says first
     unfit = hint_problems(template, sample)
     if unfit is not None:
         raise InvalidCodeError(unfit)
-    [result] = await services.sandbox.run(code, "transform", [(sample, config)])
+    run, run_language = await runnable(services, code, language, "MetricTransform")
+    [result] = await services.sandbox.run(run, "transform", [(sample, config)], None, run_language)
     try:
         points = points_from(result)
     except TransformError as exc:
@@ -121,15 +174,21 @@ async def validate_metric_code(
             f"the last value at {paths} is {last}, but no point has it"
             f" (values: {[p.value for p in points[:5]]})"
         )
-    return points
+    return points, (run if language == "typescript" else None)
 
 
 async def validate_chart_code(
-    services: Services, code: str, series: list[dict[str, Any]], preferences: dict[str, Any]
+    services: Services,
+    code: str,
+    series: list[dict[str, Any]],
+    preferences: dict[str, Any],
+    language: Language = "python",
 ) -> ChartConfig:
     """Prove a ChartTransformer on the metric's real series."""
-    static_check(code)
-    [result] = await services.sandbox.run(code, "transform", [(series, preferences)])
+    code, language = await runnable(services, code, language, "ChartTransform")
+    [result] = await services.sandbox.run(
+        code, "transform", [(series, preferences)], None, language
+    )
     if result.error is not None:
         raise InvalidCodeError(f"{result.error.kind}: {result.error.message}")
     try:

@@ -12,6 +12,12 @@ Modes: runc with a fresh process per input (runc's default), runsc (gVisor) with
 fresh process per batch (runsc's default), and runsc with a fresh process per input (why
 that is not runsc's default; batch sizes up to 100).
 
+TypeScript beside Python, in the same run: the same template's offline transformer in
+TypeScript, compiled once by tsc in the sandbox (timed), then its JavaScript under QuickJS
+(each input a fresh ``qjs``) in runc's and runsc's default modes, batch sizes 1 to 100,
+with its per-input cost at batch 100 against Python's in the same mode, and its batch of 1
+against a bare container run of the same JavaScript job.
+
     python -m benchmarks.sandbox [--quick] [--image IMAGE]
 """
 
@@ -28,9 +34,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.generators.offline import metric_code_for
+from agents.generators.offline_ts import metric_code_ts
 from demo_api.github import repository
 from sandbox.executor import IPC_SYSCTLS, SandboxExecutor
 from sandbox.limits import ProcessPer, Runtime
+from sandbox.protocol import Language
 from templates import get_template
 from tests.conftest import sandbox_limits
 
@@ -38,6 +46,10 @@ MODES: list[tuple[Runtime, ProcessPer, list[int]]] = [
     ("runc", "input", [1, 10, 100, 1000]),
     ("runsc", "batch", [1, 10, 100, 1000]),
     ("runsc", "input", [1, 10, 100]),
+]
+TS_MODES: list[tuple[Runtime, ProcessPer, list[int]]] = [
+    ("runc", "input", [1, 10, 100]),
+    ("runsc", "batch", [1, 10, 100]),
 ]
 
 
@@ -55,13 +67,16 @@ HARDENING = [
 ]
 
 
-def bare_docker_run(image: str, runtime: str, code: str, payload: dict[str, Any]) -> float:
+def bare_docker_run(
+    image: str, runtime: str, code: str, payload: dict[str, Any], language: Language = "python"
+) -> float:
     """One ``docker run --rm -i`` doing the same one-input job through the same harness,
     with the hardening the harness checks (so it runs the input)."""
     header = json.dumps(
         {
             "code": code,
             "entry": "transform",
+            "language": language,
             "count": 1,
             "limits": {
                 "input_timeout_s": 5,
@@ -94,12 +109,13 @@ def measure(
     size: int,
     reps: int,
     baseline_p50: float,
+    language: Language = "python",
 ) -> dict[str, Any]:
     latencies = []
     for _ in range(reps):
         inputs = [(payloads[i % len(payloads)], config) for i in range(size)]
         start = time.perf_counter()
-        results = executor.run_batch(code, "transform", inputs)
+        results = executor.run_batch(code, "transform", inputs, language=language)
         latencies.append(time.perf_counter() - start)
         failed = [r.error for r in results if r.error is not None]
         if failed:
@@ -155,6 +171,8 @@ def main() -> None:
         }
         executor.close()
 
+    typescript = measure_typescript(image, overrides, payloads, config, runs, repetitions, modes)
+
     def ratio(mode: str, size: str) -> float:
         return float(modes[mode][size]["per_input_vs_one_runc_container_per_input"])
 
@@ -179,10 +197,73 @@ def main() -> None:
                 2,
             ),
         },
+        "typescript": typescript,
         "worker_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def measure_typescript(
+    image: str,
+    overrides: dict[str, Any],
+    payloads: list[dict[str, Any]],
+    config: dict[str, Any],
+    runs: int,
+    repetitions: dict[int, int],
+    python_modes: dict[str, Any],
+) -> dict[str, Any]:
+    """The TypeScript twin: tsc once (timed), then its JavaScript in each default mode."""
+    source = metric_code_ts(get_template("github-repo-stars"))
+    compiler = SandboxExecutor(sandbox_limits(**overrides, runtime="runc"))
+    start = time.perf_counter()
+    [compiled] = compiler.run_batch(source, "MetricTransform", [()], language="typescript")
+    compile_s = time.perf_counter() - start
+    compiler.close()
+    if compiled.error is not None or not compiled.value.get("javascript"):
+        raise RuntimeError(f"tsc failed: {compiled.error or compiled.value}")
+    javascript = compiled.value["javascript"]
+    bare: dict[str, Any] = {}
+    for runtime in ("runc", "runsc"):
+        bare_docker_run(image, runtime, javascript, payloads[0], "javascript")
+        times = [
+            bare_docker_run(image, runtime, javascript, payloads[n], "javascript")
+            for n in range(runs)
+        ]
+        bare[runtime] = {"runs": runs, "p50_s": round(statistics.median(times), 4)}
+    modes: dict[str, Any] = {}
+    targets: dict[str, Any] = {}
+    for runtime, process_per, sizes in TS_MODES:
+        limits = sandbox_limits(**overrides, runtime=runtime, process_per=process_per)
+        executor = SandboxExecutor(limits)
+        executor.run_batch(javascript, "transform", [(payloads[0], config)], language="javascript")
+        name = f"{runtime}, process per {process_per}"
+        modes[name] = {
+            str(size): measure(
+                executor,
+                javascript,
+                payloads,
+                config,
+                size,
+                repetitions[size],
+                bare[runtime]["p50_s"],
+                "javascript",
+            )
+            for size in sizes
+        }
+        executor.close()
+        python_100 = python_modes[name]["100"]["per_input_s"]
+        ts_100 = modes[name]["100"]["per_input_s"]
+        targets[f"{runtime}_per_input_at_100_vs_python"] = round(ts_100 / python_100, 2)
+        targets[f"{runtime}_batch_1_vs_bare_{runtime}_run"] = round(
+            modes[name]["1"]["batch_p50_s"] / bare[runtime]["p50_s"], 2
+        )
+    return {
+        "tsc_compile_s": round(compile_s, 2),
+        "bare_javascript_runs": bare,
+        "modes": modes,
+        "targets (issue 16: per input at 100 <= 1.5x Python's, batch 1 <= 1.3x bare)": targets,
+    }
 
 
 if __name__ == "__main__":

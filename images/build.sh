@@ -3,7 +3,8 @@
 #   metricloom/rootfs-bookworm  Debian bookworm minbase + python3        (docker import)
 #   metricloom/rootfs-jre       Debian bookworm minbase + Java 17 JRE     (docker import)
 #   metricloom/rootfs-trixie-pg Debian trixie minbase + PostgreSQL 17 + TimescaleDB (import)
-#   metricloom/sandbox          the untrusted-code image (harness, non-root user)
+#   metricloom/sandbox          the untrusted-code image (harness, non-root user, QuickJS,
+#                               and npm's typescript run under QuickJS to check TypeScript)
 #   metricloom/kafka            Apache Kafka (jars from Maven Central), KRaft mode
 #   metricloom/timescaledb      PostgreSQL 17 + timescaledb, initialised on first start
 #   metricloom/app              the metricloom worker, CLI, demo API and dashboard (its
@@ -52,6 +53,31 @@ build() {  # build NAME CONTEXT DOCKERFILE [extra hashed files...]
   docker build -q --label "metricloom.inputs=$h" -t "$name" -f "$df" "$ctx" >/dev/null
 }
 
+quickjs_runtime() {  # QuickJS for TypeScript transformers, into sandbox/.quickjs (not in git)
+  # Debian trixie's quickjs needs glibc 2.38; the sandbox root is bookworm (2.36). qjs is run
+  # through trixie's own loader and libc, kept beside it, so the root's Python is untouched.
+  local dir=sandbox/.quickjs want="quickjs=2025.04.26-1 libc6/trixie" tmp
+  if [ "$(cat "$dir/.inputs" 2>/dev/null)" = "$want" ]; then return; fi
+  log "fetching quickjs and trixie's libc6 (apt-get download) -> $dir"
+  tmp=$(mktemp -d) && chmod 0755 "$tmp"
+  (cd "$tmp" && apt-get download -q quickjs=2025.04.26-1 libc6/trixie >/dev/null 2>&1) \
+    || { log "apt-get download quickjs libc6/trixie failed (is the trixie source set up?)"; exit 1; }
+  rm -rf "$dir" && mkdir -p "$dir/lib"
+  dpkg-deb -x "$tmp"/quickjs_*.deb "$tmp/q" && dpkg-deb -x "$tmp"/libc6_*.deb "$tmp/c"
+  cp "$tmp/q/usr/bin/qjs" "$dir/qjs"
+  cp "$tmp"/c/usr/lib/x86_64-linux-gnu/{ld-linux-x86-64.so.2,libc.so.6,libm.so.6} "$dir/lib/"
+  rm -rf "$tmp"
+  echo "$want" > "$dir/.inputs"
+}
+
+typescript_compiler() {  # the pinned npm typescript (sandbox/tsc/package-lock.json), not in git
+  local dir=sandbox/tsc
+  if [ -f "$dir/node_modules/typescript/lib/typescript.js" ] \
+     && [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then return; fi
+  log "installing the TypeScript compiler (npm ci) -> $dir/node_modules"
+  (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
 TARGETS=("$@")
 all() { [ ${#TARGETS[@]} -eq 0 ]; }
 is() { all || [[ " ${TARGETS[*]} " == *" $1 "* ]]; }
@@ -60,6 +86,8 @@ if is sandbox || is app; then
   rootfs metricloom/rootfs-bookworm bookworm python3,python3-venv,ca-certificates
 fi
 if is sandbox; then
+  quickjs_runtime
+  typescript_compiler
   build metricloom/sandbox sandbox sandbox/Dockerfile
 fi
 if is kafka; then

@@ -23,6 +23,7 @@ from sandbox.exceptions import SandboxHardeningError, SandboxRunnerError, Sandbo
 from sandbox.limits import SandboxLimits
 from sandbox.protocol import (
     RUN_PATH,
+    Language,
     RunnerFailure,
     RunResponse,
     SandboxError,
@@ -65,6 +66,7 @@ class SandboxRunnerClient:
         entry: str,
         inputs: Sequence[Sequence[Any]],
         tenants: Sequence[str] | None = None,
+        language: Language = "python",
     ) -> list[SandboxResult]:
         """Run ``entry(*args)`` from ``code`` once per input, at the runner."""
         check_tenants(inputs, tenants)
@@ -79,9 +81,10 @@ class SandboxRunnerClient:
                 )
         sent = sorted(encoded)
         if sent:
-            body = b'{"code": %s, "entry": %s, "inputs": [%s], "tenants": %s}' % (
+            body = b'{"code": %s, "entry": %s, "language": %s, "inputs": [%s], "tenants": %s}' % (
                 json.dumps(code).encode(),
                 json.dumps(entry).encode(),
+                json.dumps(language).encode(),
                 b", ".join(encoded[i] for i in sent),
                 json.dumps([tenants[i] for i in sent] if tenants is not None else None).encode(),
             )

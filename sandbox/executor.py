@@ -51,7 +51,14 @@ import structlog
 
 from sandbox.exceptions import SandboxHardeningError, SandboxUnavailableError
 from sandbox.limits import SandboxLimits
-from sandbox.protocol import ErrorKind, SandboxError, SandboxResult, check_tenants, encode_input
+from sandbox.protocol import (
+    ErrorKind,
+    Language,
+    SandboxError,
+    SandboxResult,
+    check_tenants,
+    encode_input,
+)
 from sandbox.warm_pool import Launched, WarmPool
 
 log = structlog.get_logger(__name__)
@@ -212,11 +219,12 @@ class SandboxExecutor:
         entry: str,
         inputs: Sequence[Sequence[Any]],
         tenants: Sequence[str] | None = None,
+        language: Language = "python",
     ) -> list[SandboxResult]:
         """Async front door: runs :meth:`run_batch` in a thread, at most
         ``limits.max_concurrent`` containers at a time per worker."""
         async with self._semaphore:
-            return await asyncio.to_thread(self.run_batch, code, entry, inputs, tenants)
+            return await asyncio.to_thread(self.run_batch, code, entry, inputs, tenants, language)
 
     def run_batch(
         self,
@@ -224,8 +232,9 @@ class SandboxExecutor:
         entry: str,
         inputs: Sequence[Sequence[Any]],
         tenants: Sequence[str] | None = None,
+        language: Language = "python",
     ) -> list[SandboxResult]:
-        """Run ``entry(*args)`` from ``code`` once per element of ``inputs``.
+        """Run ``entry(*args)`` from ``code`` (in ``language``) once per element of ``inputs``.
 
         ``tenants[i]`` is the organisation input ``i`` belongs to (None: all one tenant).
         Each tenant's inputs run in containers of their own."""
@@ -235,12 +244,12 @@ class SandboxExecutor:
             groups.setdefault(tenants[index] if tenants else "", []).append(index)
         results: dict[int, SandboxResult] = {}
         for indexes in groups.values():
-            got = self._run_tenant(code, entry, [inputs[i] for i in indexes])
+            got = self._run_tenant(code, entry, [inputs[i] for i in indexes], language)
             results.update(zip(indexes, got, strict=True))
         return [results[i] for i in range(len(inputs))]
 
     def _run_tenant(
-        self, code: str, entry: str, inputs: Sequence[Sequence[Any]]
+        self, code: str, entry: str, inputs: Sequence[Sequence[Any]], language: Language
     ) -> list[SandboxResult]:
         """One tenant's inputs, in as many containers as it takes (a fresh one after a
         crash of the harness)."""
@@ -256,7 +265,9 @@ class SandboxExecutor:
         pending = [i for i in range(len(inputs)) if i not in results]
         deadline = time.monotonic() + self.limits.batch_timeout_s
         while pending:
-            got = self._run_container(code, entry, [(i, encoded[i]) for i in pending], deadline)
+            got = self._run_container(
+                code, entry, [(i, encoded[i]) for i in pending], deadline, language
+            )
             if not got:
                 raise SandboxUnavailableError("the sandbox container ran no input")
             results.update(got)
@@ -264,13 +275,19 @@ class SandboxExecutor:
         return [results[i] for i in range(len(inputs))]
 
     def _run_container(
-        self, code: str, entry: str, items: list[tuple[int, bytes]], deadline: float
+        self,
+        code: str,
+        entry: str,
+        items: list[tuple[int, bytes]],
+        deadline: float,
+        language: Language = "python",
     ) -> dict[int, SandboxResult]:
         limits = self.limits
         header = json.dumps(
             {
                 "code": code,
                 "entry": entry,
+                "language": language,
                 "count": len(items),
                 "limits": {
                     "input_timeout_s": limits.input_timeout_s,
@@ -278,6 +295,7 @@ class SandboxExecutor:
                     "output_limit_bytes": limits.output_limit_bytes,
                     "print_limit_bytes": limits.print_limit_bytes,
                     "batch_output_limit_bytes": limits.batch_output_limit_bytes,
+                    "compile_timeout_s": max(1.0, deadline - time.monotonic()),
                 },
                 "process_per": limits.fresh_process,
                 # runc applies the IPC sysctls (the harness then proves IPC is closed);
@@ -440,7 +458,16 @@ def _result_from(status: str, detail: str, raw: bytearray | None, prints: str) -
 
 
 _STATUS_KINDS = {"syntax_error", "timeout", "output_too_large", "killed", "malformed_output"}
-_CHILD_KINDS = {"load", "missing_entry", "exception", "memory", "not_serialisable", "harness"}
+_CHILD_KINDS = {
+    "load",
+    "missing_entry",
+    "exception",
+    "memory",
+    "not_serialisable",
+    "harness",
+    "output_too_large",  # JavaScript: a result line over its cap (sandbox/harness.py)
+    "malformed_output",
+}
 
 
 def _send_all(raw: socket.socket, parts: list[bytes]) -> None:

@@ -22,6 +22,24 @@ Why it is built this way (the threat is the transformer code, which is hostile):
   executor says the container's IPC sysctls are zero, no SysV shared memory, message queue,
   semaphore set or POSIX message queue can be created.
 
+JavaScript (the header's ``language``: ``javascript``; what TypeScript transformers are
+compiled to before they reach the sandbox) runs under QuickJS (``qjs``). The harness checks
+the code once per batch (it parses, and never names ``import``: the ``std`` and ``os``
+modules are reachable only through ``import()``); each input is then a fresh ``qjs``
+process started by the child above, which stays the supervisor: the code and the input go
+to ``qjs`` as one script in a sealed memfd, and the prelude that runs first takes ``print``
+and ``console`` (their lines come back prefixed, JSON-encoded, so the code cannot write a
+result line of its own), and removes ``eval``, the ``Function`` constructors and
+``__loadScript`` (no code can be built from text, so ``import`` cannot be spelled at run
+time). The child turns those lines into the same prints and result document as Python's.
+A ``qjs`` process never serves a second input, in either ``process_per`` mode.
+
+``typescript`` is not run: the batch's code is TypeScript that the harness type-checks and
+compiles once (npm ``typescript`` under ``qjs``, /opt/tsc/compile.js, with the entry naming
+the signature: ``MetricTransform`` or ``ChartTransform``), and every input's result is that
+compilation, ``{"javascript": ... | null, "diagnostics": [...]}``: the stored JavaScript
+then runs as ``javascript``.
+
 Two ways to run a batch (the header's ``process_per``):
 
 * ``input`` (the default): a fresh process per input, as above.
@@ -31,8 +49,8 @@ Two ways to run a batch (the header's ``process_per``):
   process and the next input gets a fresh one.
 
 Protocol. Stdin: a decimal byte length, a newline and a JSON header of that length
-``{"code", "entry", "count", "limits", "process_per", "ipc_closed"}`` (the last two
-optional), then ``count`` inputs, each a decimal byte length,
+``{"code", "entry", "count", "limits", "process_per", "ipc_closed", "language"}`` (the
+last three optional; ``language`` is ``python``, the default, or ``javascript``), then ``count`` inputs, each a decimal byte length,
 a newline and that many bytes of JSON (``{"args": [...]}``). Stdout: frames, each a JSON line optionally followed by payload
 bytes, ``{"i": n, "ev": "start"}``, ``{"i": n, "ch": "result"|"print", "n": len}`` + bytes,
 ``{"i": n, "ev": "end", "status": ..., "detail": ...}``, and ``{"ev": "done"}`` last, or
@@ -49,6 +67,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import resource
 import select
 import signal
@@ -60,6 +79,7 @@ from types import CodeType
 from typing import Any, NoReturn
 
 Limits = dict[str, Any]
+Code = CodeType | str  # compiled Python, or checked JavaScript source
 
 PR_GET_DUMPABLE = 3
 PR_SET_DUMPABLE = 4
@@ -80,6 +100,78 @@ NEVER_WRITABLE = (
     "/nonexistent",
     "/opt/sandbox",
 )
+
+QJS_LIB = "/opt/quickjs/lib"
+QJS = [f"{QJS_LIB}/ld-linux-x86-64.so.2", "--library-path", QJS_LIB, "/opt/quickjs/qjs"]
+# The keyword (escaped spellings are a syntax error to QuickJS): std and os, the only
+# modules, are reachable only through it.
+JS_IMPORT = re.compile(r"\bimport\b")
+# Runs before the code, in the same script: takes the output and the ways to make code
+# from text, then leaves a non-writable global that runs the entry once and writes the
+# one "r" line. %(input)s and %(entry)s are JSON.
+JS_PRELUDE = r"""(function () {
+  "use strict";
+  const P = print, S = JSON.stringify, STR = String, G = globalThis, RA = Reflect.apply;
+  const DP = Object.defineProperty, GP = Object.getPrototypeOf, IE = InternalError;
+  const input = %(input)s, entry = %(entry)s;
+  const text = function (v) { try { return STR(v); } catch (e) { return "<unprintable>"; } };
+  const say = function () {
+    let s = "";
+    for (let i = 0; i < arguments.length; i++) s += (i ? " " : "") + text(arguments[i]);
+    P("p" + S(s));
+  };
+  const konsole = {};
+  for (const k of ["log", "info", "warn", "error", "debug", "trace"]) konsole[k] = say;
+  DP(G, "console", { value: Object.freeze(konsole), writable: false, configurable: false });
+  DP(G, "print", { value: say, writable: false, configurable: false });
+  const closed = function () { throw new Error("code from text is not allowed in a transformer"); };
+  closed.prototype = Function.prototype;
+  for (const f of [function () {}, async function () {}, function* () {}, async function* () {}]) {
+    DP(GP(f), "constructor", { value: closed, writable: false, configurable: false });
+  }
+  DP(G, "Function", { value: closed, writable: false, configurable: false });
+  DP(G, "eval", { value: closed, writable: false, configurable: false });
+  delete G.__loadScript;
+  delete G.scriptArgs;
+  const exports = {};
+  G.exports = exports;
+  G.module = { exports: exports };
+  const failure = function (kind, e) {
+    let message = text(e), stack = "";
+    try { stack = e && typeof e.stack === "string" ? e.stack : ""; } catch (x) { stack = ""; }
+    if (e instanceof IE && /out of memory/.test(message)) kind = "memory";
+    return { ok: false, kind: kind, message: message.slice(0, 2000), traceback: stack.slice(-8000) };
+  };
+  let done = false;
+  DP(G, "__metricloom_finish", { configurable: false, writable: false, value: function () {
+    if (done) return;
+    done = true;
+    let out, line;
+    try {
+      const moduleExports = G.module && G.module.exports;
+      let fn = moduleExports && moduleExports[entry];
+      if (typeof fn !== "function") fn = exports[entry];
+      if (typeof fn !== "function") fn = G[entry];
+      if (typeof fn !== "function") {
+        out = { ok: false, kind: "missing_entry", message: "the code defines no " + entry + "()" };
+      } else {
+        const value = RA(fn, undefined, input);
+        out = { ok: true, value: value === undefined ? null : value };
+      }
+    } catch (e) {
+      out = failure("exception", e);
+    }
+    try {
+      line = S(out);
+    } catch (e) {
+      line = S(failure("not_serialisable", e));
+    }
+    P("r" + line);
+  } });
+})();"""
+TSC_COMPILE = "/opt/tsc/compile.js"
+JS_EPILOGUE = "\n;__metricloom_finish();\n"
+JS_CHECK = r"""try { new Function(%s); print("ok"); } catch (e) { print(String(e)); }"""
 
 
 class HardeningError(Exception):
@@ -233,7 +325,7 @@ def _enter_child(keep: set[int], cap_w: int, limits: Limits, cpu_limit: bool) ->
 
 
 def _child(
-    code_obj: CodeType, entry: str, in_r: int, res_w: int, cap_w: int, limits: Limits
+    code_obj: Code, entry: str, in_r: int, res_w: int, cap_w: int, limits: Limits
 ) -> NoReturn:
     """Runs in the forked child: read own input, run transform, write result JSON."""
     try:
@@ -251,7 +343,7 @@ def _child(
         _child_result(res_w, {"ok": False, "kind": "harness", "message": repr(exc)})
         os._exit(3)
     own_pid = os.getpid()
-    result = _run_user_code(code_obj, entry, request.get("args", []))
+    result = _run_user_code(code_obj, entry, request.get("args", []), limits)
     if os.getpid() != own_pid:
         os._exit(0)  # a process the code forked returned here: only the child answers
     _flush_prints()
@@ -260,7 +352,7 @@ def _child(
 
 
 def _batch_child(
-    code_obj: CodeType, entry: str, in_r: int, res_w: int, cap_w: int, limits: Limits
+    code_obj: Code, entry: str, in_r: int, res_w: int, cap_w: int, limits: Limits
 ) -> NoReturn:
     """The one process of a ``batch``-mode batch: for each length-prefixed input on its
     pipe, run the module in fresh globals and write a length-prefixed result."""
@@ -279,7 +371,7 @@ def _batch_child(
         except BaseException as exc:
             _child_result(res_w, {"ok": False, "kind": "harness", "message": repr(exc)}, True)
             os._exit(3)
-        result = _run_user_code(code_obj, entry, request.get("args", []))
+        result = _run_user_code(code_obj, entry, request.get("args", []), limits)
         del request
         if os.getpid() != own_pid:
             os._exit(0)  # a process the code forked returned here: only the child answers
@@ -294,7 +386,9 @@ def _flush_prints() -> None:
             stream.flush()
 
 
-def _run_user_code(code_obj: CodeType, entry: str, args: list[Any]) -> dict[str, Any]:
+def _run_user_code(code_obj: Code, entry: str, args: list[Any], limits: Limits) -> dict[str, Any]:
+    if isinstance(code_obj, str):
+        return _run_js(code_obj, entry, args, limits)
     namespace = {"__name__": "transformer", "__builtins__": __builtins__}
     try:
         exec(code_obj, namespace)
@@ -312,6 +406,214 @@ def _run_user_code(code_obj: CodeType, entry: str, args: list[Any]) -> dict[str,
     except BaseException as exc:
         return _exception_result("exception", exc)
     return {"ok": True, "value": value}
+
+
+def _js_script(code: str, entry: str, args: list[Any]) -> int:
+    """The prelude, the code and the epilogue as one script in a sealed memfd (the root is
+    read-only, and argv could not hold a large input); its descriptor."""
+    prelude = JS_PRELUDE % {"input": json.dumps(args), "entry": json.dumps(entry)}
+    prelude = prelude.replace("\n", " ")  # one line, and the code on it: its line numbers hold
+    fd = os.memfd_create("transformer.js", os.MFD_ALLOW_SEALING)
+    _write_all(fd, (prelude + code + JS_EPILOGUE).encode())
+    with contextlib.suppress(OSError):  # a seal is a nicety: qjs only reads it
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW)
+    return fd
+
+
+def _spawn_qjs(
+    script_fd: int, memory_mb: int, out_w: int, err_w: int, compiler: bool = False
+) -> int:
+    """Start ``qjs`` on the script: stdout and stderr to the given pipes, nothing else
+    open but the script, a QuickJS heap limit under the process's own address-space one.
+    ``compiler``: run the TypeScript compiler (a module with ``std``) with the script as
+    its request instead."""
+    argv = [*QJS, "--memory-limit", f"{memory_mb}M", "--stack-size", "1M"]
+    if compiler:
+        argv += ["--std", "-m", TSC_COMPILE]
+    else:
+        argv.append("--script")
+    argv.append(f"/proc/self/fd/{script_fd}")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for sig in range(1, signal.NSIG):  # the harness's ignored signals: default again
+                if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                    with contextlib.suppress(OSError, ValueError):
+                        signal.signal(sig, signal.SIG_DFL)
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            for fd in range(3, 256):
+                if fd != script_fd:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    return pid
+
+
+def _check_js(code: str, limits: Limits) -> str:
+    """Once per batch: the code never names ``import`` and parses; the error text if not."""
+    found = JS_IMPORT.search(code)
+    if found:
+        line = code.count("\n", 0, found.start()) + 1
+        return f"SyntaxError: 'import' is not allowed in a transformer (line {line})"
+    fd = os.memfd_create("check.js", 0)
+    _write_all(fd, (JS_CHECK % json.dumps(code)).encode())
+    out_r, out_w = os.pipe()
+    pid = _spawn_qjs(fd, limits["input_memory_mb"], out_w, out_w)
+    os.close(out_w)
+    os.close(fd)
+    deadline = time.monotonic() + limits["input_timeout_s"]
+    out = bytearray()
+    while len(out) < 65536:
+        timeout = deadline - time.monotonic()
+        if timeout <= 0 or not select.select([out_r], [], [], timeout)[0]:
+            out = bytearray(b"the code took too long to parse")
+            break
+        chunk = os.read(out_r, CHUNK)
+        if not chunk:
+            break
+        out += chunk
+    os.close(out_r)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    text = out.decode("utf-8", "replace").strip()
+    return "" if text == "ok" else text[:2000] or "the code could not be parsed"
+
+
+def _compile_ts(source: str, signature: str, limits: Limits) -> tuple[str, str, bytes]:
+    """Once per batch: type-check and compile TypeScript (npm ``typescript`` under qjs,
+    sandbox/tsc/compile.js). Its status, detail and, when ``ok``, the result document
+    ``{"ok": true, "value": {"javascript", "diagnostics"}}`` every input gets."""
+    fd = os.memfd_create("request.json", 0)
+    _write_all(fd, json.dumps({"source": source, "signature": signature}).encode())
+    out_r, out_w = os.pipe()
+    err_r = os.open("/dev/null", os.O_WRONLY)
+    pid = _spawn_qjs(fd, 2 * limits["input_memory_mb"], out_w, err_r, compiler=True)
+    for own in (out_w, err_r, fd):
+        os.close(own)
+    deadline = time.monotonic() + limits.get("compile_timeout_s", 60.0)
+    out = bytearray()
+    status, detail = "ok", ""
+    while True:
+        timeout = deadline - time.monotonic()
+        if timeout <= 0 or not select.select([out_r], [], [], timeout)[0]:
+            status, detail = "timeout", "the TypeScript compiler did not finish in time"
+            break
+        chunk = os.read(out_r, CHUNK)
+        if not chunk:
+            break
+        out += chunk
+        if len(out) > limits["output_limit_bytes"]:
+            status, detail = "output_too_large", "the compiled JavaScript is over the result cap"
+            break
+    os.close(out_r)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    if status != "ok":
+        return status, detail, b""
+    try:
+        compiled = json.loads(out)
+    except ValueError:
+        return "malformed_output", "the TypeScript compiler gave no answer (out of memory?)", b""
+    return "ok", "", json.dumps({"ok": True, "value": compiled}).encode()
+
+
+def _serve_compiled(
+    out_fd: int, stdin_fd: int, count: int, compiled: tuple[str, str, bytes]
+) -> None:
+    """Every input of a ``typescript`` batch gets the one compilation (inputs are unused)."""
+    status, detail, document = compiled
+    for index in range(count):
+        _discard(stdin_fd, int(_read_line(stdin_fd)))
+        _out_frame(out_fd, {"i": index, "ev": "start"})
+        if status == "ok":
+            _out_frame(out_fd, {"i": index, "ch": "result", "n": len(document)})
+            _write_all(out_fd, document)
+        _out_frame(out_fd, {"i": index, "ev": "end", "status": status, "detail": detail})
+
+
+def _run_js(code: str, entry: str, args: list[Any], limits: Limits) -> dict[str, Any]:
+    """One input in a fresh ``qjs`` process; its "p" lines become this process's prints
+    (the capture pipe), its "r" line the result. No "r" line: the code failed to load (an
+    exception at the top level) or died, and its stderr says why."""
+    script_fd = _js_script(code, entry, args)
+    del args
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = _spawn_qjs(script_fd, limits["input_memory_mb"], out_w, err_w)
+    for fd in (out_w, err_w, script_fd):
+        os.close(fd)
+    caps = {"p": limits["print_limit_bytes"], "r": limits["output_limit_bytes"]}
+    result: dict[str, Any] | None = None
+    line = bytearray()
+    err = bytearray()
+    open_fds = {out_r, err_r}
+    try:
+        while open_fds:
+            for fd in select.select(list(open_fds), [], [])[0]:
+                chunk = os.read(fd, CHUNK)
+                if not chunk:
+                    open_fds.discard(fd)
+                elif fd == err_r:
+                    err += chunk[: max(0, 8000 - len(err))]
+                else:
+                    line += chunk
+                    result = _js_lines(line, caps, result)
+    except OverflowError as exc:
+        result = {"ok": False, "kind": "output_too_large", "message": str(exc)}
+    except ValueError as exc:
+        result = {"ok": False, "kind": "malformed_output", "message": str(exc)}
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.close(out_r)
+        os.close(err_r)
+    _, status = os.waitpid(pid, 0)
+    if result is not None:
+        return result
+    message = err.decode("utf-8", "replace").strip()
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) != signal.SIGKILL:
+        sig = os.WTERMSIG(status)  # die the same way: the harness reports it
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    if "out of memory" in message:
+        return {"ok": False, "kind": "memory", "message": "memory limit reached while loading"}
+    first = message.splitlines()[0] if message else f"qjs exited with status {status}"
+    return {"ok": False, "kind": "load", "message": first[:2000], "traceback": message}
+
+
+def _js_lines(buf: bytearray, caps: dict[str, int], result: dict[str, Any] | None) -> Any:
+    """Take the complete lines of ``buf`` (prints are forwarded at once); the result, once
+    its line is seen. A line longer than its cap is passed on raw: the harness then sees a
+    print, or a result, over its cap and stops the input."""
+    while True:
+        end = buf.find(b"\n")
+        if end < 0:
+            kind = bytes(buf[:1]).decode("ascii", "replace")
+            if len(buf) > caps.get(kind, 0) + 64:
+                _overflow(kind, caps)
+            return result
+        raw = bytes(buf[:end])
+        del buf[: end + 1]
+        if raw[:1] == b"p":
+            text = json.loads(raw[1:])
+            _write_all(1, (text + "\n").encode("utf-8", "surrogatepass"))
+        elif raw[:1] == b"r" and result is None:
+            result = json.loads(raw[1:])
+        else:
+            raise ValueError("qjs wrote a line that is not the prelude's")
+
+
+def _overflow(kind: str, caps: dict[str, int]) -> NoReturn:
+    """Exceed the cap of the channel whose line is too long (the harness ends the input)."""
+    if kind == "p":
+        _write_all(1, b"\0" * (caps["p"] + 1))
+    raise OverflowError(f"the code's {'result' if kind == 'r' else 'printed output'} is too long")
 
 
 def _exception_result(kind: str, exc: BaseException) -> dict[str, Any]:
@@ -382,7 +684,7 @@ def _forward(
 
 def _run_one(
     index: int,
-    code_obj: CodeType,
+    code_obj: Code,
     entry: str,
     stdin_fd: int,
     length: int,
@@ -494,7 +796,7 @@ class BatchProcess:
     """The one process that runs a ``batch``-mode batch's inputs (see :func:`_batch_child`);
     forked again after a timeout, a crash or an over-sized result."""
 
-    def __init__(self, code_obj: CodeType, entry: str, out_fd: int, limits: Limits) -> None:
+    def __init__(self, code_obj: Code, entry: str, out_fd: int, limits: Limits) -> None:
         self.code_obj, self.entry, self.out_fd, self.limits = code_obj, entry, out_fd, limits
         self.pid = 0
         self.in_w = self.res_r = self.cap_r = -1
@@ -662,12 +964,21 @@ def main() -> None:
         sys.exit(2)
     limits = header["limits"]
     budget = Budget(int(limits.get("batch_output_limit_bytes", UNLIMITED)))
-    try:
-        code_obj = compile(header["code"], "<transformer>", "exec")
-        compile_error = None
-    except (SyntaxError, ValueError) as exc:
-        code_obj = None
-        compile_error = f"{type(exc).__name__}: {exc}"
+    code_obj: Code | None = None
+    compile_error = ""
+    if header.get("language") == "typescript":
+        compiled = _compile_ts(str(header["code"]), str(header["entry"]), limits)
+        _serve_compiled(out_fd, stdin_fd, int(header["count"]), compiled)
+        _out_frame(out_fd, {"ev": "done"})
+        return
+    if header.get("language", "python") == "javascript":
+        compile_error = _check_js(header["code"], limits)
+        code_obj = None if compile_error else str(header["code"])
+    else:
+        try:
+            code_obj = compile(header["code"], "<transformer>", "exec")
+        except (SyntaxError, ValueError) as exc:
+            compile_error = f"{type(exc).__name__}: {exc}"
     entry = header["entry"]
     header_count = header["count"]
     per_batch = header.get("process_per", "input") == "batch"

@@ -21,6 +21,11 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RUN_PATH = "/v1/run"
+Language = Literal["python", "javascript", "typescript"]
+"""What the code is written in: Python, or JavaScript (QuickJS runs it). ``typescript``
+runs nothing: it type-checks and compiles the code (its entry names the signature,
+``MetricTransform`` or ``ChartTransform``), and each input's value is
+``{"javascript": ... | null, "diagnostics": [...]}``."""
 DEFAULT_RUNNER_SOCKET = "/run/metricloom/sandbox.sock"
 
 ErrorKind = Literal[
@@ -78,6 +83,7 @@ class Sandbox(Protocol):
         entry: str,
         inputs: Sequence[Sequence[Any]],
         tenants: Sequence[str] | None = None,
+        language: Language = "python",
     ) -> list[SandboxResult]: ...
 
     async def aclose(self) -> None: ...
@@ -105,6 +111,7 @@ class RunRequest(BaseModel):
     entry: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
     inputs: list[list[Any]] = Field(max_length=100_000)
     tenants: list[str] | None = None
+    language: Language = "python"
 
     @model_validator(mode="after")
     def _one_tenant_per_input(self) -> RunRequest:

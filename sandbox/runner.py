@@ -88,7 +88,9 @@ def create_app(executor: SandboxExecutor) -> web.Application:
             return _refuse(400, _first_error(exc))
         log.info("runner.batch", inputs=len(body.inputs), tenants=len(set(body.tenants or [""])))
         try:
-            results = await executor.run(body.code, body.entry, body.inputs, body.tenants)
+            results = await executor.run(
+                body.code, body.entry, body.inputs, body.tenants, body.language
+            )
         except SandboxHardeningError as exc:
             failure = RunnerFailure(error="hardening", message=str(exc))
         except SandboxUnavailableError as exc:

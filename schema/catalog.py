@@ -390,7 +390,7 @@ async def record_budget(conn: Conn, key: str, remaining: int, reset_at: datetime
 
 TRANSFORMER_COLUMNS = """template_id, polling_endpoint, historical_endpoint, code, historical_code,
     version, status, generator, input_example, output_example, failure_count,
-    historical_pending, updated_at"""
+    historical_pending, updated_at, language, compiled_code, historical_compiled_code"""
 
 
 async def get_metric_transformer(conn: Conn, template_id: str) -> MetricTransformer | None:
@@ -408,8 +408,8 @@ async def insert_metric_transformer(conn: Conn, transformer: MetricTransformer) 
     cur = await conn.execute(
         "INSERT INTO metric_transformers (template_id, polling_endpoint, historical_endpoint,"
         " code, historical_code, version, status, generator, input_example, output_example,"
-        " historical_pending)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " historical_pending, language, compiled_code, historical_compiled_code)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (template_id) DO NOTHING",
         (
             transformer.template_id,
@@ -423,6 +423,9 @@ async def insert_metric_transformer(conn: Conn, transformer: MetricTransformer) 
             Jsonb(transformer.input_example),
             Jsonb(transformer.output_example),
             transformer.historical_pending,
+            transformer.language,
+            transformer.compiled_code,
+            transformer.historical_compiled_code,
         ),
     )
     return cur.rowcount == 1
@@ -496,13 +499,17 @@ async def promote_metric_transformer(conn: Conn, transformer: MetricTransformer)
     cur = await conn.execute(
         "UPDATE metric_transformers SET code = %s, historical_code = %s, generator = %s,"
         " input_example = %s, output_example = %s, version = version + 1, status = 'active',"
-        " failure_count = 0, last_error = NULL WHERE template_id = %s RETURNING version",
+        " failure_count = 0, last_error = NULL, language = %s, compiled_code = %s,"
+        " historical_compiled_code = %s WHERE template_id = %s RETURNING version",
         (
             transformer.code,
             transformer.historical_code,
             transformer.generator,
             Jsonb(transformer.input_example),
             Jsonb(transformer.output_example),
+            transformer.language,
+            transformer.compiled_code,
+            transformer.historical_compiled_code,
             transformer.template_id,
         ),
     )
@@ -572,12 +579,15 @@ async def metrics_awaiting_backfill(conn: Conn, template_id: str) -> list[Metric
     return [Metric.model_validate(row) for row in await cur.fetchall()]
 
 
-async def set_historical_code(conn: Conn, template_id: str, code: str | None) -> None:
-    """The historical transformer a first generation left pending is written."""
+async def set_historical_code(
+    conn: Conn, template_id: str, code: str | None, compiled: str | None = None
+) -> None:
+    """The historical transformer a first generation left pending is written (with its
+    JavaScript when it is TypeScript)."""
     await conn.execute(
-        "UPDATE metric_transformers SET historical_code = %s, historical_pending = false"
-        " WHERE template_id = %s",
-        (code, template_id),
+        "UPDATE metric_transformers SET historical_code = %s, historical_compiled_code = %s,"
+        " historical_pending = false WHERE template_id = %s",
+        (code, compiled, template_id),
     )
 
 
@@ -591,7 +601,8 @@ async def get_metric_transformer_version(
     if current.version == version:
         return current
     cur = await conn.execute(
-        "SELECT code, historical_code, generator, input_example, output_example"
+        "SELECT code, historical_code, generator, input_example, output_example, language,"
+        " compiled_code, historical_compiled_code"
         " FROM metric_transformer_versions WHERE template_id = %s AND version = %s",
         (template_id, version),
     )

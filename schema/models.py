@@ -123,6 +123,9 @@ class DataPoint(BaseModel):
         return value.astimezone(UTC)
 
 
+TransformerLanguage = Literal["python", "typescript"]
+"""What a transformer is written in (TypeScript runs as the JavaScript tsc emits)."""
+
 ChartType = Literal["line", "bar", "area", "pie", "radar", "radial", "kpi"]
 _COLOR = re.compile(r"^var\(--chart-([1-9]|1[0-2])\)$")
 
@@ -484,6 +487,9 @@ class MetricTemplate(BaseModel):
     chart_dimensions: list[str] = Field(default_factory=list)
     unit: str = ""
     hints: ExtractionHints
+    transformer_language: TransformerLanguage | None = None
+    """What this template's transformer is written in; None: the deployment's
+    ``METRICLOOM_TRANSFORMER_LANGUAGE``."""
 
     @model_validator(mode="before")
     @classmethod
@@ -623,7 +629,9 @@ class Connection(BaseModel):
 class MetricTransformer(BaseModel):
     """Code shared by every metric of a template: ``transform(api_response, endpoint_config)``.
 
-    ``historical_code`` is set when the historical endpoint answers in another shape."""
+    ``historical_code`` is set when the historical endpoint answers in another shape.
+    ``language``: ``python``, or ``typescript`` with ``compiled_code`` (and
+    ``historical_compiled_code``), the JavaScript tsc emitted: what the sandbox runs."""
 
     template_id: str
     polling_endpoint: Endpoint
@@ -638,6 +646,19 @@ class MetricTransformer(BaseModel):
     failure_count: int = 0
     historical_pending: bool = False
     updated_at: datetime | None = None
+    language: TransformerLanguage = "python"
+    compiled_code: str | None = None
+    historical_compiled_code: str | None = None
+
+    def runnable(self, historical: bool = False) -> tuple[str, Literal["python", "javascript"]]:
+        """The code the sandbox runs (the history's own when it has one), and its language."""
+        if historical and self.historical_code:
+            if self.language == "typescript":
+                return self.historical_compiled_code or "", "javascript"
+            return self.historical_code, "python"
+        if self.language == "typescript":
+            return self.compiled_code or "", "javascript"
+        return self.code, "python"
 
 
 class DashboardMetric(BaseModel):

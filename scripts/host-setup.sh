@@ -140,4 +140,10 @@ PY
     || { log "the engine did not register runsc; see /etc/docker/daemon.json"; exit 1; }
 fi
 
+# --- QuickJS for the sandbox image (TypeScript transformers) ------------------------------
+# images/build.sh fetches trixie's quickjs and libc6 with apt-get download: the source must
+# be there (on bookworm) even where compose and runsc were already installed.
+use_newer_suite
+if ! apt-cache show quickjs >/dev/null 2>&1; then $SUDO apt-get update -qq; apt_updated=1; fi
+
 log "docker $(docker version --format '{{.Server.Version}}'), $(docker compose version --short), $(runsc --version | head -1)"

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.protocol import Language
 from schema.models import MetricTemplate
 from streams.settings import ModelSettings
 
@@ -28,6 +29,8 @@ class MetricCodeTask:
     endpoint_config: dict[str, Any]
     previous_code: str | None = None
     feedback: list[str] = field(default_factory=list)
+    language: Language = "python"
+    """What to write the transformer in: ``python`` or ``typescript``."""
 
 
 @dataclass(frozen=True)

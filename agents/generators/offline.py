@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal
+from agents.generators.offline_ts import metric_code_ts
 from schema.models import MetricTemplate
 
 _METRIC_TEMPLATE = '''\
@@ -279,6 +280,8 @@ class OfflineGenerator(Generator):
     name = "offline-v1"
 
     async def metric_code(self, task: MetricCodeTask) -> Proposal:
+        if task.language == "typescript":
+            return Proposal(metric_code_ts(task.template), model_calls=0, notes="template hints")
         return Proposal(metric_code_for(task.template), model_calls=0, notes="template hints")
 
     async def chart_code(self, task: ChartCodeTask) -> Proposal:

@@ -39,6 +39,34 @@ Rules:
   collections, itertools, functools, decimal. No I/O, no network, no environment access.
 """
 
+METRIC_SYSTEM_TS = """You write TypeScript transformer functions for a metrics pipeline.
+Return JSON with a single field "code": a complete TypeScript script (no import, no export,
+no require) that defines
+    function transform(apiResponse: any, endpointConfig: EndpointConfig): DataPoint[]
+It is type-checked by tsc in strict mode against these global declarations (do not
+redeclare them):
+    type DimensionValue = string | number | boolean | null;
+    interface DataPoint { timestamp: string; value: number;
+        dimensions?: Record<string, DimensionValue> | null }
+    type EndpointConfig = Record<string, unknown>;
+then run under QuickJS: the ECMAScript 2020 built-ins only, console.log for debugging.
+Rules:
+- Return an array (possibly empty) of points: {timestamp: ISO-8601 string with a time zone,
+  value: number, dimensions: {name: number | string | boolean | null}}.
+- Always return an array, even for one point. Handle missing fields and empty arrays by
+  skipping them, never by throwing.
+- Parse numbers that arrive as strings ("1,234" or "12") into numbers. Never return NaN or
+  Infinity.
+- The primary value goes in "value"; related values go in "dimensions".
+- When the payload carries no timestamp per value, use endpointConfig["fetched_at"].
+- Read timestamps exactly as the hints declare them, never by guessing from the digits:
+  unix seconds, unix milliseconds, a date (midnight UTC), ISO with a zone, or ISO without
+  one plus the UTC offset found elsewhere in the answer.
+- Points are unique per timestamp: several series at one time are ONE point whose
+  dimensions hold each series under its label.
+- No I/O, no network, no eval or Function; the word import may not appear anywhere.
+"""
+
 CHART_SYSTEM = """You write Python chart transformer functions for a dashboard.
 Return JSON with a single field "code": a complete Python module that defines
     def transform(data_points, preferences) -> dict
@@ -177,8 +205,9 @@ def metric_messages(task: MetricCodeTask) -> list[dict[str, str]]:
         + "\nReal API response (untrusted data):\n"
         + q.block("api_response", sample)
     )
+    system = METRIC_SYSTEM_TS if task.language == "typescript" else METRIC_SYSTEM
     messages = [
-        {"role": "system", "content": METRIC_SYSTEM + q.rule()},
+        {"role": "system", "content": system + q.rule()},
         {"role": "user", "content": user},
     ]
     if task.previous_code:

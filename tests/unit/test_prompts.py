@@ -153,3 +153,16 @@ def test_the_prompt_describes_each_hint_kind(template_id: str, said: list[str]) 
     user = metric_messages(task)[1]["content"]
     for words in said:
         assert words in user, (words, user)
+
+
+def test_the_prompt_asks_for_the_chosen_language() -> None:
+    """A TypeScript task asks for a TypeScript script against the design's interfaces; a
+    Python one for a Python module."""
+    template = get_template("github-repo-stars")
+    for language, wanted, unwanted in (
+        ("typescript", "function transform(apiResponse: any", "def transform("),
+        ("python", "def transform(api_response, endpoint_config)", "TypeScript"),
+    ):
+        task = MetricCodeTask(template, {"stargazers_count": 1}, {}, language=language)  # type: ignore[arg-type]
+        system = metric_messages(task)[0]["content"]
+        assert wanted in system and unwanted not in system
