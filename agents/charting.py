@@ -44,7 +44,7 @@ class ChartStage(Stage[MetricUpdated]):
         now = datetime.now(UTC)
         async with services.db.transaction() as conn:
             for dm, ct in await catalog.charts_for_metrics(conn, updated):
-                rollup = rollups.pick(dm.date_range_days)
+                rollup = rollups.pick(dm.date_range_days, ct.preferences.get("granularity"))
                 since = now - timedelta(days=dm.date_range_days)
                 series = await rollups.read_series(
                     conn, dm.metric_id, since, rollup, dm.aggregation

@@ -32,13 +32,13 @@ from typing import Any
 import structlog
 
 from agents.backfill import backfill_ticks
+from agents.chart_requests import settings_of
 from agents.charting import redraw
 from agents.fetch_client import FetchError, RetryLaterError, provider_of
 from agents.fetching import SharedBudget, budget_key, connection_for
 from agents.generation import (
     GenerationFailedError,
     Outcome,
-    aggregation_of,
     fetch_sample,
     generate_chart,
     generate_metric,
@@ -387,40 +387,46 @@ class CodegenStage(Stage[CodegenRequest]):
                     return []
                 return [dead_letter(self.name, message, "no such dashboard metric")]
             dm, current = found
+            settings = request.chart or settings_of(dm, current)
             done = current is not None and (
                 request.reason == "created"
                 or (request.request_id is not None and current.request_id == request.request_id)
             )
             if done:  # created before, or this very change applied before
                 return [redraw(dm)]
-            rollup = rollups.pick(dm.date_range_days)
-            since = datetime.now(UTC) - timedelta(days=dm.date_range_days)
-            series = await rollups.read_series(conn, dm.metric_id, since, rollup, dm.aggregation)
+            rollup = rollups.pick(settings.date_range_days, settings.granularity)
+            since = datetime.now(UTC) - timedelta(days=settings.date_range_days)
+            series = await rollups.read_series(
+                conn, dm.metric_id, since, rollup, settings.aggregation
+            )
             metric = await catalog.get_metric(conn, dm.metric_id, dm.organization_id)
         template = get_template(metric.template_id) if metric else None
-        preferences = {
-            "chart_type": dm.chart_type,
-            "date_range_days": dm.date_range_days,
-            "aggregation": dm.aggregation,
+        stored: dict[str, Any] = {
+            "chart_type": settings.chart_type,
+            "date_range_days": settings.date_range_days,
+            "aggregation": settings.aggregation,
             "series_dimensions": list(template.chart_dimensions) if template else [],
+        }
+        if settings.granularity is not None:  # asked for: kept; else chosen by range
+            stored["granularity"] = settings.granularity
+        preferences = {
+            **stored,
             "title": dm.title,
             "granularity": rollup.name,
             "bucket_seconds": int(rollup.width.total_seconds()),
         }
         task = ChartCodeTask(
             title=dm.title,
-            chart_type=dm.chart_type,
-            aggregation=dm.aggregation,
-            date_range_days=dm.date_range_days,
+            chart_type=settings.chart_type,
+            aggregation=settings.aggregation,
+            date_range_days=settings.date_range_days,
             granularity=rollup.name,
             sample=[{**row, "timestamp": row["timestamp"].isoformat()} for row in series],
             current_code=current.code if current else None,
             user_prompt=request.user_prompt,
         )
         try:
-            outcome, config = await generate_chart(
-                services, self.generator(services), task, preferences
-            )
+            outcome, _ = await generate_chart(services, self.generator(services), task, preferences)
         except GenerationFailedError as exc:
             alert = Alert(
                 kind="chart_transformer_failed",
@@ -433,18 +439,21 @@ class CodegenStage(Stage[CodegenRequest]):
                 Send("operator-alerts", str(dm.id), alert),
                 dead_letter(self.name, message, exc, dm.metric_id, dm.organization_id),
             ]
+        if (
+            current is not None
+            and outcome.code == current.code
+            and settings == settings_of(dm, current)
+        ):  # nothing to change: no new version
+            log.info("codegen.chart_unchanged", dashboard_metric_id=str(dm.id))
+            return [redraw(dm)]
         chart = ChartTransformer(
             dashboard_metric_id=dm.id,
             organization_id=dm.organization_id,
             code=outcome.code,
-            chart_type=config.chart_type,
-            date_range_days=dm.date_range_days,
-            aggregation=aggregation_of(outcome.code, dm.aggregation),
-            preferences={
-                k: v
-                for k, v in preferences.items()
-                if k not in {"title", "bucket_seconds", "granularity"}
-            },
+            chart_type=settings.chart_type,
+            date_range_days=settings.date_range_days,
+            aggregation=settings.aggregation,
+            preferences=stored,
             user_prompt=request.user_prompt or (current.user_prompt if current else None),
             generator=outcome.generator,
             request_id=request.request_id,

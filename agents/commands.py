@@ -18,6 +18,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from agents.backfill import backfill_ticks
+from agents.chart_requests import ChartRequestError, read_change, settings_of, understood_words
 from agents.charting import redraw
 from agents.exceptions import CommandRejectedError
 from agents.fetch_client import unsafe_params
@@ -27,7 +28,7 @@ from agents.services import Services
 from schema import catalog, jobs, ledger, lifecycle, rollups
 from schema.db import Conn, savepoint
 from schema.exceptions import InvalidDataError
-from schema.models import DashboardMetric, Metric
+from schema.models import ChartSettings, DashboardMetric, Metric
 from streams.messages import (
     COMMAND_ADAPTER,
     COMMAND_NAMESPACE,
@@ -99,9 +100,9 @@ class CommandStage(Stage[AnyCommand]):
         command: AnyCommand = self.adapter.validate_python(doc)
         return command
 
-    async def execute(self, conn: Conn, command: Any) -> list[Send]:
+    async def execute(self, services: Services, conn: Conn, command: Any) -> list[Send]:
         """Carry out one command in the caller's transaction; raise CommandRejectedError."""
-        return await execute(conn, command)
+        return await execute(conn, command, with_model=services.settings.model.api_key is not None)
 
     def rejected(self, message: Incoming, error: Exception) -> list[Send]:
         try:
@@ -146,7 +147,7 @@ class CommandStage(Stage[AnyCommand]):
                     continue
                 try:
                     async with savepoint(conn):  # a rejection undoes all the command did
-                        out = await self.execute(conn, command)
+                        out = await self.execute(services, conn, command)
                     status = "accepted"
                 except (CommandRejectedError, InvalidDataError) as exc:
                     out = self._rejection(message, command, str(exc))
@@ -211,7 +212,7 @@ class OperatorStage(CommandStage):
             OPERATOR, message.value, message.topic, message.partition or 0, message.offset or 0
         )
 
-    async def execute(self, conn: Conn, command: Any) -> list[Send]:
+    async def execute(self, services: Services, conn: Conn, command: Any) -> list[Send]:
         if isinstance(command, RollbackTemplateTransformer):
             return await _rollback_template(conn, command)
         assert isinstance(command, RegenerateTransformer)
@@ -269,8 +270,10 @@ MANAGEMENT = (
 )
 
 
-async def execute(conn: Conn, command: Command) -> list[Send]:
-    """Carry out one command in the caller's transaction; raise CommandRejectedError."""
+async def execute(conn: Conn, command: Command, *, with_model: bool = False) -> list[Send]:
+    """Carry out one command in the caller's transaction; raise CommandRejectedError.
+    ``with_model``: a model writes chart code (a change request may then ask for what only
+    code can do, such as colours)."""
     if isinstance(command, MANAGEMENT):
         outcome = await manage(conn, command)
         return [_accepted(command, **outcome.ids), *outcome.follow]
@@ -279,7 +282,7 @@ async def execute(conn: Conn, command: Command) -> list[Send]:
     if isinstance(command, CreateDashboardMetric):
         return await _create_dashboard_metric(conn, command)
     if isinstance(command, ChangeChart):
-        return await _change_chart(conn, command)
+        return await _change_chart(conn, command, with_model)
     if isinstance(command, RollbackTransformer):
         return await _rollback(conn, command)
     return await _refresh_metric(conn, command)
@@ -425,6 +428,7 @@ def _chart_requested(
     dm: DashboardMetric,
     reason: Literal["created", "change"],
     user_prompt: str | None = None,
+    settings: ChartSettings | None = None,
 ) -> list[Send]:
     """Accept the command and ask the codegen agent for the dashboard metric's chart
     transformer (keyed by dashboard metric, so requests for one chart are serialised)."""
@@ -436,6 +440,7 @@ def _chart_requested(
         organization_id=dm.organization_id,
         user_prompt=user_prompt,
         request_id=uuid5(COMMAND_NAMESPACE, f"chart-request:{command.command_id}"),
+        chart=settings,
     )
     return [
         _accepted(command, metric_id=dm.metric_id, dashboard_metric_id=dm.id),
@@ -443,15 +448,28 @@ def _chart_requested(
     ]
 
 
-async def _change_chart(conn: Conn, command: ChangeChart) -> list[Send]:
+async def _change_chart(conn: Conn, command: ChangeChart, with_model: bool) -> list[Send]:
+    """Read the request into the chart's new settings (type, aggregation, range, buckets)
+    and ask for the chart's code to be written to them. Without a model, a request nothing
+    here understands is refused: the offline generator could only write the same chart."""
     found = await catalog.get_chart(conn, command.dashboard_metric_id, command.organization_id)
     if found is None:
         raise CommandRejectedError(
             f"organisation {command.organization_id!r} has no dashboard metric"
             f" {command.dashboard_metric_id}"
         )
-    dm, _ = found
-    return _chart_requested(command, dm, "change", command.request)
+    dm, current = found
+    try:
+        change = read_change(command.request)
+        settings = change.applied_to(settings_of(dm, current))
+    except ChartRequestError as exc:
+        raise CommandRejectedError(str(exc)) from exc
+    if not change.understood and not with_model:
+        raise CommandRejectedError(
+            f"nothing in {command.request!r} can be done without a model: name "
+            + understood_words()
+        )
+    return _chart_requested(command, dm, "change", command.request, settings)
 
 
 async def _rollback(conn: Conn, command: RollbackTransformer) -> list[Send]:

@@ -170,16 +170,6 @@ async def fetch_sample(
     return payload, endpoint_config(template.id, template.polling.path, params, fetched_at)
 
 
-def aggregation_of(code: str, default: str) -> str:
-    """The aggregation an offline-generated chart declares (AGGREGATE = '...')."""
-    for line in code.splitlines():
-        if line.startswith("AGGREGATE = "):
-            value = line.split("=", 1)[1].strip().strip("'\"")
-            if value in {"sum", "avg", "min", "max", "last", "count"}:
-                return value
-    return default
-
-
 def shape(value: Any, depth: int = 3) -> Any:
     """The structure of a JSON value (types and keys, first list element), for deciding
     whether two endpoints answer alike."""

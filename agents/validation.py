@@ -192,6 +192,12 @@ async def validate_chart_code(
     if result.error is not None:
         raise InvalidCodeError(f"{result.error.kind}: {result.error.message}")
     try:
-        return ChartConfig.model_validate(result.value)
+        config = ChartConfig.model_validate(result.value)
     except ValueError as exc:
         raise InvalidCodeError(f"not a valid ChartConfig: {exc}") from exc
+    wanted = preferences.get("chart_type")
+    if wanted is not None and config.chart_type != wanted:  # the stored settings must hold
+        raise InvalidCodeError(
+            f"draws a {config.chart_type} chart; preferences.chart_type asks for {wanted}"
+        )
+    return config

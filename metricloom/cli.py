@@ -369,6 +369,51 @@ def connection_add(
     print_json({"connection_id": str(connection.id), "provider": provider, "auth": auth})
 
 
+@connection_app.command("rotate")
+def connection_rotate(
+    connection_id: Annotated[UUID, typer.Argument(help="The connection's id.")],
+    org: Org,
+    token_stdin: Annotated[
+        bool, typer.Option(help="Read the new token from stdin (required).")
+    ] = False,
+    json: Json = False,
+) -> None:
+    """Give a token connection a new token (the provider issued a new one, the old one
+    leaked); the next poll of its metrics uses it. Written to the database directly and
+    read from stdin, like `connection add`: a token never travels on Kafka or argv."""
+    from agents.services import keyring_for
+    from schema import catalog
+    from schema.db import Database
+
+    if not token_stdin:
+        fail("give the new token on stdin with --token-stdin (never on the command line)", 2)
+    token = sys.stdin.readline().strip()
+    if not token:
+        fail("--token-stdin given but stdin held no token")
+    settings = get_settings()
+
+    async def rotate() -> str:
+        db = Database(settings.database_url.get_secret_value(), max_size=1)
+        try:
+            async with db.transaction() as conn:
+                connection = await catalog.replace_token(
+                    conn, connection_id, org, token, keyring_for(settings)
+                )
+                return connection.provider
+        finally:
+            await db.close()
+
+    try:
+        provider = asyncio.run(rotate())
+    except MetricloomError as exc:
+        fail(str(exc))
+    done = {"connection_id": str(connection_id), "provider": provider, "token": "replaced"}
+    if json:
+        print_json(done)
+    else:
+        print(f"connection {connection_id} ({provider}): token replaced")
+
+
 @tokens_app.command("rotate")
 def tokens_rotate() -> None:
     """Seal every stored token with the first key of METRICLOOM_TOKEN_KEYS (tokens sealed
@@ -704,9 +749,9 @@ def dead_letter_replay(
         print_json({"id": str(done.letter.id), "topic": done.letter.topic, "outcome": done.outcome})
 
 
-from metricloom import manage, reads  # noqa: E402  (their verbs join the apps above)
+from metricloom import imports, manage, reads  # noqa: E402  (their verbs join the apps above)
 
-__all__ = ["app", "manage", "reads"]
+__all__ = ["app", "imports", "manage", "reads"]
 
 if __name__ == "__main__":
     from metricloom.console import main

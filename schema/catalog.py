@@ -286,6 +286,30 @@ async def insert_connection(conn: Conn, connection: Connection, keyring: Keyring
     )
 
 
+async def replace_token(
+    conn: Conn, connection_id: UUID, organization_id: str, token: str, keyring: Keyring | None
+) -> Connection:
+    """Give an organisation's token connection a new token, sealed with the current key; the
+    next fetch uses it (the fetch path reads the connection each time). NotFoundError if
+    the organisation has no such connection or it holds no token of its own (Nango keeps
+    its credentials; ``auth: none`` has none)."""
+    found = await get_connection(conn, connection_id, organization_id)
+    if found is None:
+        raise NotFoundError(f"organisation {organization_id!r} has no connection {connection_id}")
+    if found.auth != "token":
+        where = "in Nango, not here" if found.auth == "nango" else "nowhere: its auth is none"
+        raise NotFoundError(
+            f"connection {connection_id} has no token here: its credentials are {where}"
+        )
+    if keyring is None:
+        raise TokenKeyError("METRICLOOM_TOKEN_KEYS is not set: tokens are stored only encrypted")
+    await conn.execute(
+        "UPDATE integration_connections SET token = %s WHERE id = %s AND organization_id = %s",
+        (keyring.seal(token, organization_id, connection_id), connection_id, organization_id),
+    )
+    return found
+
+
 async def get_connection(
     conn: Conn,
     connection_id: UUID,

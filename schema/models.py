@@ -127,6 +127,11 @@ TransformerLanguage = Literal["python", "typescript"]
 """What a transformer is written in (TypeScript runs as the JavaScript tsc emits)."""
 
 ChartType = Literal["line", "bar", "area", "pie", "radar", "radial", "kpi"]
+Aggregation = Literal["sum", "avg", "min", "max", "last", "count"]
+Granularity = Literal["hourly", "daily", "weekly"]
+"""A chart's buckets: the rollups there are (monthly buckets are not built)."""
+MAX_HOURLY_DAYS = 92
+"""Hourly buckets draw at most this many days (2,208 points); longer ranges take days."""
 _COLOR = re.compile(r"^var\(--chart-([1-9]|1[0-2])\)$")
 
 
@@ -671,7 +676,30 @@ class DashboardMetric(BaseModel):
     title: str
     chart_type: ChartType
     date_range_days: int = Field(ge=1, le=3660)
-    aggregation: Literal["sum", "avg", "min", "max", "last", "count"] = "last"
+    aggregation: Aggregation = "last"
+
+
+class ChartSettings(BaseModel):
+    """What a chart draws, as its chart transformer row stores it: the type, the range, the
+    aggregation per bucket and, when asked for, the buckets (None: chosen by the range).
+    A change request in plain words becomes new settings before any code is written, so
+    the stored columns, the preferences the code sees and the config it draws agree."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chart_type: ChartType
+    date_range_days: int = Field(ge=1, le=3660)
+    aggregation: Aggregation
+    granularity: Granularity | None = None
+
+    @model_validator(mode="after")
+    def _hourly_within_reach(self) -> ChartSettings:
+        if self.granularity == "hourly" and self.date_range_days > MAX_HOURLY_DAYS:
+            raise ValueError(
+                f"hourly buckets draw at most {MAX_HOURLY_DAYS} days, not"
+                f" {self.date_range_days}: ask for daily or weekly, or a shorter range"
+            )
+        return self
 
 
 class ChartTransformer(BaseModel):

@@ -71,9 +71,12 @@ NUMERIC_DIMENSIONS = (
 boolean and null dimensions are not aggregated."""
 
 
-def pick(date_range_days: int) -> Rollup:
-    """The coarsest rollup that still draws the range well (and reads the fewest rows):
-    hours up to two days, days up to about three months, weeks beyond."""
+def pick(date_range_days: int, granularity: str | None = None) -> Rollup:
+    """The rollup a chart reads: the one its settings ask for, else the coarsest that still
+    draws the range well (and reads the fewest rows): hours up to two days, days up to about
+    three months, weeks beyond."""
+    if granularity is not None:
+        return next(r for r in ROLLUPS if r.name == granularity)
     if date_range_days <= 2:
         return ROLLUPS[0]
     if date_range_days <= 92:

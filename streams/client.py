@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -57,10 +58,26 @@ async def send_command(
     """Produce ``command`` and wait for its CommandResult: a tenant's on ``commands.<org>``
     (answered on ``command-results.<org>``), an operator's on ``operator-commands``
     (answered on ``operator-results``)."""
-    if isinstance(command, OperatorCommandBase):
+    return (await send_commands(settings, [command], timeout_s))[command.command_id]
+
+
+async def send_commands(
+    settings: Settings,
+    commands: Sequence[CommandBase | OperatorCommandBase],
+    timeout_s: float = 60.0,
+) -> dict[UUID, CommandResult]:
+    """Produce the commands (one organisation's, or all the operator's) in order and wait
+    until each has its CommandResult, keyed by command id; ``timeout_s`` is for all of
+    them. CommandTimeoutError names how many are still unanswered."""
+    first = commands[0]
+    if isinstance(first, OperatorCommandBase):
         topic, results, org = "operator-commands", "operator-results", None
     else:
-        topic, results, org = "commands", "command-results", command.organization_id
+        topic, results, org = "commands", "command-results", first.organization_id
+    if any(c.organization_id != first.organization_id for c in commands):
+        raise ValueError("send_commands takes one organisation's commands at a time")
+    waiting = {c.command_id for c in commands}
+    answers: dict[UUID, CommandResult] = {}
     consumer = _consumer(settings)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -72,26 +89,37 @@ async def send_command(
         await consumer.start()
         await producer.start()
         await _end_positions(consumer, settings, results, org)
-        await producer.send_and_wait(
-            topic_name(settings, topic, org),
-            key=command.organization_id.encode(),
-            value=command.to_bytes(),
-        )
+        sent = [
+            await producer.send(
+                topic_name(settings, topic, org),
+                key=c.organization_id.encode(),
+                value=c.to_bytes(),
+            )
+            for c in commands
+        ]
+        await asyncio.gather(*sent)  # every record acknowledged by the broker
         async with asyncio.timeout(timeout_s):
             async for message in consumer:
                 result = CommandResult.model_validate_json(message.value or b"{}")
-                if result.command_id == command.command_id:
-                    return result
+                if result.command_id in waiting:
+                    waiting.discard(result.command_id)
+                    answers[result.command_id] = result
+                    if not waiting:
+                        return answers
     except TimeoutError as exc:
-        raise CommandTimeoutError(
-            f"no result for command {command.command_id} within {timeout_s} s"
-        ) from exc
+        raise CommandTimeoutError(_unanswered(waiting, timeout_s)) from exc
     except KafkaError as exc:
         raise KafkaUnavailableError(f"Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     finally:
         await producer.stop()
         await consumer.stop()
-    raise CommandTimeoutError(f"no result for command {command.command_id}")
+    raise CommandTimeoutError(_unanswered(waiting, timeout_s))
+
+
+def _unanswered(waiting: set[UUID], timeout_s: float) -> str:
+    if len(waiting) == 1:
+        return f"no result for command {next(iter(waiting))} within {timeout_s} s"
+    return f"no result for {len(waiting)} commands within {timeout_s} s"
 
 
 async def follow(

@@ -13,7 +13,15 @@ from uuid import UUID, uuid4, uuid5
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from schema.models import ChartConfig, ChartType, DataPoint, PollFrequency, StorableText
+from schema.models import (
+    Aggregation,
+    ChartConfig,
+    ChartSettings,
+    ChartType,
+    DataPoint,
+    PollFrequency,
+    StorableText,
+)
 
 SCHEMA_VERSION: Literal[1] = 1
 COMMAND_NAMESPACE = UUID("6f1c3f57-5a43-4a55-9a39-2a0b8f0f6a01")
@@ -74,7 +82,7 @@ class CreateDashboardMetric(CommandBase):
     title: Annotated[StorableText, Field(max_length=200)] | None = None
     chart_type: ChartType | None = None
     date_range_days: int = Field(30, ge=1, le=3660)
-    aggregation: Literal["sum", "avg", "min", "max", "last", "count"] = "last"
+    aggregation: Aggregation = "last"
     dashboard_metric_id: UUID | None = None
 
     def resolved_dashboard_metric_id(self) -> UUID:
@@ -387,6 +395,8 @@ class CodegenRequest(Record):
     historical: bool = False
     version: int | None = None
     request_id: UUID | None = None
+    chart: ChartSettings | None = None
+    """A chart change's settings, read from its request by the command stage."""
 
     @model_validator(mode="after")
     def _chart_names_its_owner(self) -> CodegenRequest:

@@ -8,8 +8,6 @@ The code it writes goes through the same validation as a model's.
 
 from __future__ import annotations
 
-import re
-
 from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal
 from agents.generators.offline_ts import metric_code_ts
 from schema.models import MetricTemplate
@@ -220,37 +218,6 @@ def transform(data_points, preferences):
     }}
 '''
 
-CHART_WORDS = ("line", "bar", "area", "pie", "radar", "radial", "kpi")
-AGGREGATION_WORDS = {
-    "average": "avg",
-    "averages": "avg",
-    "mean": "avg",
-    "avg": "avg",
-    "total": "sum",
-    "totals": "sum",
-    "sum": "sum",
-    "sums": "sum",
-    "maximum": "max",
-    "max": "max",
-    "peak": "max",
-    "minimum": "min",
-    "min": "min",
-    "count": "count",
-    "latest": "last",
-    "last": "last",
-}
-
-
-def read_change_request(text: str, chart_type: str, aggregation: str) -> tuple[str, str]:
-    """The chart type and aggregation a plain-words request asks for (unchanged if silent)."""
-    words = re.findall(r"[a-z]+", text.lower())
-    for word in words:
-        if word in CHART_WORDS:
-            chart_type = word
-        elif word in AGGREGATION_WORDS:
-            aggregation = AGGREGATION_WORDS[word]
-    return chart_type, aggregation
-
 
 def metric_code_for(template: MetricTemplate) -> str:
     """A template's MetricTransformer, written from its extraction hints."""
@@ -285,8 +252,7 @@ class OfflineGenerator(Generator):
         return Proposal(metric_code_for(task.template), model_calls=0, notes="template hints")
 
     async def chart_code(self, task: ChartCodeTask) -> Proposal:
+        # A change request's words were read into the task's settings by the command stage.
         chart_type, aggregation = task.chart_type, task.aggregation
-        if task.user_prompt:
-            chart_type, aggregation = read_change_request(task.user_prompt, chart_type, aggregation)
         code = chart_code_for(chart_type, aggregation, task.title)
         return Proposal(code, model_calls=0, notes=f"{chart_type} of {aggregation}")

@@ -3,6 +3,7 @@ the organisation has, and another organisation's rows never appear."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -171,3 +172,70 @@ def test_status_reports_lag_dead_letters_alerts_and_transformers(
     assert doc["organization"] == "acme"
     assert {"consumer_lag", "dead_letters", "alerts", "transformers_not_active"} <= set(doc)
     assert {"fetch", "write", "chart", "commands"} <= {lag["stage"] for lag in doc["consumer_lag"]}
+
+
+def test_connection_rotate_replaces_the_token_of_that_organisation_only(
+    settings: Settings, two_tenants: dict[str, Any]
+) -> None:
+    """The new token is read from stdin, sealed, and is what the fetch path opens next;
+    another organisation's connection is refused in one line and keeps its token; the
+    token is never printed."""
+    new_token = "ghp_rotated-read-verbs-token"
+
+    def rotate(org: str, connection_id: Any, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "metricloom.cli",
+                "connection",
+                "rotate",
+                str(connection_id),
+                "--org",
+                org,
+                *extra,
+            ],
+            cwd=ROOT,
+            env=settings_env(settings, principal="admin"),
+            input=new_token + "\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    async def token_of(connection_id: Any, org: str) -> str | None:
+        from schema.db import Database
+
+        db = Database(settings.database_url.get_secret_value(), max_size=1)
+        try:
+            async with db.transaction() as conn:
+                found = await catalog.get_connection(
+                    conn, connection_id, org, keyring_for(settings)
+                )
+        finally:
+            await db.close()
+        assert found is not None and found.token is not None
+        return found.token.get_secret_value()
+
+    acme, beta = two_tenants["acme"]["connection"], two_tenants["beta"]["connection"]
+    no_stdin = rotate("acme", acme)
+    assert no_stdin.returncode == 2
+    assert no_stdin.stderr.strip() == (
+        "error: give the new token on stdin with --token-stdin (never on the command line)"
+    )
+
+    foreign = rotate("acme", beta, "--token-stdin")
+    assert foreign.returncode == 1
+    assert foreign.stderr.strip() == f"error: organisation 'acme' has no connection {beta}"
+
+    done = rotate("acme", acme, "--token-stdin", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "connection_id": str(acme),
+        "provider": "github",
+        "token": "replaced",
+    }
+    assert new_token not in done.stdout + done.stderr + foreign.stderr
+    assert asyncio.run(token_of(acme, "acme")) == new_token
+    assert asyncio.run(token_of(beta, "beta")) == TOKEN

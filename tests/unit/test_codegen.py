@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.generators.offline import chart_code_for, metric_code_for, read_change_request
+from agents.generators.offline import chart_code_for, metric_code_for
 from demo_api.github import repository
 from schema.models import ChartConfig, DataPoint
 from templates import load_templates
@@ -60,13 +60,3 @@ def test_chart_transformer_output_is_a_valid_chart_config() -> None:
         assert config.chart_type == chart_type
         expected_rows = 1 if chart_type in ("kpi", "radial") else 7
         assert len(config.chart_data) == expected_rows
-
-
-def test_change_requests_are_read_for_chart_type_and_aggregation() -> None:
-    """Plain words pick the chart type and the aggregation; silence keeps them."""
-    assert read_change_request("show weekly averages as a bar chart", "line", "last") == (
-        "bar",
-        "avg",
-    )
-    assert read_change_request("make it an area of the totals", "line", "last") == ("area", "sum")
-    assert read_change_request("nicer colours please", "pie", "max") == ("pie", "max")

@@ -1,0 +1,190 @@
+"""Reading a chart change asked for in plain words ("weekly averages as bars, last 90 days").
+
+The command stage reads the request once, before any code is written, and turns what it
+understands into new :class:`~schema.models.ChartSettings`: chart type, aggregation, range
+and buckets. Those settings are what the chart transformer row stores, what the code is
+given as preferences and what its config must draw, so the three cannot disagree. The rest
+of the request (colours, labels, anything a model can do in code) goes to the model with it.
+
+A request is refused, not guessed at, when it names two chart types or two aggregations,
+asks for buckets there are none of (monthly), or (without a model) says nothing this
+reading understands: a refusal is one line the person can act on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any, get_args
+
+from schema.models import (
+    Aggregation,
+    ChartSettings,
+    ChartTransformer,
+    ChartType,
+    DashboardMetric,
+    Granularity,
+)
+
+CHART_WORDS: dict[str, ChartType] = {
+    "line": "line",
+    "lines": "line",
+    "bar": "bar",
+    "bars": "bar",
+    "column": "bar",
+    "columns": "bar",
+    "histogram": "bar",
+    "area": "area",
+    "areas": "area",
+    "pie": "pie",
+    "pies": "pie",
+    "donut": "pie",
+    "doughnut": "pie",
+    "radar": "radar",
+    "spider": "radar",
+    "radial": "radial",
+    "kpi": "kpi",
+}
+AGGREGATION_WORDS: dict[str, Aggregation] = {
+    "average": "avg",
+    "averages": "avg",
+    "averaged": "avg",
+    "mean": "avg",
+    "means": "avg",
+    "avg": "avg",
+    "total": "sum",
+    "totals": "sum",
+    "sum": "sum",
+    "sums": "sum",
+    "summed": "sum",
+    "maximum": "max",
+    "maximums": "max",
+    "max": "max",
+    "peak": "max",
+    "peaks": "max",
+    "highest": "max",
+    "minimum": "min",
+    "minimums": "min",
+    "min": "min",
+    "lowest": "min",
+    "count": "count",
+    "counts": "count",
+    "latest": "last",
+    "last": "last",
+    "current": "last",
+}
+UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "quarter": 91, "year": 365}
+
+_RANGE = re.compile(
+    r"\b(?:last|past|previous|recent)\s+(?:(\d{1,4})\s+)?(day|week|month|quarter|year)s?\b"
+)
+_BUCKET = re.compile(
+    r"\b(?:per|by|each|every|a)\s+(hour|day|week|month)\b|\b(hourly|daily|weekly|monthly)\b"
+)
+_WORD = re.compile(r"[a-z]+")
+_TARGET = re.compile(r"\b(?:to|into|as)\s+(?:(?:an?|the)\s+)?([a-z]+)")
+
+
+class ChartRequestError(ValueError):
+    """A request that names something contradictory or unsupported (one line)."""
+
+
+@dataclass(frozen=True)
+class ChartChange:
+    """What a request asks to change; None where it says nothing."""
+
+    chart_type: ChartType | None = None
+    aggregation: Aggregation | None = None
+    date_range_days: int | None = None
+    granularity: Granularity | None = None
+
+    @property
+    def understood(self) -> bool:
+        return any(
+            v is not None
+            for v in (self.chart_type, self.aggregation, self.date_range_days, self.granularity)
+        )
+
+    def applied_to(self, settings: ChartSettings) -> ChartSettings:
+        """The settings with this change made; ChartRequestError if they cannot hold (hourly
+        buckets over a long range)."""
+        try:
+            return ChartSettings(
+                chart_type=self.chart_type or settings.chart_type,
+                date_range_days=self.date_range_days or settings.date_range_days,
+                aggregation=self.aggregation or settings.aggregation,
+                granularity=self.granularity or settings.granularity,
+            )
+        except ValueError as exc:
+            errors = getattr(exc, "errors", None)
+            message = errors()[0]["msg"] if callable(errors) else str(exc)
+            raise ChartRequestError(message.removeprefix("Value error, ")) from exc
+
+
+def read_change(text: str) -> ChartChange:
+    """What ``text`` asks for. A range ("last 30 days", "past year") is read first and taken
+    out, so its "last" is not read as the aggregation and its "days" not as the buckets."""
+    lowered = text.lower()
+    change = ChartChange()
+    ranges = _RANGE.findall(lowered)
+    if len(ranges) > 1:
+        raise ChartRequestError(f"{text!r} names {len(ranges)} date ranges: name one")
+    if ranges:
+        count, unit = ranges[0]
+        days = int(count or 1) * UNIT_DAYS[unit]
+        if not 1 <= days <= 3660:
+            raise ChartRequestError(f"a chart's range is 1 to 3660 days, not {days}")
+        change = replace(change, date_range_days=days)
+        lowered = _RANGE.sub(" ", lowered)
+    buckets = {_bucket(a or b) for a, b in _BUCKET.findall(lowered)}
+    if "monthly" in buckets:
+        raise ChartRequestError(
+            "monthly buckets are not built: a chart's buckets are hourly, daily or weekly"
+        )
+    change = replace(change, granularity=_one(text, "bucket sizes", buckets))
+    lowered = _BUCKET.sub(" ", lowered)
+    words = _WORD.findall(lowered)
+    chart_types = {CHART_WORDS[w] for w in words if w in CHART_WORDS}
+    if len(chart_types) > 1:  # "change the line chart to bars": the one after to/into/as
+        targets = {CHART_WORDS[w] for w in _TARGET.findall(lowered) if w in CHART_WORDS}
+        chart_types = targets if len(targets) == 1 else chart_types
+    aggregations = {AGGREGATION_WORDS[w] for w in words if w in AGGREGATION_WORDS}
+    return replace(
+        change,
+        chart_type=_one(text, "chart types", chart_types),
+        aggregation=_one(text, "aggregations", aggregations),
+    )
+
+
+def _bucket(word: str) -> str:
+    """A bucket word as a granularity's name ("week" and "weekly": "weekly")."""
+    return word if word.endswith("ly") else {"day": "daily"}.get(word, f"{word}ly")
+
+
+def _one(text: str, what: str, found: set[Any]) -> Any:
+    """The one value a request names of a kind; refused when it names several."""
+    if len(found) > 1:
+        names = ", ".join(sorted(str(f) for f in found))
+        raise ChartRequestError(f"{text!r} names several {what} ({names}): name one")
+    return next(iter(found), None)
+
+
+def settings_of(dm: DashboardMetric, current: ChartTransformer | None) -> ChartSettings:
+    """A chart's settings now: its transformer row's (the dashboard metric as loaded carries
+    them), with the buckets a change asked for kept in the row's preferences."""
+    granularity = current.preferences.get("granularity") if current else None
+    return ChartSettings(
+        chart_type=dm.chart_type,
+        date_range_days=dm.date_range_days,
+        aggregation=dm.aggregation,
+        granularity=granularity if granularity in get_args(Granularity) else None,
+    )
+
+
+def understood_words() -> str:
+    """What a request may name, for a refusal that tells the person what works."""
+    return (
+        f"a chart type ({', '.join(sorted(set(CHART_WORDS.values())))}),"
+        " an aggregation (average, total, max, min, count, latest),"
+        " a range ('last 30 days', 'past year') or buckets (hourly, daily, weekly)"
+    )

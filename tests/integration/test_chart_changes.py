@@ -1,0 +1,94 @@
+"""A chart changed in plain words, through the real worker, Kafka and TimescaleDB: the
+request becomes settings the stored row, the code's preferences and the drawn config all
+follow; what cannot be done is refused in one line and changes nothing; a request that
+changes nothing makes no new version."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from streams.messages import ChangeChart
+from tests.conftest import WorkerProcess
+from tests.integration.conftest import Kafka
+from tests.integration.test_management import answer, charted_metric, logged
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ORG = "acme"
+
+
+async def chart_row(db_conn: Any, chart_id: uuid.UUID) -> dict[str, Any]:
+    cur = await db_conn.execute(
+        "SELECT chart_type, aggregation, date_range_days, preferences, version"
+        " FROM chart_transformers WHERE dashboard_metric_id = %s",
+        (chart_id,),
+    )
+    row: dict[str, Any] = await cur.fetchone()
+    return row
+
+
+async def change(kafka: Kafka, chart_id: uuid.UUID, words: str) -> dict[str, Any]:
+    return await answer(
+        kafka, ChangeChart(organization_id=ORG, dashboard_metric_id=chart_id, request=words)
+    )
+
+
+async def test_weekly_averages_as_bars_changes_type_aggregation_buckets_and_range(
+    worker: WorkerProcess, kafka: Kafka, db_conn: Any
+) -> None:
+    """The README's example, with a range: the drawn config is a bar chart of weekly
+    averages, and the row's columns and preferences say the same."""
+    _, chart_id = await charted_metric(kafka, ORG, "change-bars")
+    assert (await chart_row(db_conn, chart_id))["chart_type"] == "line"
+
+    result = await change(kafka, chart_id, "weekly averages as bars over the last 90 days")
+    assert result["status"] == "accepted", result
+    _, drawn = await kafka.wait_for(
+        "chart-configs",
+        lambda v: v["dashboard_metric_id"] == str(chart_id) and v["config"]["chartType"] == "bar",
+        120,
+        ORG,
+    )
+    assert drawn["config"]["description"] == "avg per weekly"
+    row = await chart_row(db_conn, chart_id)
+    assert (row["chart_type"], row["aggregation"], row["date_range_days"]) == ("bar", "avg", 90)
+    assert row["version"] == 2
+    prefs = row["preferences"]
+    assert (prefs["chart_type"], prefs["aggregation"], prefs["date_range_days"]) == (
+        "bar",
+        "avg",
+        90,
+    )
+    assert prefs["granularity"] == "weekly"
+
+
+async def test_what_cannot_be_done_is_refused_and_a_no_op_makes_no_version(
+    worker: WorkerProcess, kafka: Kafka, db_conn: Any
+) -> None:
+    """Without a model: words nothing understands, two chart types, hourly buckets over a
+    year and monthly buckets are each one line, rejected; the chart stays at version 1. A
+    request for what the chart already is is accepted and writes no version 2."""
+    _, chart_id = await charted_metric(kafka, ORG, "change-refused")
+    refusals = {
+        "nicer colours please": "nothing in 'nicer colours please' can be done without a model:"
+        " name a chart type (area, bar, kpi, line, pie, radar, radial), an aggregation"
+        " (average, total, max, min, count, latest), a range ('last 30 days', 'past year')"
+        " or buckets (hourly, daily, weekly)",
+        "a bar and a line": "'a bar and a line' names several chart types (bar, line): name one",
+        "hourly for the last year": "hourly buckets draw at most 92 days, not 365:"
+        " ask for daily or weekly, or a shorter range",
+        "monthly totals": "monthly buckets are not built: a chart's buckets are hourly, daily"
+        " or weekly",
+    }
+    for words, error in refusals.items():
+        result = await change(kafka, chart_id, words)
+        assert (result["status"], result["error"]) == ("rejected", error)
+    assert (await chart_row(db_conn, chart_id))["version"] == 1
+
+    same = await change(kafka, chart_id, "keep it a line of the latest values")
+    assert same["status"] == "accepted", same
+    await logged(worker, "codegen.chart_unchanged", chart_id)
+    assert (await chart_row(db_conn, chart_id))["version"] == 1

@@ -1,0 +1,96 @@
+"""`metricloom metric import` through the real worker, Kafka and TimescaleDB: a file of
+1,000 metrics imported twice gives 1,000 metrics, each once; a bad line sends nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.settings import Settings
+from tests.conftest import ROOT, WorkerProcess, settings_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ORG = "acme"
+COUNT = 1_000
+
+
+def run_import(settings: Settings, path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "metricloom.cli", "metric", "import", str(path), "--org", ORG],
+        cwd=ROOT,
+        env=settings_env(settings, principal="admin"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+async def imported(db_conn: Any, owner: str) -> dict[str, int]:
+    """How many metrics of acme poll ``owner``'s repositories, and how many distinct ones."""
+    cur = await db_conn.execute(
+        "SELECT count(*) AS n, count(DISTINCT params->>'REPO') AS repos FROM metrics"
+        " WHERE organization_id = %s AND template_id = 'github-repo-stars'"
+        " AND params->>'OWNER' = %s",
+        (ORG, owner),
+    )
+    row: dict[str, int] = await cur.fetchone()
+    return row
+
+
+async def test_a_file_imported_twice_gives_each_metric_once(
+    worker: WorkerProcess, settings: Settings, db_conn: Any, tmp_path: Path
+) -> None:
+    """1,000 lines (and one repeated) imported twice: 1,000 metrics, one per repository, the
+    second run answered from the command log with the same 1,000."""
+    owner = f"import-{uuid.uuid4().hex[:8]}"
+    lines = [
+        json.dumps(
+            {
+                "template_id": "github-repo-stars",
+                "params": {"OWNER": owner, "REPO": f"repo-{i:04d}"},
+                "poll_frequency": "daily",
+            }
+        )
+        for i in range(COUNT)
+    ]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join([*lines, lines[17]]) + "\n")
+
+    for _ in range(2):
+        done = run_import(settings, path)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"metrics": COUNT, "accepted": COUNT, "rejected": []}
+        assert await imported(db_conn, owner) == {"n": COUNT, "repos": COUNT}
+
+
+async def test_a_bad_line_is_named_and_nothing_is_sent(
+    worker: WorkerProcess, settings: Settings, db_conn: Any, tmp_path: Path
+) -> None:
+    """A line that is not a metric stops the import before anything is sent (exit 2, one
+    line naming the file and line); a metric the worker rejects is listed, exit 1."""
+    owner = f"import-{uuid.uuid4().hex[:8]}"
+    good = {"template_id": "github-repo-stars", "params": {"OWNER": owner, "REPO": "one"}}
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(good) + "\n" + '{"template_id": "github-repo-stars", "x": 1}\n')
+    done = run_import(settings, path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: {path}:2: x: Extra inputs are not permitted"
+    assert await imported(db_conn, owner) == {"n": 0, "repos": 0}
+
+    unknown = {"template_id": "no-such-template", "params": {}}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(unknown) + "\n")
+    done = run_import(settings, path)
+    assert done.returncode == 1
+    summary = json.loads(done.stdout)
+    assert (summary["metrics"], summary["accepted"]) == (2, 1)
+    [rejected] = summary["rejected"]
+    assert rejected["template_id"] == "no-such-template" and rejected["error"]
+    assert await imported(db_conn, owner) == {"n": 1, "repos": 1}

@@ -1,0 +1,98 @@
+"""Change requests in plain words become chart settings, or a one-line refusal."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from agents.chart_requests import ChartChange, ChartRequestError, read_change, settings_of
+from schema.models import ChartSettings, ChartTransformer, DashboardMetric
+
+LINE = ChartSettings(chart_type="line", date_range_days=30, aggregation="last")
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        # the README's own example: bars, averages, weekly buckets
+        ("weekly averages as bars", ChartChange("bar", "avg", None, "weekly")),
+        ("show it as a bar chart please", ChartChange(chart_type="bar")),
+        ("make it an area of the totals", ChartChange("area", "sum")),
+        # "last" of a range is the range, not the aggregation
+        ("last 7 days", ChartChange(date_range_days=7)),
+        ("the past 3 months, daily totals", ChartChange(None, "sum", 90, "daily")),
+        ("last year by week", ChartChange(None, None, 365, "weekly")),
+        ("the latest value as a kpi", ChartChange("kpi", "last")),
+        ("change the line chart into a pie", ChartChange(chart_type="pie")),
+        ("per hour over the last week", ChartChange(None, None, 7, "hourly")),
+        ("nicer colours please", ChartChange()),
+    ],
+)
+def test_requests_are_read_into_changes(request_text: str, expected: ChartChange) -> None:
+    assert read_change(request_text) == expected
+
+
+@pytest.mark.parametrize(
+    ("request_text", "message"),
+    [
+        ("a bar and a line", "names several chart types (bar, line): name one"),
+        ("averages and totals", "names several aggregations (avg, sum): name one"),
+        ("monthly totals", "monthly buckets are not built"),
+        ("last 7 days and past 2 weeks", "names 2 date ranges"),
+        ("last 20 years", "a chart's range is 1 to 3660 days, not 7300"),
+    ],
+)
+def test_contradictions_and_unbuilt_buckets_are_refused(request_text: str, message: str) -> None:
+    with pytest.raises(ChartRequestError, match=re.escape(message)):
+        read_change(request_text)
+
+
+def test_a_change_keeps_what_it_does_not_name() -> None:
+    changed = read_change("as bars").applied_to(LINE)
+    assert changed == ChartSettings(chart_type="bar", date_range_days=30, aggregation="last")
+    assert not read_change("prettier").understood
+    assert read_change("prettier").applied_to(LINE) == LINE
+
+
+def test_hourly_buckets_over_a_long_range_are_refused_in_one_line() -> None:
+    year = ChartSettings(chart_type="line", date_range_days=365, aggregation="avg")
+    with pytest.raises(ChartRequestError) as refused:
+        read_change("hourly").applied_to(year)
+    assert str(refused.value) == (
+        "hourly buckets draw at most 92 days, not 365: ask for daily or weekly, or a shorter range"
+    )
+    assert read_change("hourly, last 30 days").applied_to(year).granularity == "hourly"
+
+
+def test_settings_keep_asked_for_buckets_in_the_transformer_preferences() -> None:
+    """A chart's buckets, once asked for, live in its transformer row's preferences; an
+    unknown value there (a hand-edited row) reads as 'chosen by range'."""
+    from uuid import uuid4
+
+    dm = DashboardMetric(
+        id=uuid4(),
+        organization_id="acme",
+        dashboard_id="main",
+        metric_id=uuid4(),
+        title="Stars",
+        chart_type="bar",
+        date_range_days=90,
+        aggregation="avg",
+    )
+
+    def chart(preferences: dict[str, object]) -> ChartTransformer:
+        return ChartTransformer(
+            dashboard_metric_id=dm.id,
+            organization_id="acme",
+            code="",
+            chart_type="bar",
+            date_range_days=90,
+            aggregation="avg",
+            preferences=preferences,
+            generator="offline-v1",
+        )
+
+    assert settings_of(dm, None).granularity is None
+    assert settings_of(dm, chart({"granularity": "weekly"})).granularity == "weekly"
+    assert settings_of(dm, chart({"granularity": "fortnightly"})).granularity is None
