@@ -119,7 +119,10 @@ def _same(found: Any, wanted: Any) -> bool:
 
 def hinted_values(hints: ExtractionHints, payload: Any) -> list[Any]:
     """Every non-null value the value paths find in the selected rows, in order: the data
-    a transformer must turn into at least one point."""
+    a transformer must turn into at least one point. A snapshot's one value is its row
+    count, found whatever the rows hold (an empty sheet is a snapshot of 0 rows)."""
+    if hints.snapshot:
+        return [len(selected(hints, rows_of(hints, payload)))]
     found = []
     for row in selected(hints, rows_of(hints, payload)):
         for path in hints.value_paths().values():

@@ -127,7 +127,7 @@ def silent_failure(raw: RawPayload) -> None:
     except ColumnsError as exc:
         raise TransformError(f"no points, and {exc}") from exc
     if values:
-        paths = ", ".join(template.hints.value_paths().values())
+        paths = template.hints.values_described()
         raise TransformError(
             f"the transformer returned no points, but the payload holds {len(values)}"
             f" value(s) at {paths} (first: {str(values[0])[:60]!r})"

@@ -164,7 +164,7 @@ async def validate_metric_proposal(
     except TransformError as exc:
         raise InvalidCodeError(str(exc)) from exc
     count, last = expected_values(template, sample)
-    paths = ", ".join(template.hints.value_paths().values())
+    paths = template.hints.values_described()
     if count and not points:
         raise InvalidCodeError(
             f"returned no points, but the sample holds {count} value(s) at {paths}"

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from typing_extensions import TypeAliasType
 
 MAX_FUTURE = timedelta(days=2)
 MIN_TIMESTAMP = datetime(1900, 1, 1, tzinfo=UTC)
@@ -59,6 +60,13 @@ StorableText = Annotated[str, AfterValidator(_no_nul)]
 DimensionValue = FiniteFloat | Int64 | StorableText | bool | None
 """Checked here, in the transform stage, so that one bad point is an error on its metric
 rather than a write batch the database refuses."""
+SnapshotValue = TypeAliasType(
+    "SnapshotValue",
+    "FiniteFloat | Int64 | StorableText | bool"
+    " | list[SnapshotValue] | dict[StorableText, SnapshotValue] | None",
+)
+"""A dimension's value may also be a JSON list or object (the whole of a snapshot: a
+sheet's rows), checked the same way all the way down."""
 
 
 class PollFrequency(StrEnum):
@@ -106,7 +114,7 @@ class DataPoint(BaseModel):
 
     timestamp: AwareDatetime
     value: Annotated[float, Field(strict=True, allow_inf_nan=False)]
-    dimensions: dict[StorableText, DimensionValue] = Field(default_factory=dict)
+    dimensions: dict[StorableText, SnapshotValue] = Field(default_factory=dict)
 
     @field_validator("dimensions", mode="before")
     @classmethod
@@ -370,7 +378,12 @@ class ExtractionHints(BaseModel):
     (with a zone, or naive with ``utc_offset_path``), ``date`` (``YYYY-MM-DD``), ``unix``
     (seconds) or ``unix_ms`` (milliseconds). ``utc_offset_path`` is a path in the whole
     payload (not the row) to the offset naive times are in: seconds east of UTC
-    (Open-Meteo's ``utc_offset_seconds``), ``"+02:00"``, or ``"UTC"``/``"Z"``."""
+    (Open-Meteo's ``utc_offset_seconds``), ``"+02:00"``, or ``"UTC"``/``"Z"``.
+
+    ``snapshot`` reads the rows as one snapshot, not as points: ONE point stamped with the
+    poll's time, whose value is the number of (selected) rows and whose ``rows`` dimension
+    holds them all, replaced on every poll (the template is not a time series). It takes
+    no value, series, dimension or timestamp path: the snapshot is the whole of it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -386,9 +399,12 @@ class ExtractionHints(BaseModel):
     utc_offset_path: str | None = None
     dimension_paths: dict[str, str] = Field(default_factory=dict)
     value_map: dict[str, FiniteFloat] = Field(default_factory=dict)
+    snapshot: bool = False
 
     @model_validator(mode="after")
     def _one_value_source(self) -> ExtractionHints:
+        if self.snapshot:
+            return self._a_whole_snapshot()
         if (self.value_path is None) == (not self.series):
             raise ValueError("give either value_path or series (label → path), not both")
         clash = sorted(set(self.series) & set(self.dimension_paths))
@@ -404,11 +420,42 @@ class ExtractionHints(BaseModel):
             raise ValueError("utc_offset_path needs a timestamp path")
         return self
 
+    def _a_whole_snapshot(self) -> ExtractionHints:
+        if self.rows_path is None:
+            raise ValueError("a snapshot needs rows_path: the rows it holds")
+        named = [
+            name
+            for name, given in (
+                ("value_path", self.value_path is not None),
+                ("series", bool(self.series)),
+                ("series_label", self.series_label is not None),
+                ("dimension_paths", bool(self.dimension_paths)),
+                ("value_map", bool(self.value_map)),
+                ("timestamp", self.timestamp != "fetched_at"),
+                ("utc_offset_path", self.utc_offset_path is not None),
+            )
+            if given
+        ]
+        if named:
+            raise ValueError(
+                f"a snapshot is one point of all its rows, stamped at the poll: drop {named}"
+            )
+        return self
+
     def value_paths(self) -> dict[str | None, str]:
-        """Each value's path by its series label (None: the one value of ``value_path``)."""
+        """Each value's path by its series label (None: the one value of ``value_path``;
+        nothing for a snapshot, whose value is its row count)."""
+        if self.snapshot:
+            return {}
         if self.value_path is not None:
             return {None: self.value_path}
         return {label: path for label, path in self.series.items()}
+
+    def values_described(self) -> str:
+        """Where the values are, for an error message."""
+        if self.snapshot:
+            return f"the rows at {self.rows_path!r}"
+        return ", ".join(self.value_paths().values())
 
 
 DEFAULT_PARAM_PATTERN = r"^[A-Za-z0-9_.:@-]{1,200}$"
@@ -544,6 +591,11 @@ class MetricTemplate(BaseModel):
             undeclared = sorted(used - set(names) - WINDOW_PARAMS)
             if undeclared:
                 raise ValueError(f"{endpoint.path} uses undeclared parameter(s) {undeclared}")
+        if self.hints.snapshot and (self.is_time_series or self.historical is not None):
+            raise ValueError(
+                "a snapshot template is replaced on every poll: is_time_series false, and no"
+                " historical endpoint"
+            )
         return self
 
     @property

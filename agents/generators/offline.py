@@ -28,6 +28,7 @@ TIMESTAMP = {timestamp!r}
 TIMESTAMP_FORMAT = {timestamp_format!r}
 UTC_OFFSET_PATH = {utc_offset_path!r}
 DIMENSION_PATHS = {dimension_paths!r}
+SNAPSHOT = {snapshot!r}
 
 
 def _get(obj, path):
@@ -146,6 +147,9 @@ def _same(found, wanted):
 
 
 def transform(api_response, endpoint_config):
+    if SNAPSHOT:  # one point of all the rows, stamped at the poll
+        rows = _rows(api_response)
+        return [{{"timestamp": endpoint_config["fetched_at"], "value": float(len(rows)), "dimensions": {{"rows": rows}}}}]
     zone = _zone(api_response)
     points = []
     by_timestamp = {{}}
@@ -235,6 +239,7 @@ def metric_code_for(template: MetricTemplate) -> str:
         timestamp_format=hints.timestamp_format,
         utc_offset_path=hints.utc_offset_path,
         dimension_paths=dict(hints.dimension_paths),
+        snapshot=hints.snapshot,
     )
 
 

@@ -29,6 +29,7 @@ const TIMESTAMP: string = %(timestamp)s;
 const TIMESTAMP_FORMAT: string = %(timestamp_format)s;
 const UTC_OFFSET_PATH: string | null = %(utc_offset_path)s;
 const DIMENSION_PATHS: Record<string, string> = %(dimension_paths)s;
+const SNAPSHOT: boolean = %(snapshot)s;
 
 const has = (obj: object, key: string): boolean => Object.prototype.hasOwnProperty.call(obj, key);
 const isObject = (v: any): v is Record<string, any> =>
@@ -160,6 +161,10 @@ function label(raw: any): string {
 }
 
 function transform(apiResponse: any, endpointConfig: EndpointConfig): DataPoint[] {
+  if (SNAPSHOT) {  // one point of all the rows, stamped at the poll
+    const rows = rowsOf(apiResponse);
+    return [{ timestamp: String(endpointConfig["fetched_at"]), value: rows.length, dimensions: { rows: rows } }];
+  }
   const zone = zoneOf(apiResponse);
   const points: DataPoint[] = [];
   const byTimestamp: Record<string, DataPoint> = {};
@@ -217,4 +222,5 @@ def metric_code_ts(template: MetricTemplate) -> str:
         "timestamp_format": _js(hints.timestamp_format),
         "utc_offset_path": _js(hints.utc_offset_path),
         "dimension_paths": _js(dict(hints.dimension_paths)),
+        "snapshot": _js(hints.snapshot),
     }

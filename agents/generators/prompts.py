@@ -46,8 +46,9 @@ no require) that defines
 It is type-checked by tsc in strict mode against these global declarations (do not
 redeclare them):
     type DimensionValue = string | number | boolean | null;
+    type JsonValue = DimensionValue | JsonValue[] | { [key: string]: JsonValue };
     interface DataPoint { timestamp: string; value: number;
-        dimensions?: Record<string, DimensionValue> | null }
+        dimensions?: Record<string, JsonValue> | null }
     type EndpointConfig = Record<string, unknown>;
 then run under QuickJS: the ECMAScript 2020 built-ins only, console.log for debugging.
 Rules:
@@ -146,6 +147,13 @@ def describe_hints(hints: ExtractionHints) -> str:
                 f"- Keep only the rows whose {hints.select.path!r} equals"
                 f" {hints.select.equals!r} (select by that key, never by position)."
             )
+    if hints.snapshot:
+        lines.append(
+            "- The rows are ONE snapshot, not a series: return exactly one point, timestamp"
+            ' endpoint_config["fetched_at"], value = the number of rows kept, dimensions ='
+            ' {"rows": the kept rows, as they are}. An empty list of rows is a point of 0.'
+        )
+        return "\n".join(lines)
     if hints.value_path is not None:
         lines.append(
             f"- The point's value is at {hints.value_path!r}; skip a row where it is null."

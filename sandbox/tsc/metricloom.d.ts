@@ -5,20 +5,23 @@
 /** A dimension's value: a JSON number, text, a boolean or null. */
 type DimensionValue = string | number | boolean | null;
 
+/** Any JSON value: what a snapshot's dimension holds (a sheet's rows). */
+type JsonValue = DimensionValue | JsonValue[] | { [key: string]: JsonValue };
+
 /** One time-series point, as a MetricTransformer returns it. */
 interface DataPoint {
   /** ISO 8601 with a UTC offset, e.g. "2025-01-02T03:04:05Z". */
   timestamp: string;
   /** A finite JSON number (never a boolean or a numeric string). */
   value: number;
-  dimensions?: Record<string, DimensionValue> | null;
+  dimensions?: Record<string, JsonValue> | null;
 }
 
 /** One point of the series a ChartTransformer receives (a rollup bucket). */
 interface SeriesPoint {
   timestamp: string;
   value: number;
-  dimensions?: Record<string, DimensionValue> | null;
+  dimensions?: Record<string, JsonValue> | null;
   dimension_stats?: Record<string, Record<string, number | null>> | null;
 }
 

@@ -62,6 +62,10 @@ async def test_offline_transformer_extracts_every_template(
         assert points[-1].value == float(sample["values"][-1][1].replace(",", ""))
         assert points[-1].dimensions["region"] == sample["values"][-1][2]
         assert not template.is_time_series
+    if template_id == "sheets-snapshot":  # one point of all the rows, stamped at the poll
+        assert points[0].value == len(sample["values"]) - 1
+        assert points[0].dimensions == {"rows": sample["values"][1:]}
+        assert points[0].timestamp == datetime.fromisoformat(config["fetched_at"])
     if template_id == "posthog-events":
         assert [p.value for p in points] == [float(r[1]) for r in sample["results"]]
 

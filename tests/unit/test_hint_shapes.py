@@ -23,7 +23,9 @@ NOW = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
 CONFIG = {"fetched_at": NOW.isoformat()}
 
 
-def _template(hints: dict[str, Any], template_id: str = "shape-test") -> MetricTemplate:
+def _template(
+    hints: dict[str, Any], template_id: str = "shape-test", **fields: Any
+) -> MetricTemplate:
     return MetricTemplate.model_validate(
         {
             "id": template_id,
@@ -33,6 +35,7 @@ def _template(hints: dict[str, Any], template_id: str = "shape-test") -> MetricT
             "params": [],
             "polling": {"path": "/x"},
             "hints": hints,
+            **fields,
         }
     )
 
@@ -314,3 +317,48 @@ def test_an_empty_list_is_absent_data_not_a_typo() -> None:
     assert unresolved(hints, {"item": []}) == [
         "value path 'items.0.statistics.viewCount' finds nothing"
     ]
+
+
+def test_a_snapshot_is_one_point_of_all_its_rows() -> None:
+    """The design's snapshot: one point at the poll's time, value = the rows kept, the
+    rows themselves in its ``rows`` dimension; an empty sheet is a point of 0 (data, not
+    silence); a sheet without any date column fits."""
+    template = _template(
+        {"rows_path": "values", "skip_rows": 1, "snapshot": True}, is_time_series=False
+    )
+    sheet = {"values": [["Name", "Team"], ["Ada", "core"], ["Lin", "ops"], ["Kim", None]]}
+    [point] = _run(template, sheet)
+    assert point.timestamp == NOW and point.value == 3.0
+    assert point.dimensions == {"rows": [["Ada", "core"], ["Lin", "ops"], ["Kim", None]]}
+    assert hinted_values(template.hints, sheet) == [3]
+    [empty] = _run(template, {"values": [["Name", "Team"]]})
+    assert empty.value == 0.0 and empty.dimensions == {"rows": []}
+    assert unresolved(template.hints, {"rows": []}) == [
+        "rows_path 'values' finds nothing, not the list its rows_kind 'list' needs"
+    ]
+
+
+def test_a_snapshot_takes_no_paths_and_is_no_time_series() -> None:
+    with pytest.raises(ValueError, match="a snapshot needs rows_path"):
+        ExtractionHints.model_validate({"snapshot": True})
+    with pytest.raises(ValueError, match=r"drop \['value_path', 'timestamp'\]"):
+        ExtractionHints.model_validate(
+            {"snapshot": True, "rows_path": "v", "value_path": "0", "timestamp": "1"}
+        )
+    with pytest.raises(ValueError, match="a snapshot template is replaced on every poll"):
+        _template({"rows_path": "values", "snapshot": True})  # is_time_series defaults true
+
+
+def test_snapshot_rows_are_checked_like_any_dimension_all_the_way_down() -> None:
+    """Lists and objects are stored as they are; a NUL or a NaN inside them is refused
+    here, not by the database in the writer's batch."""
+    rows = [["a", 1, None, True], {"k": {"deep": [2.5]}}]
+    point = DataPoint(timestamp=NOW, value=2, dimensions={"rows": rows})
+    assert point.dimensions == {"rows": rows}
+    for bad, why in (
+        ([["a\x00"]], "NUL"),
+        ([{"k": float("nan")}], "finite"),
+        ([{"a\x00": 1}], "NUL"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            DataPoint(timestamp=NOW, value=2, dimensions={"rows": bad})
