@@ -124,14 +124,14 @@ async def metric_owners(conn: Conn, metric_ids: Iterable[UUID]) -> dict[UUID, st
 
 CLAIM_DUE = """
 WITH due AS (
-    SELECT id, next_poll_at, poll_frequency
+    SELECT id, next_poll_at, poll_frequency, failure_state
     FROM metrics
     WHERE status = 'active' AND poll_frequency <> 'manual' AND next_poll_at <= %(now)s
     ORDER BY next_poll_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), step AS (
-    SELECT id, next_poll_at,
+    SELECT id, next_poll_at, failure_state,
            CASE poll_frequency
                WHEN 'frequent' THEN interval '15 minutes'
                WHEN 'hourly' THEN interval '1 hour'
@@ -146,7 +146,7 @@ SET next_poll_at = step.next_poll_at + step.every * (
         + 1)
 FROM step
 WHERE m.id = step.id
-RETURNING m.id, step.next_poll_at AS due_at
+RETURNING m.id, step.next_poll_at AS due_at, step.failure_state = 'retrying' AS retrying
 """
 """Claims due metrics for this worker and moves each to its next period.
 
@@ -158,8 +158,17 @@ down) are skipped, not replayed one by one."""
 
 
 async def claim_due_metrics(conn: Conn, now: datetime, limit: int) -> list[tuple[UUID, datetime]]:
+    """The due metrics to poll now. A metric whose transform is being retried (failure
+    state ``retrying``) keeps its place on the grid but is not polled on schedule: its
+    retries (0, 1 h, 6 h after the first failure) are its polls until it succeeds or its
+    template's transformer is regenerated (which polls it again), so a frequent metric's
+    scheduled polls neither count as failures nor spend the provider's quota meanwhile."""
     cur = await conn.execute(CLAIM_DUE, {"now": now, "limit": limit})
-    return [(row["id"], row["due_at"]) for row in await cur.fetchall()]  # type: ignore[misc]
+    return [
+        (row["id"], row["due_at"])  # type: ignore[misc]
+        for row in await cur.fetchall()
+        if not row["retrying"]
+    ]
 
 
 async def record_fetch_success(conn: Conn, metric_id: UUID, fetched_at: datetime) -> None:

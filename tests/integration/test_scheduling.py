@@ -80,6 +80,33 @@ async def test_next_poll_is_computed_from_the_due_time(quiet_db: str) -> None:
     assert metric.next_poll_at == due + timedelta(minutes=45)
 
 
+async def test_a_retrying_metric_keeps_its_grid_but_is_not_polled_on_schedule(
+    quiet_db: str,
+) -> None:
+    """While a metric's transform is retried (0, 1 h, 6 h), its retries are its polls: the
+    scheduled tick is not sent (it would count as another failure and spend quota), but
+    its next poll still moves along the grid, so it is not polled late once it recovers."""
+    org = f"org-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    due = now - timedelta(minutes=5)
+    async with await psycopg.AsyncConnection.connect(
+        quiet_db, autocommit=True, row_factory=dict_row
+    ) as conn:
+        retrying = await _insert(conn, org, due, PollFrequency.FREQUENT, repo="retrying")
+        healthy = await _insert(conn, org, due, PollFrequency.FREQUENT, repo="healthy")
+        await conn.execute(
+            "UPDATE metrics SET failure_state = 'retrying', failure_count = 1,"
+            " next_retry_at = %s WHERE id = %s",
+            (now + timedelta(hours=1), retrying),
+        )
+        async with conn.transaction():
+            claimed = dict(await catalog.claim_due_metrics(conn, now, 1000))
+        assert claimed == {healthy: due}
+        for metric_id in (retrying, healthy):
+            metric = await catalog.get_metric(conn, metric_id)
+            assert metric is not None and metric.next_poll_at == due + timedelta(minutes=15)
+
+
 async def test_due_metric_is_polled_by_the_running_worker(
     worker: WorkerProcess, kafka: Kafka, database_url: str
 ) -> None:
