@@ -6,9 +6,9 @@ and buckets. Those settings are what the chart transformer row stores, what the 
 given as preferences and what its config must draw, so the three cannot disagree. The rest
 of the request (colours, labels, anything a model can do in code) goes to the model with it.
 
-A request is refused, not guessed at, when it names two chart types or two aggregations,
-asks for buckets there are none of (monthly), or (without a model) says nothing this
-reading understands: a refusal is one line the person can act on.
+A request is refused, not guessed at, when it names two chart types, two aggregations or
+two ranges, or (without a model) says nothing this reading understands: a refusal is one
+line the person can act on.
 """
 
 from __future__ import annotations
@@ -137,10 +137,6 @@ def read_change(text: str) -> ChartChange:
         change = replace(change, date_range_days=days)
         lowered = _RANGE.sub(" ", lowered)
     buckets = {_bucket(a or b) for a, b in _BUCKET.findall(lowered)}
-    if "monthly" in buckets:
-        raise ChartRequestError(
-            "monthly buckets are not built: a chart's buckets are hourly, daily or weekly"
-        )
     change = replace(change, granularity=_one(text, "bucket sizes", buckets))
     lowered = _BUCKET.sub(" ", lowered)
     words = _WORD.findall(lowered)
@@ -186,5 +182,5 @@ def understood_words() -> str:
     return (
         f"a chart type ({', '.join(sorted(set(CHART_WORDS.values())))}),"
         " an aggregation (average, total, max, min, count, latest),"
-        " a range ('last 30 days', 'past year') or buckets (hourly, daily, weekly)"
+        " a range ('last 30 days', 'past year') or buckets (hourly, daily, weekly, monthly)"
     )

@@ -136,8 +136,8 @@ TransformerLanguage = Literal["python", "typescript"]
 
 ChartType = Literal["line", "bar", "area", "pie", "radar", "radial", "kpi"]
 Aggregation = Literal["sum", "avg", "min", "max", "last", "count"]
-Granularity = Literal["hourly", "daily", "weekly"]
-"""A chart's buckets: the rollups there are (monthly buckets are not built)."""
+Granularity = Literal["hourly", "daily", "weekly", "monthly"]
+"""A chart's buckets: the rollups, and calendar months read from the daily one."""
 MAX_HOURLY_DAYS = 92
 """Hourly buckets draw at most this many days (2,208 points); longer ranges take days."""
 _COLOR = re.compile(r"^var\(--chart-([1-9]|1[0-2])\)$")

@@ -76,7 +76,7 @@ def pick(date_range_days: int, granularity: str | None = None) -> Rollup:
     draws the range well (and reads the fewest rows): hours up to two days, days up to about
     three months, weeks beyond."""
     if granularity is not None:
-        return next(r for r in ROLLUPS if r.name == granularity)
+        return next(r for r in (*ROLLUPS, MONTHLY) if r.name == granularity)
     if date_range_days <= 2:
         return ROLLUPS[0]
     if date_range_days <= 92:
@@ -206,12 +206,40 @@ any): cheaper than building the per-key objects in SQL, which tripled the read. 
 by position, in :func:`series_from_rows`' order; ``last_dimensions`` as text, parsed by
 orjson (psycopg's jsonb loader, ``json.loads`` per row, was a fifth of the read)."""
 
+MONTHLY = Rollup("monthly", timedelta(days=30), None)
+"""Calendar months, read from the daily rollup (nothing more is kept): ``width`` is
+nominal, for the chart's ``bucket_seconds``."""
+
+_READ_MONTHLY = """
+WITH r AS (
+    SELECT time_bucket('1 month', bucket) AS bucket, sum(count) AS count, sum(sum) AS sum,
+           sum(sum) / nullif(sum(count), 0) AS avg, min(min) AS min, max(max) AS max,
+           last(last, last_ts) AS last, last(last_dimensions, last_ts) AS last_dimensions
+    FROM metric_data_points_daily
+    WHERE metric_id = %(metric_id)s AND bucket >= time_bucket('1 month', %(since)s::timestamptz)
+    GROUP BY 1
+), d AS (
+    SELECT time_bucket('1 month', bucket) AS bucket, key, sum(count) AS count,
+           sum(sum) AS sum, sum(sum) / nullif(sum(count), 0) AS avg, min(min) AS min,
+           max(max) AS max, last(last, last_ts) AS last
+    FROM metric_dimensions_daily
+    WHERE metric_id = %(metric_id)s AND bucket >= time_bucket('1 month', %(since)s::timestamptz)
+    GROUP BY 1, key
+)
+SELECT r.bucket, r.count, r.sum, r.avg, r.min, r.max, r.last, r.last_dimensions::text, d.key,
+       d.count, d.sum, d.avg, d.min, d.max, d.last
+FROM r LEFT JOIN d ON d.bucket = r.bucket ORDER BY r.bucket, d.key
+"""
+"""Months from the daily rows: counts, sums, minima and maxima combine, the average is the
+month's sum over its count (not an average of daily averages), ``last`` the latest day's.
+The first month is read whole."""
+
 READ = {
     rollup.name: sql.SQL(_READ)
     .format(rel=sql.Identifier(rollup.relation), dims=sql.Identifier(rollup.dimensions))
     .as_string()
     for rollup in ROLLUPS
-}
+} | {MONTHLY.name: _READ_MONTHLY}
 """The chart read per granularity, rendered once: composing it on every call cost about
 a sixth of the read (``benchmarks/chart_read.py``)."""
 

@@ -69,19 +69,18 @@ async def test_what_cannot_be_done_is_refused_and_a_no_op_makes_no_version(
     worker: WorkerProcess, kafka: Kafka, db_conn: Any
 ) -> None:
     """Without a model: words nothing understands, two chart types, hourly buckets over a
-    year and monthly buckets are each one line, rejected; the chart stays at version 1. A
+    year and a range past ten years are each one line, rejected; the chart stays at version 1. A
     request for what the chart already is is accepted and writes no version 2."""
     _, chart_id = await charted_metric(kafka, ORG, "change-refused")
     refusals = {
         "nicer colours please": "nothing in 'nicer colours please' can be done without a model:"
         " name a chart type (area, bar, kpi, line, pie, radar, radial), an aggregation"
         " (average, total, max, min, count, latest), a range ('last 30 days', 'past year')"
-        " or buckets (hourly, daily, weekly)",
+        " or buckets (hourly, daily, weekly, monthly)",
         "a bar and a line": "'a bar and a line' names several chart types (bar, line): name one",
         "hourly for the last year": "hourly buckets draw at most 92 days, not 365:"
         " ask for daily or weekly, or a shorter range",
-        "monthly totals": "monthly buckets are not built: a chart's buckets are hourly, daily"
-        " or weekly",
+        "the last 20 years": "a chart's range is 1 to 3660 days, not 7300",
     }
     for words, error in refusals.items():
         result = await change(kafka, chart_id, words)

@@ -206,6 +206,41 @@ async def test_continuous_and_maintained_rollups_agree(
             )
 
 
+async def test_monthly_buckets_combine_the_daily_rows(db_conn: Any) -> None:
+    """Calendar months read from the daily rollup: counts and sums add up, the average is
+    the month's sum over its count (not a mean of daily means), max/min/last across days,
+    a numeric dimension the same way; the first month is read whole."""
+    metric_id = uuid.uuid4()
+    days = [datetime(2025, 1, 30, tzinfo=UTC) + timedelta(days=d) for d in range(40)]
+    points = [  # two points a day in January (uneven day counts make a mean of means differ)
+        DataPoint(timestamp=day + timedelta(hours=h), value=float(d * 10 + h), dimensions={"n": d})
+        for d, day in enumerate(days)
+        for h in ((0, 6) if day.month == 1 else (0,))
+    ]
+    async with db_conn.transaction():
+        await write_points(db_conn, [MetricPoints(metric_id, points)])
+    since = datetime(2025, 1, 31, tzinfo=UTC)  # mid-month: January is still read whole
+    series = await rollups.read_series(db_conn, metric_id, since, rollups.MONTHLY, "avg")
+    months = {(p.timestamp.year, p.timestamp.month) for p in points}
+    assert [(e["timestamp"].year, e["timestamp"].month) for e in series] == sorted(months)
+    for entry in series:
+        mine = [
+            p
+            for p in points
+            if (p.timestamp.year, p.timestamp.month)
+            == (entry["timestamp"].year, entry["timestamp"].month)
+        ]
+        values = [p.value for p in mine]
+        assert entry["count"] == len(mine)
+        assert math.isclose(entry["sum"], sum(values))
+        assert math.isclose(entry["value"], sum(values) / len(values))  # avg: the chart's
+        assert (entry["min"], entry["max"], entry["last"]) == (min(values), max(values), values[-1])
+        assert entry["dimension_stats"]["n"]["max"] == max(
+            float(str(p.dimensions["n"])) for p in mine
+        )
+    assert rollups.pick(30, "monthly") is rollups.MONTHLY
+
+
 async def test_backfilled_point_shows_up_in_both(
     community: psycopg.AsyncConnection[Any], db_conn: Any
 ) -> None:

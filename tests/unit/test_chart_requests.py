@@ -27,6 +27,7 @@ LINE = ChartSettings(chart_type="line", date_range_days=30, aggregation="last")
         ("change the line chart into a pie", ChartChange(chart_type="pie")),
         ("per hour over the last week", ChartChange(None, None, 7, "hourly")),
         ("nicer colours please", ChartChange()),
+        ("monthly totals over the last year", ChartChange(None, "sum", 365, "monthly")),
     ],
 )
 def test_requests_are_read_into_changes(request_text: str, expected: ChartChange) -> None:
@@ -38,7 +39,6 @@ def test_requests_are_read_into_changes(request_text: str, expected: ChartChange
     [
         ("a bar and a line", "names several chart types (bar, line): name one"),
         ("averages and totals", "names several aggregations (avg, sum): name one"),
-        ("monthly totals", "monthly buckets are not built"),
         ("last 7 days and past 2 weeks", "names 2 date ranges"),
         ("last 20 years", "a chart's range is 1 to 3660 days, not 7300"),
     ],
