@@ -72,9 +72,15 @@ AGGREGATION_WORDS: dict[str, Aggregation] = {
     "latest": "last",
     "last": "last",
     "current": "last",
+    "raw": "none",
+    "unaggregated": "none",
+    "individual": "none",
 }
+MAX_RANGE_DAYS = 3660
+"""The longest range a chart has (ten years): what "all time" means."""
 UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "quarter": 91, "year": 365}
 
+_ALL_TIME = re.compile(r"\b(?:all[ -]time|all (?:the )?(?:data|history|points)|everything)\b")
 _RANGE = re.compile(
     r"\b(?:last|past|previous|recent)\s+(?:(\d{1,4})\s+)?(day|week|month|quarter|year)s?\b"
 )
@@ -127,13 +133,16 @@ def read_change(text: str) -> ChartChange:
     lowered = text.lower()
     change = ChartChange()
     ranges = _RANGE.findall(lowered)
+    if _ALL_TIME.search(lowered):  # the design's dateRange "all": the longest range there is
+        ranges.append(("", "all"))
+        lowered = _ALL_TIME.sub(" ", lowered)
     if len(ranges) > 1:
         raise ChartRequestError(f"{text!r} names {len(ranges)} date ranges: name one")
     if ranges:
         count, unit = ranges[0]
-        days = int(count or 1) * UNIT_DAYS[unit]
-        if not 1 <= days <= 3660:
-            raise ChartRequestError(f"a chart's range is 1 to 3660 days, not {days}")
+        days = MAX_RANGE_DAYS if unit == "all" else int(count or 1) * UNIT_DAYS[unit]
+        if not 1 <= days <= MAX_RANGE_DAYS:
+            raise ChartRequestError(f"a chart's range is 1 to {MAX_RANGE_DAYS} days, not {days}")
         change = replace(change, date_range_days=days)
         lowered = _RANGE.sub(" ", lowered)
     buckets = {_bucket(a or b) for a, b in _BUCKET.findall(lowered)}
@@ -181,6 +190,7 @@ def understood_words() -> str:
     """What a request may name, for a refusal that tells the person what works."""
     return (
         f"a chart type ({', '.join(sorted(set(CHART_WORDS.values())))}),"
-        " an aggregation (average, total, max, min, count, latest),"
-        " a range ('last 30 days', 'past year') or buckets (hourly, daily, weekly, monthly)"
+        " an aggregation (average, total, max, min, count, latest, raw),"
+        " a range ('last 30 days', 'past year', 'all time') or buckets (hourly, daily,"
+        " weekly, monthly)"
     )

@@ -44,7 +44,9 @@ class ChartStage(Stage[MetricUpdated]):
         now = datetime.now(UTC)
         async with services.db.transaction() as conn:
             for dm, ct in await catalog.charts_for_metrics(conn, updated):
-                rollup = rollups.pick(dm.date_range_days, ct.preferences.get("granularity"))
+                rollup = rollups.for_chart(
+                    dm.date_range_days, ct.preferences.get("granularity"), dm.aggregation
+                )
                 since = now - timedelta(days=dm.date_range_days)
                 series = await rollups.read_series(
                     conn, dm.metric_id, since, rollup, dm.aggregation

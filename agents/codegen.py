@@ -394,7 +394,9 @@ class CodegenStage(Stage[CodegenRequest]):
             )
             if done:  # created before, or this very change applied before
                 return [redraw(dm)]
-            rollup = rollups.pick(settings.date_range_days, settings.granularity)
+            rollup = rollups.for_chart(
+                settings.date_range_days, settings.granularity, settings.aggregation
+            )
             since = datetime.now(UTC) - timedelta(days=settings.date_range_days)
             series = await rollups.read_series(
                 conn, dm.metric_id, since, rollup, settings.aggregation

@@ -28,3 +28,4 @@ class AggregationChoice(StrEnum):
     MAX = "max"
     LAST = "last"
     COUNT = "count"
+    NONE = "none"

@@ -135,7 +135,10 @@ TransformerLanguage = Literal["python", "typescript"]
 """What a transformer is written in (TypeScript runs as the JavaScript tsc emits)."""
 
 ChartType = Literal["line", "bar", "area", "pie", "radar", "radial", "kpi"]
-Aggregation = Literal["sum", "avg", "min", "max", "last", "count"]
+Aggregation = Literal["sum", "avg", "min", "max", "last", "count", "none"]
+"""A chart's aggregation per bucket; ``none`` draws the raw points themselves."""
+MAX_RAW_POINTS = 5000
+"""A raw (``none``) chart draws at most this many points: the range's newest."""
 Granularity = Literal["hourly", "daily", "weekly", "monthly"]
 """A chart's buckets: the rollups, and calendar months read from the daily one."""
 MAX_HOURLY_DAYS = 92

@@ -32,6 +32,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from schema.db import Conn
+from schema.models import MAX_RAW_POINTS
 
 Mode = Literal["continuous", "maintained"]
 
@@ -69,6 +70,12 @@ NUMERIC_DIMENSIONS = (
 )
 """Over points ``p``: one row per numeric dimension (``d.key``, value ``x.v``); text,
 boolean and null dimensions are not aggregated."""
+
+
+def for_chart(date_range_days: int, granularity: str | None, aggregation: str) -> Rollup:
+    """What a chart with these settings reads: the raw points for aggregation ``none``,
+    else :func:`pick`'s rollup."""
+    return RAW if aggregation == "none" else pick(date_range_days, granularity)
 
 
 def pick(date_range_days: int, granularity: str | None = None) -> Rollup:
@@ -252,9 +259,43 @@ async def read_series(
     (a summed chart sums its second series too) and each other dimension's last value;
     the other aggregates ride along for the chart transformer, the dimensions' in
     ``dimension_stats``."""
+    if aggregation == "none":
+        return await read_raw(conn, metric_id, since)
     async with conn.cursor(row_factory=tuple_row) as cur:  # tuples: a third cheaper to build
         await cur.execute(READ[rollup.name], {"metric_id": metric_id, "since": since})
         return series_from_rows(await cur.fetchall(), aggregation)
+
+
+RAW = Rollup("raw", timedelta(0), None)
+"""What a chart of the raw points (aggregation ``none``) reads: the points table."""
+
+_READ_RAW = """
+SELECT ts, value, dimensions::text FROM (
+    SELECT ts, value, dimensions FROM metric_data_points
+    WHERE metric_id = %(metric_id)s AND ts >= %(since)s ORDER BY ts DESC LIMIT %(limit)s
+) newest ORDER BY ts
+"""
+
+
+async def read_raw(conn: Conn, metric_id: UUID, since: datetime) -> list[dict[str, Any]]:
+    """The points themselves since ``since`` (the newest MAX_RAW_POINTS), shaped like a
+    rollup series: each statistic is the point's value, ``count`` 1."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(
+            _READ_RAW, {"metric_id": metric_id, "since": since, "limit": MAX_RAW_POINTS}
+        )
+        rows = await cur.fetchall()
+    return [
+        {
+            "timestamp": ts,
+            "value": value,
+            **{name: value for name in STATISTICS},
+            "count": 1,
+            "dimensions": orjson.loads(dimensions) if dimensions is not None else {},
+            "dimension_stats": {},
+        }
+        for ts, value, dimensions in rows
+    ]
 
 
 def series_from_rows(rows: Sequence[tuple[Any, ...]], aggregation: str) -> list[dict[str, Any]]:

@@ -191,6 +191,8 @@ COLORS = ["var(--chart-%d)" % n for n in range(1, 13)]
 
 
 def _label(timestamp, bucket_seconds):
+    if bucket_seconds < 3600:  # raw points: to the minute
+        return timestamp[:16]
     return timestamp[:13] + ":00" if bucket_seconds < 86400 else timestamp[:10]
 
 
@@ -202,9 +204,9 @@ def transform(data_points, preferences):
     ]
     rows = []
     for p in data_points:
-        if p.get(AGGREGATE) is None:
+        if p.get("value") is None:  # the bucket's AGGREGATE (the point itself, for none)
             continue
-        row = {{"date": _label(p["timestamp"], bucket_seconds), "value": round(p[AGGREGATE], 4)}}
+        row = {{"date": _label(p["timestamp"], bucket_seconds), "value": round(p["value"], 4)}}
         for name in series:
             row[name] = round(float(p["dimensions"][name]), 4)
         rows.append(row)
@@ -214,7 +216,7 @@ def transform(data_points, preferences):
     return {{
         "chartType": CHART_TYPE,
         "title": TITLE,
-        "description": "%s per %s" % (AGGREGATE, preferences.get("granularity", "bucket")),
+        "description": "every point" if AGGREGATE == "none" else "%s per %s" % (AGGREGATE, preferences.get("granularity", "bucket")),
         "xAxisKey": "date",
         "dataKeys": keys,
         "chartData": rows,

@@ -75,8 +75,8 @@ async def test_what_cannot_be_done_is_refused_and_a_no_op_makes_no_version(
     refusals = {
         "nicer colours please": "nothing in 'nicer colours please' can be done without a model:"
         " name a chart type (area, bar, kpi, line, pie, radar, radial), an aggregation"
-        " (average, total, max, min, count, latest), a range ('last 30 days', 'past year')"
-        " or buckets (hourly, daily, weekly, monthly)",
+        " (average, total, max, min, count, latest, raw), a range ('last 30 days', 'past"
+        " year', 'all time') or buckets (hourly, daily, weekly, monthly)",
         "a bar and a line": "'a bar and a line' names several chart types (bar, line): name one",
         "hourly for the last year": "hourly buckets draw at most 92 days, not 365:"
         " ask for daily or weekly, or a shorter range",
@@ -91,3 +91,21 @@ async def test_what_cannot_be_done_is_refused_and_a_no_op_makes_no_version(
     assert same["status"] == "accepted", same
     await logged(worker, "codegen.chart_unchanged", chart_id)
     assert (await chart_row(db_conn, chart_id))["version"] == 1
+
+
+async def test_raw_points_over_all_time(worker: WorkerProcess, kafka: Kafka, db_conn: Any) -> None:
+    """The design's ``aggregation: none`` and ``dateRange: all``: the chart draws the
+    points themselves (labelled to the minute) over the longest range there is."""
+    _, chart_id = await charted_metric(kafka, ORG, "change-raw")
+    result = await change(kafka, chart_id, "raw points over all time, as bars")
+    assert result["status"] == "accepted", result
+    _, drawn = await kafka.wait_for(
+        "chart-configs",
+        lambda v: v["dashboard_metric_id"] == str(chart_id) and v["config"]["chartType"] == "bar",
+        120,
+        ORG,
+    )
+    assert drawn["config"]["description"] == "every point"
+    assert all(len(row["date"]) == 16 for row in drawn["config"]["chartData"])  # to the minute
+    row = await chart_row(db_conn, chart_id)
+    assert (row["aggregation"], row["date_range_days"]) == ("none", 3660)

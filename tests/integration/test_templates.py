@@ -76,6 +76,7 @@ async def test_code_frequency_draws_a_multi_line_chart(services: Services) -> No
         {
             "timestamp": f"2026-01-{d:02d}T00:00:00+00:00",
             "last": float(d * 10),
+            "value": float(d * 10),
             "dimensions": {"deletions": -float(d)},
         }
         for d in range(1, 8)

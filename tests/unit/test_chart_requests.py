@@ -28,6 +28,8 @@ LINE = ChartSettings(chart_type="line", date_range_days=30, aggregation="last")
         ("per hour over the last week", ChartChange(None, None, 7, "hourly")),
         ("nicer colours please", ChartChange()),
         ("monthly totals over the last year", ChartChange(None, "sum", 365, "monthly")),
+        ("the raw points of all time", ChartChange(None, "none", 3660)),
+        ("everything, unaggregated", ChartChange(None, "none", 3660)),
     ],
 )
 def test_requests_are_read_into_changes(request_text: str, expected: ChartChange) -> None:

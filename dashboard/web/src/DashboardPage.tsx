@@ -178,7 +178,7 @@ function AddChart({ org, dashboardId, onAdded }: { org: string; dashboardId: str
       </select>
       <input aria-label="days" type="number" min={1} max={3660} value={days} onChange={(e) => setDays(Number(e.target.value))} />
       <select aria-label="aggregation" value={aggregation} onChange={(e) => setAggregation(e.target.value)}>
-        {["last", "sum", "avg", "min", "max", "count"].map((a) => (
+        {["last", "sum", "avg", "min", "max", "count", "none"].map((a) => (
           <option key={a}>{a}</option>
         ))}
       </select>
