@@ -22,6 +22,7 @@ from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from schema import catalog, rollups
 from schema.models import ChartConfig, ChartTransformer, DashboardMetric
+from streams import metrics
 from streams.messages import ChartConfigMessage, MetricUpdated
 
 log = structlog.get_logger(__name__)
@@ -79,6 +80,7 @@ class ChartStage(Stage[MetricUpdated]):
                     await catalog.record_graph_config(
                         conn, record.dashboard_metric_id, record.config.model_dump(by_alias=True)
                     )
+            metrics.CHARTS_PUBLISHED.inc(len(published))  # handed to the adapter to produce
         return sends
 
     def _publish(

@@ -5,9 +5,11 @@ changes nothing makes no new version."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 
 from streams.messages import ChangeChart
@@ -63,6 +65,29 @@ async def test_weekly_averages_as_bars_changes_type_aggregation_buckets_and_rang
         90,
     )
     assert prefs["granularity"] == "weekly"
+
+    counters = prometheus_counters(worker)  # the worker's endpoint counted what it did
+    for name in (
+        "metricloom_polls_total",
+        "metricloom_points_written_total",
+        "metricloom_chart_configs_published_total",
+    ):
+        assert counters.get(name, 0) > 0, (name, counters)
+
+
+def prometheus_counters(worker: WorkerProcess) -> dict[str, float]:
+    """Each counter of the worker's Prometheus endpoint, summed over its labels (the
+    address is the one its ``worker.ready`` line names)."""
+    [ready] = [line for line in worker.output().splitlines() if '"worker.ready"' in line]
+    health = json.loads(ready[ready.index("{") :])["health"]
+    text = httpx.get(health.replace("/healthz", "/metrics"), timeout=10).text
+    sums: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("metricloom_") and "_total" in line:
+            name, value = line.rsplit(" ", 1)
+            base = name.split("{", 1)[0]
+            sums[base] = sums.get(base, 0.0) + float(value)
+    return sums
 
 
 async def test_what_cannot_be_done_is_refused_and_a_no_op_makes_no_version(
