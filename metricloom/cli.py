@@ -196,6 +196,24 @@ def tenant_list() -> None:
         print_json({"organization": org})
 
 
+@topics_app.command("schemas")
+def topics_schemas(
+    check: Annotated[
+        bool, typer.Option(help="Exit 1 if the checked-in schemas differ from the models.")
+    ] = False,
+) -> None:
+    """Write each topic's JSON Schema (docs/topic-schemas/, from the pydantic models), or
+    with --check say which are out of date."""
+    from streams.schemas import SCHEMAS_DIR, stale, write
+
+    if check:
+        differ = stale()
+        if differ:
+            fail(f"out of date in {SCHEMAS_DIR}: {', '.join(differ)} (metricloom topics schemas)")
+        return
+    print_json({"written": write(), "directory": str(SCHEMAS_DIR)})
+
+
 @topics_app.command("create")
 def topics_create() -> None:
     """Create the missing topics with their configuration."""
