@@ -88,6 +88,11 @@ _BUCKET = re.compile(
     r"\b(?:per|by|each|every|a)\s+(hour|day|week|month)\b|\b(hourly|daily|weekly|monthly)\b"
 )
 _WORD = re.compile(r"[a-z]+")
+_TITLE = re.compile(
+    r"\b(?:title|titled|call it|rename it to|rename to|named)\s*:?\s*[\"“'‘]([^\"”'’]{1,200})[\"”'’]",
+    re.IGNORECASE,
+)
+_UNSTACKED = re.compile(r"\b(?:unstacked|not stacked|side by side)\b")
 _TARGET = re.compile(r"\b(?:to|into|as)\s+(?:(?:an?|the)\s+)?([a-z]+)")
 
 
@@ -103,12 +108,22 @@ class ChartChange:
     aggregation: Aggregation | None = None
     date_range_days: int | None = None
     granularity: Granularity | None = None
+    stacked: bool | None = None
+    title: str | None = None
+    """A new title, given in quotes (the dashboard metric's own, not a setting)."""
 
     @property
     def understood(self) -> bool:
         return any(
             v is not None
-            for v in (self.chart_type, self.aggregation, self.date_range_days, self.granularity)
+            for v in (
+                self.chart_type,
+                self.aggregation,
+                self.date_range_days,
+                self.granularity,
+                self.stacked,
+                self.title,
+            )
         )
 
     def applied_to(self, settings: ChartSettings) -> ChartSettings:
@@ -120,6 +135,7 @@ class ChartChange:
                 date_range_days=self.date_range_days or settings.date_range_days,
                 aggregation=self.aggregation or settings.aggregation,
                 granularity=self.granularity or settings.granularity,
+                stacked=settings.stacked if self.stacked is None else self.stacked,
             )
         except ValueError as exc:
             errors = getattr(exc, "errors", None)
@@ -130,8 +146,12 @@ class ChartChange:
 def read_change(text: str) -> ChartChange:
     """What ``text`` asks for. A range ("last 30 days", "past year") is read first and taken
     out, so its "last" is not read as the aggregation and its "days" not as the buckets."""
-    lowered = text.lower()
-    change = ChartChange()
+    titled = _TITLE.search(text)
+    change = ChartChange(title=titled.group(1).strip() if titled else None)
+    lowered = (text[: titled.start()] + " " + text[titled.end() :] if titled else text).lower()
+    unstacked = _UNSTACKED.search(lowered)
+    if unstacked or re.search(r"\bstacked\b", lowered):
+        change = replace(change, stacked=not unstacked)
     ranges = _RANGE.findall(lowered)
     if _ALL_TIME.search(lowered):  # the design's dateRange "all": the longest range there is
         ranges.append(("", "all"))
@@ -177,12 +197,14 @@ def _one(text: str, what: str, found: set[Any]) -> Any:
 def settings_of(dm: DashboardMetric, current: ChartTransformer | None) -> ChartSettings:
     """A chart's settings now: its transformer row's (the dashboard metric as loaded carries
     them), with the buckets a change asked for kept in the row's preferences."""
-    granularity = current.preferences.get("granularity") if current else None
+    preferences = current.preferences if current else {}
+    granularity = preferences.get("granularity")
     return ChartSettings(
         chart_type=dm.chart_type,
         date_range_days=dm.date_range_days,
         aggregation=dm.aggregation,
         granularity=granularity if granularity in get_args(Granularity) else None,
+        stacked=preferences.get("stacked") is True,
     )
 
 
@@ -192,5 +214,5 @@ def understood_words() -> str:
         f"a chart type ({', '.join(sorted(set(CHART_WORDS.values())))}),"
         " an aggregation (average, total, max, min, count, latest, raw),"
         " a range ('last 30 days', 'past year', 'all time') or buckets (hourly, daily,"
-        " weekly, monthly)"
+        " weekly, monthly), stacked, or a title in quotes"
     )

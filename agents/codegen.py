@@ -411,6 +411,8 @@ class CodegenStage(Stage[CodegenRequest]):
         }
         if settings.granularity is not None:  # asked for: kept; else chosen by range
             stored["granularity"] = settings.granularity
+        if settings.stacked:
+            stored["stacked"] = True
         preferences = {
             **stored,
             "title": dm.title,

@@ -469,6 +469,8 @@ async def _change_chart(conn: Conn, command: ChangeChart, with_model: bool) -> l
             f"nothing in {command.request!r} can be done without a model: name "
             + understood_words()
         )
+    if change.title is not None and change.title != dm.title:
+        await catalog.set_chart_title(conn, dm.id, dm.organization_id, change.title)
     return _chart_requested(command, dm, "change", command.request, settings)
 
 

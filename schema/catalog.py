@@ -467,6 +467,16 @@ async def insert_metric_transformer(conn: Conn, transformer: MetricTransformer) 
 # --- dashboard metrics and chart transformers --------------------------------------------
 
 
+async def set_chart_title(
+    conn: Conn, dashboard_metric_id: UUID, organization_id: str, title: str
+) -> None:
+    """Give an organisation's chart a new title (a change request named one)."""
+    await conn.execute(
+        "UPDATE dashboard_metrics SET title = %s WHERE id = %s AND organization_id = %s",
+        (title, dashboard_metric_id, organization_id),
+    )
+
+
 async def insert_dashboard_metric(conn: Conn, dm: DashboardMetric) -> bool:
     requested = {
         "chart_type": dm.chart_type,

@@ -746,6 +746,7 @@ class ChartSettings(BaseModel):
     date_range_days: int = Field(ge=1, le=3660)
     aggregation: Aggregation
     granularity: Granularity | None = None
+    stacked: bool = False
 
     @model_validator(mode="after")
     def _hourly_within_reach(self) -> ChartSettings:

@@ -213,7 +213,7 @@ def transform(data_points, preferences):
     if CHART_TYPE in ("kpi", "radial"):
         rows = rows[-1:]
     keys = ["value"] + series
-    return {{
+    config = {{
         "chartType": CHART_TYPE,
         "title": TITLE,
         "description": "every point" if AGGREGATE == "none" else "%s per %s" % (AGGREGATE, preferences.get("granularity", "bucket")),
@@ -222,6 +222,9 @@ def transform(data_points, preferences):
         "chartData": rows,
         "colors": {{key: COLORS[i % 12] for i, key in enumerate(keys)}},
     }}
+    if preferences.get("stacked") and CHART_TYPE in ("bar", "area"):
+        config["stacked"] = True
+    return config
 '''
 
 

@@ -66,6 +66,21 @@ async def test_weekly_averages_as_bars_changes_type_aggregation_buckets_and_rang
     )
     assert prefs["granularity"] == "weekly"
 
+    restyled = await change(kafka, chart_id, 'stacked, and call it "Weekly stars"')
+    assert restyled["status"] == "accepted", restyled
+    _, drawn = await kafka.wait_for(
+        "chart-configs",
+        lambda v: (
+            v["dashboard_metric_id"] == str(chart_id) and v["config"]["title"] == "Weekly stars"
+        ),
+        120,
+        ORG,
+    )
+    assert drawn["config"]["stacked"] is True and drawn["config"]["chartType"] == "bar"
+    row = await chart_row(db_conn, chart_id)
+    assert row["version"] == 3 and row["preferences"]["stacked"] is True
+    assert row["preferences"]["granularity"] == "weekly"  # what it did not name is kept
+
     counters = prometheus_counters(worker)  # the worker's endpoint counted what it did
     for name in (
         "metricloom_polls_total",

@@ -30,6 +30,14 @@ LINE = ChartSettings(chart_type="line", date_range_days=30, aggregation="last")
         ("monthly totals over the last year", ChartChange(None, "sum", 365, "monthly")),
         ("the raw points of all time", ChartChange(None, "none", 3660)),
         ("everything, unaggregated", ChartChange(None, "none", 3660)),
+        ("stacked bars", ChartChange(chart_type="bar", stacked=True)),
+        ("side by side, not stacked", ChartChange(stacked=False)),
+        # a title in quotes is taken whole: its words are not read as settings
+        ('call it "Last stars, daily"', ChartChange(title="Last stars, daily")),
+        (
+            "weekly, titled 'Team velocity'",
+            ChartChange(granularity="weekly", title="Team velocity"),
+        ),
     ],
 )
 def test_requests_are_read_into_changes(request_text: str, expected: ChartChange) -> None:
@@ -98,3 +106,10 @@ def test_settings_keep_asked_for_buckets_in_the_transformer_preferences() -> Non
     assert settings_of(dm, None).granularity is None
     assert settings_of(dm, chart({"granularity": "weekly"})).granularity == "weekly"
     assert settings_of(dm, chart({"granularity": "fortnightly"})).granularity is None
+
+
+def test_stacked_is_kept_until_unstacked() -> None:
+    stacked = read_change("stacked").applied_to(LINE)
+    assert stacked.stacked is True
+    assert read_change("as bars").applied_to(stacked).stacked is True
+    assert read_change("unstacked").applied_to(stacked).stacked is False
