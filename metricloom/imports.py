@@ -1,20 +1,25 @@
 """`metricloom metric import`: bring an existing set of metrics into metricloom (the design's
-migration phase) from a JSON Lines file, one metric per line.
+migration phase) from a file, one metric per line: JSON Lines, or CSV (by the ``.csv``
+suffix) with a header row.
 
-Each line becomes a ``create_metric`` command whose id is derived from what identifies the
-metric (organisation, template, parameters, connection), so importing the same file again,
-or a file that repeats a line, creates nothing twice: the command stage answers a command
-it has seen with its first answer. Creating the metrics does the rest of the phase: a
-template's first metric has its transformer written from a real sample, and a template
-with a historical endpoint backfills each metric's history.
+Each metric becomes a ``create_metric`` command whose id is derived from what identifies the
+metric (organisation, template, parameters, connection), and a line that names a dashboard
+also a ``create_dashboard_metric`` whose id is derived from the metric's and the
+dashboard's, so importing the same file again, or a file that repeats a line, creates
+nothing twice: the command stage answers a command it has seen with its first answer.
+Creating the metrics does the rest of the phase: a template's first metric has its
+transformer written from a real sample, and a template with a historical endpoint
+backfills each metric's history.
 
 The whole file is read and checked before anything is sent: a bad line is one error
-naming the line, and nothing of the file is imported.
+naming ``file:line``, and nothing of the file is imported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,11 +31,42 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from metricloom.apps import metric_app
 from metricloom.console import Org, describe, fail, print_json
 from schema.exceptions import MetricloomError
-from schema.models import PollFrequency
-from streams.messages import COMMAND_NAMESPACE, CommandResult, CreateMetric, Text
+from schema.models import Aggregation, ChartType, PollFrequency, StorableText
+from streams.messages import (
+    COMMAND_NAMESPACE,
+    CommandBase,
+    CommandResult,
+    CreateDashboardMetric,
+    CreateMetric,
+    Text,
+)
 from streams.settings import get_settings
 
 MAX_LINES = 100_000
+CSV_FIELDS = (
+    "template_id",
+    "poll_frequency",
+    "connection_id",
+    "dashboard_id",
+    "chart_type",
+    "date_range_days",
+    "aggregation",
+    "title",
+)
+"""A CSV's columns besides ``params.NAME`` (one per template parameter); empty cells are
+left out."""
+
+
+class ImportedChart(BaseModel):
+    """Where an imported metric is drawn (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dashboard_id: Annotated[StorableText, Field(min_length=1, max_length=200)]
+    chart_type: ChartType | None = None
+    date_range_days: int = Field(30, ge=1, le=3660)
+    aggregation: Aggregation = "last"
+    title: Annotated[StorableText, Field(max_length=200)] | None = None
 
 
 class ImportedMetric(BaseModel):
@@ -42,15 +78,16 @@ class ImportedMetric(BaseModel):
     params: dict[Text, Text] = Field(default_factory=dict)
     poll_frequency: PollFrequency | None = None
     connection_id: UUID | None = None
+    dashboard: ImportedChart | None = None
 
-    def command(self, org: str) -> CreateMetric:
-        """The create_metric command for this metric: the same metric, the same id. The
-        frequency is not part of the identity: a metric imported again keeps its tier
-        (change it with `metric set-frequency`)."""
+    def commands(self, org: str) -> list[CommandBase]:
+        """The metric's create_metric (the same metric, the same id: the frequency is not
+        part of its identity, so a metric imported again keeps its tier; change it with
+        `metric set-frequency`), then its chart's create_dashboard_metric, if any."""
         identity = json.dumps(
             [org, self.template_id, sorted(self.params.items()), str(self.connection_id)]
         )
-        return CreateMetric(
+        create = CreateMetric(
             command_id=uuid5(COMMAND_NAMESPACE, f"import:{identity}"),
             organization_id=org,
             template_id=self.template_id,
@@ -58,44 +95,93 @@ class ImportedMetric(BaseModel):
             poll_frequency=self.poll_frequency,
             connection_id=self.connection_id,
         )
+        if self.dashboard is None:
+            return [create]
+        chart = uuid5(
+            COMMAND_NAMESPACE, f"import-chart:{create.command_id}:{self.dashboard.dashboard_id}"
+        )
+        place = CreateDashboardMetric(
+            command_id=chart,
+            organization_id=org,
+            metric_id=create.resolved_metric_id(),
+            dashboard_metric_id=chart,
+            **self.dashboard.model_dump(),
+        )
+        return [create, place]
 
 
-def read_import_file(path: Path, org: str) -> list[CreateMetric]:
-    """The commands of an import file, one per distinct metric, in file order; ValueError
-    naming the first bad line. Blank lines are skipped."""
+def _json_lines(text: str) -> list[tuple[int, dict[str, Any] | str]]:
+    return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _csv_rows(text: str) -> list[tuple[int, dict[str, Any] | str]]:
+    """CSV rows as import entries: ``params.NAME`` columns become ``params``, the chart's
+    columns ``dashboard`` (when ``dashboard_id`` is given); empty cells are left out."""
+    reader = csv.DictReader(io.StringIO(text))
+    unknown = [
+        f for f in reader.fieldnames or [] if f not in CSV_FIELDS and not f.startswith("params.")
+    ]
+    if unknown:
+        raise ValueError(
+            f"line 1: unknown column(s) {unknown}: give {', '.join(CSV_FIELDS)} or params.NAME"
+        )
+    rows: list[tuple[int, dict[str, Any] | str]] = []
+    for row in reader:
+        cells = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
+        entry: dict[str, Any] = {
+            "params": {
+                k.removeprefix("params."): v for k, v in cells.items() if k.startswith("params.")
+            }
+        }
+        chart = {k: cells[k] for k in CSV_FIELDS[3:] if k in cells}
+        if chart:
+            entry["dashboard"] = chart
+        entry |= {k: cells[k] for k in CSV_FIELDS[:3] if k in cells}
+        rows.append((reader.line_num, entry))
+    return rows
+
+
+def read_import_file(path: Path, org: str) -> list[CommandBase]:
+    """The commands of an import file, each once, in file order (a metric before its chart);
+    ValueError naming the first bad line."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read {path}: {exc}") from exc
-    commands: dict[UUID, CreateMetric] = {}
-    lines = text.splitlines()
-    if len(lines) > MAX_LINES:
-        raise ValueError(f"{path} has {len(lines)} lines: import at most {MAX_LINES} at a time")
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    if text.count("\n") > MAX_LINES:
+        raise ValueError(f"{path} has over {MAX_LINES} lines: import at most that at a time")
+    try:
+        entries = _csv_rows(text) if path.suffix.lower() == ".csv" else _json_lines(text)
+    except (ValueError, csv.Error) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    commands: dict[UUID, CommandBase] = {}
+    for number, entry in entries:
         try:
-            entry = ImportedMetric.model_validate_json(line)
+            if isinstance(entry, str):
+                metric = ImportedMetric.model_validate_json(entry)
+            else:
+                metric = ImportedMetric.model_validate(entry)
         except ValidationError as exc:
             raise ValueError(f"{path}:{number}: {describe(exc)}") from exc
-        command = entry.command(org)
-        commands.setdefault(command.command_id, command)
+        for command in metric.commands(org):
+            commands.setdefault(command.command_id, command)
     if not commands:
-        raise ValueError(f"{path} holds no metric (one JSON object per line)")
+        raise ValueError(f"{path} holds no metric (one per line)")
     return list(commands.values())
 
 
 @metric_app.command("import")
 def metric_import(
-    file: Annotated[Path, typer.Argument(help="JSON Lines: one metric per line.")],
+    file: Annotated[Path, typer.Argument(help="JSON Lines, or CSV: one metric per line.")],
     org: Org,
     timeout: Annotated[
         float, typer.Option(min=1.0, help="Seconds to wait for all the worker's answers.")
     ] = 300.0,
 ) -> None:
     """Create the metrics a file lists (`{"template_id": ..., "params": {...},
-    "poll_frequency": ..., "connection_id": ...}` per line). Importing again creates nothing
-    twice. Prints one JSON summary; exit 1 if any metric was rejected (each is listed)."""
+    "poll_frequency": ..., "connection_id": ..., "dashboard": {"dashboard_id": ...}}` per
+    line, or CSV columns). Importing again creates nothing twice. Prints one JSON summary;
+    exit 1 if anything was rejected (each is listed)."""
     try:
         commands = read_import_file(file, org)
     except ValueError as exc:
@@ -114,16 +200,24 @@ def metric_import(
         raise typer.Exit(1)
 
 
-def summarise(commands: list[CreateMetric], results: dict[UUID, CommandResult]) -> dict[str, Any]:
-    """How many metrics the file names and how many the worker accepted; each rejection
-    with its template, parameters and reason."""
-    rejected = [
-        {"template_id": c.template_id, "params": c.params, "error": results[c.command_id].error}
-        for c in commands
-        if results[c.command_id].status != "accepted"
-    ]
+def summarise(commands: list[CommandBase], results: dict[UUID, CommandResult]) -> dict[str, Any]:
+    """How many metrics and charts the file names and how many the worker accepted; each
+    rejection with what it was for and the reason."""
+    rejected = []
+    for command in commands:
+        result = results[command.command_id]
+        if result.status == "accepted":
+            continue
+        if isinstance(command, CreateMetric):
+            what: dict[str, Any] = {"template_id": command.template_id, "params": command.params}
+        else:
+            assert isinstance(command, CreateDashboardMetric)
+            what = {"metric_id": str(command.metric_id), "dashboard_id": command.dashboard_id}
+        rejected.append({**what, "error": result.error})
+    metrics = sum(isinstance(c, CreateMetric) for c in commands)
     return {
-        "metrics": len(commands),
+        "metrics": metrics,
+        "charts": len(commands) - metrics,
         "accepted": len(commands) - len(rejected),
         "rejected": rejected,
     }

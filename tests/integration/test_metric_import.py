@@ -67,7 +67,12 @@ async def test_a_file_imported_twice_gives_each_metric_once(
     for _ in range(2):
         done = run_import(settings, path)
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout) == {"metrics": COUNT, "accepted": COUNT, "rejected": []}
+        assert json.loads(done.stdout) == {
+            "metrics": COUNT,
+            "charts": 0,
+            "accepted": COUNT,
+            "rejected": [],
+        }
         assert await imported(db_conn, owner) == {"n": COUNT, "repos": COUNT}
 
 
@@ -90,7 +95,34 @@ async def test_a_bad_line_is_named_and_nothing_is_sent(
     done = run_import(settings, path)
     assert done.returncode == 1
     summary = json.loads(done.stdout)
-    assert (summary["metrics"], summary["accepted"]) == (2, 1)
+    assert (summary["metrics"], summary["charts"], summary["accepted"]) == (2, 0, 1)
     [rejected] = summary["rejected"]
     assert rejected["template_id"] == "no-such-template" and rejected["error"]
     assert await imported(db_conn, owner) == {"n": 1, "repos": 1}
+
+
+async def test_a_csv_import_places_charts_once(
+    worker: WorkerProcess, settings: Settings, db_conn: Any, tmp_path: Path
+) -> None:
+    """A CSV with a dashboard column: the chart is created after its metric, and an import
+    run twice leaves one chart."""
+    owner = f"import-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "metrics.csv"
+    path.write_text(
+        "template_id,params.OWNER,params.REPO,dashboard_id,chart_type,title\n"
+        f"github-repo-stars,{owner},charted,imported,bar,Imported stars\n"
+        f"github-repo-stars,{owner},plain,,,\n"
+    )
+    for _ in range(2):
+        done = run_import(settings, path)
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout)
+        assert summary == {"metrics": 2, "charts": 1, "accepted": 3, "rejected": []}
+    cur = await db_conn.execute(
+        "SELECT d.title, m.params->>'REPO' AS repo FROM dashboard_metrics d"
+        " JOIN metrics m ON m.id = d.metric_id WHERE d.organization_id = %s"
+        " AND m.params->>'OWNER' = %s",
+        (ORG, owner),
+    )
+    assert await cur.fetchall() == [{"title": "Imported stars", "repo": "charted"}]
+    assert await imported(db_conn, owner) == {"n": 2, "repos": 2}
