@@ -116,7 +116,8 @@ async def test_what_cannot_be_done_is_refused_and_a_no_op_makes_no_version(
         "nicer colours please": "nothing in 'nicer colours please' can be done without a model:"
         " name a chart type (area, bar, kpi, line, pie, radar, radial), an aggregation"
         " (average, total, max, min, count, latest, raw), a range ('last 30 days', 'past"
-        " year', 'all time') or buckets (hourly, daily, weekly, monthly)",
+        " year', 'all time') or buckets (hourly, daily, weekly, monthly), stacked, or a title"
+        " in quotes",
         "a bar and a line": "'a bar and a line' names several chart types (bar, line): name one",
         "hourly for the last year": "hourly buckets draw at most 92 days, not 365:"
         " ask for daily or weekly, or a shorter range",
