@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID, uuid5
 
 import typer
@@ -32,7 +32,16 @@ from metricloom.apps import (
     transformer_app,
 )
 from metricloom.choices import AggregationChoice, ChartTypeChoice
-from metricloom.console import Json, Org, describe, fail, print_json, run_command, within
+from metricloom.console import (
+    Json,
+    Org,
+    describe,
+    fail,
+    in_transaction,
+    print_json,
+    run_command,
+    within,
+)
 from schema.exceptions import MetricloomError
 from schema.models import ChartType, PollFrequency
 from streams.messages import (
@@ -48,6 +57,9 @@ from streams.messages import (
     RollbackTransformer,
 )
 from streams.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from schema.db import Conn
 
 
 def _run_command(
@@ -337,7 +349,6 @@ def connection_add(
     from agents.services import keyring_for
     from providers import configured_providers
     from schema import catalog
-    from schema.db import Database
     from schema.models import Connection
 
     if (nango_connection_id is None) != (nango_provider_config_key is None):
@@ -371,17 +382,11 @@ def connection_add(
     except ValidationError as exc:
         fail(describe(exc), 2)
 
-    async def save() -> None:
-        settings = get_settings()
-        db = Database(settings.database_url.get_secret_value(), max_size=1)
-        try:
-            async with db.transaction() as conn:
-                await catalog.insert_connection(conn, connection, keyring_for(settings))
-        finally:
-            await db.close()
+    async def save(conn: Conn) -> None:
+        await catalog.insert_connection(conn, connection, keyring_for(get_settings()))
 
     try:
-        asyncio.run(save())
+        in_transaction(save)
     except MetricloomError as exc:
         fail(str(exc))
     print_json({"connection_id": str(connection.id), "provider": provider, "auth": auth})
@@ -401,28 +406,20 @@ def connection_rotate(
     read from stdin, like `connection add`: a token never travels on Kafka or argv."""
     from agents.services import keyring_for
     from schema import catalog
-    from schema.db import Database
 
     if not token_stdin:
         fail("give the new token on stdin with --token-stdin (never on the command line)", 2)
     token = sys.stdin.readline().strip()
     if not token:
         fail("--token-stdin given but stdin held no token")
-    settings = get_settings()
 
-    async def rotate() -> str:
-        db = Database(settings.database_url.get_secret_value(), max_size=1)
-        try:
-            async with db.transaction() as conn:
-                connection = await catalog.replace_token(
-                    conn, connection_id, org, token, keyring_for(settings)
-                )
-                return connection.provider
-        finally:
-            await db.close()
+    async def rotate(conn: Conn) -> str:
+        keyring = keyring_for(get_settings())
+        connection = await catalog.replace_token(conn, connection_id, org, token, keyring)
+        return connection.provider
 
     try:
-        provider = asyncio.run(rotate())
+        provider = in_transaction(rotate)
     except MetricloomError as exc:
         fail(str(exc))
     done = {"connection_id": str(connection_id), "provider": provider, "token": "replaced"}
@@ -439,7 +436,6 @@ def tokens_rotate() -> None:
     the older keys can be dropped from the setting. Safe to run again."""
     from agents.services import keyring_for
     from schema import catalog
-    from schema.db import Database
 
     settings = get_settings()
     try:
@@ -449,16 +445,11 @@ def tokens_rotate() -> None:
     if keyring is None:
         fail("METRICLOOM_TOKEN_KEYS is not set: nothing to seal the tokens with")
 
-    async def rotate() -> dict[str, int]:
-        db = Database(settings.database_url.get_secret_value(), max_size=1)
-        try:
-            async with db.transaction() as conn:
-                return await catalog.reseal_tokens(conn, keyring)
-        finally:
-            await db.close()
+    async def reseal(conn: Conn) -> dict[str, int]:
+        return await catalog.reseal_tokens(conn, keyring)
 
     try:
-        counts = asyncio.run(rotate())
+        counts = in_transaction(reseal)
     except MetricloomError as exc:
         fail(str(exc))
     print_json({"key": keyring.current, **counts})

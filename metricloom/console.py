@@ -17,9 +17,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -27,6 +27,11 @@ from pydantic import BaseModel, ValidationError
 from schema.exceptions import MetricloomError
 from streams.messages import CommandBase, OperatorCommandBase
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from schema.db import Conn
+
+T = TypeVar("T")
 
 SERVICES = frozenset({"worker", "sandbox-runner", "demo-api"})
 """The long-running commands: they log (and configure their logging) themselves."""
@@ -68,6 +73,22 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON document inst
 def one_line(text: str) -> str:
     """``text`` with every run of whitespace (newlines too) made one space."""
     return " ".join(str(text).split())
+
+
+def in_transaction(work: Callable[[Conn], Awaitable[T]]) -> T:
+    """Run ``work`` in one short transaction as the application role (one connection, no
+    pool: a CLI process does one thing): the read verbs, and what the CLI writes straight
+    to the database (connections and tokens, which never travel on Kafka)."""
+    from schema.db import one_transaction
+    from streams.settings import get_settings
+
+    url = get_settings().database_url.get_secret_value()
+
+    async def run() -> T:
+        async with one_transaction(url) as conn:
+            return await work(conn)
+
+    return asyncio.run(run())
 
 
 def fail(message: str, code: int = FAILED) -> NoReturn:

@@ -8,35 +8,21 @@ from __future__ import annotations
 import asyncio
 import difflib
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from uuid import UUID
 
 import typer
 
 from metricloom.apps import app, connection_app, dashboard_app, metric_app, transformer_app
-from metricloom.console import Json, Org, fail, jsonable, show, table
+from metricloom.console import Json, Org, fail, in_transaction, jsonable, show, table
 from schema import reads
-from schema.db import Conn, one_transaction
+from schema.db import Conn
 from streams.settings import get_settings
-
-T = TypeVar("T")
 
 template_app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_enable=False, help="The metric templates."
 )
 app.add_typer(template_app, name="template")
-
-
-def _read(query: Callable[[Conn], Awaitable[T]]) -> T:
-    """Run one read in its own short transaction as the application role."""
-    settings = get_settings()
-
-    async def run() -> T:
-        async with one_transaction(settings.database_url.get_secret_value()) as conn:
-            return await query(conn)
-
-    return asyncio.run(run())
 
 
 NOT_PRINTED = {"graph_config"}
@@ -54,7 +40,7 @@ def _backfill(state: reads.BackfillState | None) -> str:
 @metric_app.command("list")
 def metric_list(org: Org, json: Json = False) -> None:
     """The organisation's metrics with their state."""
-    found = _read(lambda conn: reads.metrics(conn, org))
+    found = in_transaction(lambda conn: reads.metrics(conn, org))
     rows = [
         {
             "id": m.id,
@@ -83,7 +69,7 @@ def metric_show(
     async def query(conn: Conn) -> tuple[reads.MetricState | None, list[reads.Chart]]:
         return await reads.metric(conn, org, metric_id), await reads.charts(conn, org, metric_id)
 
-    found, charts = _read(query)
+    found, charts = in_transaction(query)
     if found is None:
         fail(f"organisation {org!r} has no metric {metric_id}")
     fields = {
@@ -113,7 +99,7 @@ def metric_show(
 @dashboard_app.command("list")
 def dashboard_list(org: Org, json: Json = False) -> None:
     """The organisation's dashboards and their charts."""
-    found = _read(lambda conn: reads.dashboards(conn, org))
+    found = in_transaction(lambda conn: reads.dashboards(conn, org))
     rows = [
         {
             "dashboard": d.id,
@@ -140,7 +126,7 @@ def template_list(org: Org, json: Json = False) -> None:
     """The metric templates, with how many metrics of each the organisation has."""
     from templates import load_templates
 
-    used = _read(lambda conn: reads.metrics_per_template(conn, org))
+    used = in_transaction(lambda conn: reads.metrics_per_template(conn, org))
     docs = [
         {
             "id": t.id,
@@ -170,7 +156,7 @@ def template_show(
         template = get_template(template_id)
     except TemplateError as exc:
         fail(str(exc), 2)
-    used = _read(lambda conn: reads.metrics_per_template(conn, org)).get(template.id, 0)
+    used = in_transaction(lambda conn: reads.metrics_per_template(conn, org)).get(template.id, 0)
     doc = {
         "id": template.id,
         "name": template.name,
@@ -190,7 +176,7 @@ def template_show(
 
 
 def _versions(org: str, target: str) -> list[reads.TransformerVersion]:
-    found = _read(lambda conn: reads.transformer_versions(conn, org, target))
+    found = in_transaction(lambda conn: reads.transformer_versions(conn, org, target))
     if not found:
         fail(
             f"organisation {org!r} has no transformer {target!r}: name a template it has a"
@@ -281,7 +267,7 @@ def transformer_diff(
 @connection_app.command("list")
 def connection_list(org: Org, json: Json = False) -> None:
     """The organisation's connections (whether each holds a token; never the token)."""
-    found = _read(lambda conn: reads.connections(conn, org))
+    found = in_transaction(lambda conn: reads.connections(conn, org))
     rows = [
         {
             "id": c.id,
@@ -320,7 +306,7 @@ def status(org: Org, json: Json = False) -> None:
         alerts = await read_to_end(settings, "alerts", org)
         return lag, letters, alerts
 
-    issues = _read(lambda conn: reads.transformers_not_active(conn, org))
+    issues = in_transaction(lambda conn: reads.transformers_not_active(conn, org))
     lag, letters, alerts = asyncio.run(from_kafka())
     doc = {
         "organization": org,

@@ -241,6 +241,27 @@ def settings(run_id: str, database_url: str, demo_api_url: str) -> Settings:
     )
 
 
+def run_cli(
+    settings: Settings,
+    *args: str,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """``metricloom ARGS`` as a user runs it, reading these settings as the admin principal
+    (``env`` adds to them), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "metricloom.cli", *args],
+        cwd=ROOT,
+        env=settings_env(settings, principal="admin") | (env or {}),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def settings_env(settings: Settings, principal: str = "worker") -> dict[str, str]:
     """The environment that makes a process read these settings, as the worker principal
     (or, with ``principal="admin"``, as the admin one: operator commands)."""

@@ -32,6 +32,17 @@ async def chart_row(db_conn: Any, chart_id: uuid.UUID) -> dict[str, Any]:
     return row
 
 
+async def drawn_with(kafka: Kafka, chart_id: uuid.UUID, field: str, value: Any) -> Any:
+    """The chart's first config on its organisation's topic whose ``field`` is ``value``."""
+    _, drawn = await kafka.wait_for(
+        "chart-configs",
+        lambda v: v["dashboard_metric_id"] == str(chart_id) and v["config"][field] == value,
+        120,
+        ORG,
+    )
+    return drawn
+
+
 async def change(kafka: Kafka, chart_id: uuid.UUID, words: str) -> dict[str, Any]:
     return await answer(
         kafka, ChangeChart(organization_id=ORG, dashboard_metric_id=chart_id, request=words)
@@ -48,12 +59,7 @@ async def test_weekly_averages_as_bars_changes_type_aggregation_buckets_and_rang
 
     result = await change(kafka, chart_id, "weekly averages as bars over the last 90 days")
     assert result["status"] == "accepted", result
-    _, drawn = await kafka.wait_for(
-        "chart-configs",
-        lambda v: v["dashboard_metric_id"] == str(chart_id) and v["config"]["chartType"] == "bar",
-        120,
-        ORG,
-    )
+    drawn = await drawn_with(kafka, chart_id, "chartType", "bar")
     assert drawn["config"]["description"] == "avg per weekly"
     row = await chart_row(db_conn, chart_id)
     assert (row["chart_type"], row["aggregation"], row["date_range_days"]) == ("bar", "avg", 90)
@@ -68,14 +74,7 @@ async def test_weekly_averages_as_bars_changes_type_aggregation_buckets_and_rang
 
     restyled = await change(kafka, chart_id, 'stacked, and call it "Weekly stars"')
     assert restyled["status"] == "accepted", restyled
-    _, drawn = await kafka.wait_for(
-        "chart-configs",
-        lambda v: (
-            v["dashboard_metric_id"] == str(chart_id) and v["config"]["title"] == "Weekly stars"
-        ),
-        120,
-        ORG,
-    )
+    drawn = await drawn_with(kafka, chart_id, "title", "Weekly stars")
     assert drawn["config"]["stacked"] is True and drawn["config"]["chartType"] == "bar"
     row = await chart_row(db_conn, chart_id)
     assert row["version"] == 3 and row["preferences"]["stacked"] is True
@@ -140,12 +139,7 @@ async def test_raw_points_over_all_time(worker: WorkerProcess, kafka: Kafka, db_
     _, chart_id = await charted_metric(kafka, ORG, "change-raw")
     result = await change(kafka, chart_id, "raw points over all time, as bars")
     assert result["status"] == "accepted", result
-    _, drawn = await kafka.wait_for(
-        "chart-configs",
-        lambda v: v["dashboard_metric_id"] == str(chart_id) and v["config"]["chartType"] == "bar",
-        120,
-        ORG,
-    )
+    drawn = await drawn_with(kafka, chart_id, "chartType", "bar")
     assert drawn["config"]["description"] == "every point"
     assert all(len(row["date"]) == 16 for row in drawn["config"]["chartData"])  # to the minute
     row = await chart_row(db_conn, chart_id)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,22 +13,14 @@ import pytest
 
 from schema.models import PollFrequency
 from streams.settings import Settings
-from tests.conftest import ROOT, WorkerProcess, settings_env
+from tests.conftest import WorkerProcess, run_cli
 from tests.integration.conftest import Kafka, stored_metric
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _cli(settings: Settings, *args: str) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [sys.executable, "-m", "metricloom.cli", "dead-letter", *args],
-        cwd=ROOT,
-        env=settings_env(settings, principal="admin"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli(settings, "dead-letter", *args, timeout=60)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
@@ -78,14 +68,6 @@ async def test_a_failed_poll_is_listed_shown_and_replayed_once_fixed(
 
 def test_replay_without_a_selection_is_one_clear_line(settings: Settings) -> None:
     """No ids and no filter: refused in one line, exit 2, nothing replayed."""
-    done = subprocess.run(
-        [sys.executable, "-m", "metricloom.cli", "dead-letter", "replay"],
-        cwd=ROOT,
-        env=settings_env(settings, principal="admin"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli(settings, "dead-letter", "replay", timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "name dead letters" in done.stderr

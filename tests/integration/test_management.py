@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +35,7 @@ from streams.security import aiokafka_auth
 from streams.settings import Settings
 from streams.status import read_to_end
 from streams.topics import topic_name
-from tests.conftest import ROOT, WorkerProcess, settings_env
+from tests.conftest import WorkerProcess, run_cli
 from tests.integration.conftest import Kafka, stored_metric
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -383,15 +382,7 @@ def test_the_cli_verbs_answer_in_one_line(
     mine, theirs = two_metrics
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "metricloom.cli", *args],
-            cwd=ROOT,
-            env=settings_env(settings, principal="admin"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_cli(settings, *args)
 
     done = cli("metric", "pause", str(mine), "--org", "acme")
     assert done.returncode == 0, done.stderr

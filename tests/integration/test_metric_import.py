@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from streams.settings import Settings
-from tests.conftest import ROOT, WorkerProcess, settings_env
+from tests.conftest import WorkerProcess, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -22,15 +21,7 @@ COUNT = 1_000
 
 
 def run_import(settings: Settings, path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "metricloom.cli", "metric", "import", str(path), "--org", ORG],
-        cwd=ROOT,
-        env=settings_env(settings, principal="admin"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return run_cli(settings, "metric", "import", str(path), "--org", ORG, timeout=600)
 
 
 async def imported(db_conn: Any, owner: str) -> dict[str, int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +16,7 @@ from agents.services import keyring_for
 from schema import catalog
 from schema.models import Connection, DashboardMetric, PollFrequency
 from streams.settings import Settings
-from tests.conftest import ROOT, settings_env
+from tests.conftest import run_cli
 from tests.integration.conftest import stored_metric
 
 pytestmark = [pytest.mark.integration]
@@ -26,15 +25,7 @@ TOKEN = "ghp_read-verbs-secret-token"
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "metricloom.cli", *args],
-        cwd=ROOT,
-        env=settings_env(settings, principal="admin"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(settings, *args)
 
 
 def read_json(settings: Settings, *args: str) -> Any:
@@ -183,25 +174,15 @@ def test_connection_rotate_replaces_the_token_of_that_organisation_only(
     new_token = "ghp_rotated-read-verbs-token"
 
     def rotate(org: str, connection_id: Any, *extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "metricloom.cli",
-                "connection",
-                "rotate",
-                str(connection_id),
-                "--org",
-                org,
-                *extra,
-            ],
-            cwd=ROOT,
-            env=settings_env(settings, principal="admin"),
-            input=new_token + "\n",
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        return run_cli(
+            settings,
+            "connection",
+            "rotate",
+            str(connection_id),
+            "--org",
+            org,
+            *extra,
+            stdin=new_token + "\n",
         )
 
     async def token_of(connection_id: Any, org: str) -> str | None:
