@@ -235,61 +235,20 @@ class TransformStage(Stage[RawPayload]):
                 continue
             sends += [Send("points", str(raw.metric_id), record) for record in records]
         ok = [raw.metric_id for _, raw in items if all(f[1] is not raw for f in failures)]
+        for message, raw, error in failures:
+            log.warning("transform.failed", metric_id=str(raw.metric_id), error=error[:300])
+            metrics.TRANSFORM_FAILURES.labels(template=raw.template_id).inc()
+            sends.append(dead_letter(self.name, message, error, raw.metric_id, raw.organization_id))
         async with services.db.transaction() as conn:
-            counted, exhausted = await catalog.record_transform_outcome(
+            sends += await record_outcome(
                 conn,
+                transformer,
                 ok,
-                [(raw.metric_id, raw.poll_id, error) for _, raw, error in failures],
+                [(raw, error) for _, raw, error in failures],
                 services.settings.healing.retry_gaps_s,
+                datetime.now(UTC),
             )
-            if not failures:
-                await catalog.clear_transformer_failures(conn, transformer.template_id)
-                return sends
-            for message, raw, error in failures:
-                log.warning("transform.failed", metric_id=str(raw.metric_id), error=error[:300])
-                metrics.TRANSFORM_FAILURES.labels(template=raw.template_id).inc()
-                sends.append(
-                    dead_letter(self.name, message, error, raw.metric_id, raw.organization_id)
-                )
-            if counted:  # a redelivered payload's failure was counted the first time
-                sends += await self._maybe_heal(conn, transformer, failures, exhausted)
         return sends
-
-    async def _maybe_heal(
-        self,
-        conn: Conn,
-        transformer: MetricTransformer,
-        failures: list[tuple[Incoming, RawPayload, str]],
-        exhausted: list[UUID],
-    ) -> list[Send]:
-        """Count the transformer's failures; once a metric has used up its retry gaps, ask
-        for regeneration (once: the status moves to ``regenerating`` until the codegen
-        stage decides)."""
-        errors = [error for _, _, error in failures]
-        count, status = await catalog.count_transformer_failure(
-            conn, transformer.template_id, errors[-1]
-        )
-        if not exhausted or status != "active":
-            return []
-        await catalog.set_transformer_status(conn, transformer.template_id, "regenerating")
-        log.warning("transform.heal", template_id=transformer.template_id, failures=count)
-        owners = {raw.metric_id: raw.organization_id for _, raw, _ in failures}
-        request = CodegenRequest(
-            kind="metric",
-            reason="heal",
-            template_id=transformer.template_id,
-            metric_id=exhausted[-1],
-            organization_id=owners[exhausted[-1]],
-            errors=errors[-3:],
-            version=transformer.version,
-        )
-        await jobs.open_job(
-            conn,
-            jobs.metric_target(transformer.template_id),
-            request.model_dump(mode="json"),
-            datetime.now(UTC),
-        )
-        return [Send("codegen-requests", transformer.template_id, request)]
 
     async def _fail_all(
         self, services: Services, items: list[tuple[Incoming, RawPayload]], error: str
@@ -302,3 +261,51 @@ class TransformStage(Stage[RawPayload]):
                     dead_letter(self.name, message, error, raw.metric_id, raw.organization_id)
                 )
         return sends
+
+
+async def record_outcome(
+    conn: Conn,
+    transformer: MetricTransformer,
+    ok: list[UUID],
+    failures: list[tuple[RawPayload, str]],
+    gaps: tuple[float, ...],
+    now: datetime,
+) -> list[Send]:
+    """The design's failure schedule, at ``now`` (a clock the caller owns): a transform
+    failure is retried at once, then after each of ``gaps`` (0, 1 h, 6 h); while it
+    retries its scheduled polls are held (``catalog.claim_due_metrics``). The
+    transformer's own ``failure_count`` is the trigger: once it passes the gaps (the
+    third failed retry), regeneration is asked for, once (the status moves to
+    ``regenerating`` until the codegen stage decides). Fetch failures and deferrals never
+    come here. Returns the codegen request, if one is owed."""
+    counted = await catalog.record_transform_outcome(
+        conn, ok, [(raw.metric_id, raw.poll_id, error) for raw, error in failures], gaps, now
+    )
+    if not failures:
+        await catalog.clear_transformer_failures(conn, transformer.template_id)
+        return []
+    if not counted:  # a redelivered payload's failure was counted the first time
+        return []
+    metric_id, attempts = max(counted, key=lambda item: item[1])
+    errors = [error for _, error in failures]
+    count, status = await catalog.count_transformer_failure(
+        conn, transformer.template_id, errors[-1], attempts
+    )
+    if count <= len(gaps) or status != "active":
+        return []
+    await catalog.set_transformer_status(conn, transformer.template_id, "regenerating")
+    log.warning("transform.heal", template_id=transformer.template_id, failures=count)
+    owners = {raw.metric_id: raw.organization_id for raw, _ in failures}
+    request = CodegenRequest(
+        kind="metric",
+        reason="heal",
+        template_id=transformer.template_id,
+        metric_id=metric_id,
+        organization_id=owners[metric_id],
+        errors=errors[-3:],
+        version=transformer.version,
+    )
+    await jobs.open_job(
+        conn, jobs.metric_target(transformer.template_id), request.model_dump(mode="json"), now
+    )
+    return [Send("codegen-requests", transformer.template_id, request)]

@@ -183,12 +183,14 @@ async def record_transform_outcome(
     ok: list[UUID],
     failed: list[tuple[UUID, UUID | None, str]],
     gaps: tuple[float, ...],
-) -> tuple[list[UUID], list[UUID]]:
+    now: datetime,
+) -> list[tuple[UUID, int]]:
     """Points came out for ``ok`` (their failure state clears); ``failed`` (metric, poll,
-    error) failed again: each is scheduled for its next retry gap. A failure counts once
-    per poll, however often its payload is delivered. Returns the metrics whose failure
-    counted now, and those of them whose gaps are used up (their transformer needs
-    regenerating)."""
+    error) failed again: each is scheduled for its next retry gap from ``now`` (the
+    caller's clock, so the schedule can be tested at its real gaps), or, with its gaps
+    used up, for none (it waits for a new transformer version, whose refresh polls it). A
+    failure counts once per poll, however often its payload is delivered. Returns the
+    metrics whose failure counted now, each with its failed attempts in a row."""
     if ok:
         await conn.execute(
             "UPDATE metrics SET failure_count = 0, failure_state = 'ok', next_retry_at = NULL,"
@@ -196,34 +198,27 @@ async def record_transform_outcome(
             " AND (failure_count > 0 OR last_error IS NOT NULL OR failure_state <> 'ok')",
             (ok,),
         )
-    counted: list[UUID] = []
-    exhausted = []
+    counted: list[tuple[UUID, int]] = []
     for metric_id, poll_id, error in failed:
         cur = await conn.execute(
-            "UPDATE metrics SET last_error = %(error)s, last_error_at = now(),"
+            "UPDATE metrics SET last_error = %(error)s, last_error_at = %(now)s,"
             " failure_count = failure_count + 1, failure_state = 'retrying',"
             " last_failed_poll = %(poll)s"
             " WHERE id = %(id)s AND (%(poll)s::uuid IS NULL"
             "     OR last_failed_poll IS DISTINCT FROM %(poll)s::uuid)"
             " RETURNING failure_count",
-            {"error": f"transform: {error}"[:4000], "id": metric_id, "poll": poll_id},
+            {"error": f"transform: {error}"[:4000], "id": metric_id, "poll": poll_id, "now": now},
         )
         row = await cur.fetchone()
         if row is None:  # this poll's failure was counted already
             continue
-        counted.append(metric_id)
         failures = int(str(row["failure_count"]))
-        if failures <= len(gaps):
-            await conn.execute(
-                "UPDATE metrics SET next_retry_at = now() + %s WHERE id = %s",
-                (timedelta(seconds=gaps[failures - 1]), metric_id),
-            )
-        else:
-            await conn.execute(
-                "UPDATE metrics SET next_retry_at = NULL WHERE id = %s", (metric_id,)
-            )
-            exhausted.append(metric_id)
-    return counted, exhausted
+        counted.append((metric_id, failures))
+        retry_at = now + timedelta(seconds=gaps[failures - 1]) if failures <= len(gaps) else None
+        await conn.execute(
+            "UPDATE metrics SET next_retry_at = %s WHERE id = %s", (retry_at, metric_id)
+        )
+    return counted
 
 
 CLAIM_RETRIES = """
@@ -538,7 +533,9 @@ async def record_graph_config(
 
 async def promote_metric_transformer(conn: Conn, transformer: MetricTransformer) -> int:
     """Make ``transformer`` the template's current code as the next version (the trigger
-    keeps the previous one in history); failures reset. Returns the new version."""
+    keeps the previous one in history); failures reset, the transformer's and its metrics'
+    (a metric held after its last retry is polled on schedule again; a heal also refreshes
+    it at once). Returns the new version."""
     cur = await conn.execute(
         "UPDATE metric_transformers SET code = %s, historical_code = %s, generator = %s,"
         " input_example = %s, output_example = %s, version = version + 1, status = 'active',"
@@ -559,6 +556,11 @@ async def promote_metric_transformer(conn: Conn, transformer: MetricTransformer)
     row = await cur.fetchone()
     if row is None:
         raise NotFoundError(f"template {transformer.template_id!r} has no transformer")
+    await conn.execute(  # the new code starts its metrics' retry schedule over
+        "UPDATE metrics SET failure_count = 0, failure_state = 'ok', next_retry_at = NULL,"
+        " last_failed_poll = NULL WHERE template_id = %s AND failure_state = 'retrying'",
+        (transformer.template_id,),
+    )
     return int(str(row["version"]))
 
 
@@ -572,12 +574,18 @@ async def set_transformer_status(
     )
 
 
-async def count_transformer_failure(conn: Conn, template_id: str, error: str) -> tuple[int, str]:
-    """One more failure of the template's transformer; returns (failures, status)."""
+async def count_transformer_failure(
+    conn: Conn, template_id: str, error: str, attempts: int
+) -> tuple[int, str]:
+    """The transformer's ``failure_count`` (the design's ``failureCount``, the trigger of
+    regeneration): its failed attempts in a row, the first failure and each failed retry,
+    as far as the furthest of its metrics has gone. Many metrics failing in one round are
+    one attempt, not many, so the retry schedule holds however many metrics share the
+    template. Returns (failure_count, status)."""
     cur = await conn.execute(
-        "UPDATE metric_transformers SET failure_count = failure_count + 1, last_error = %s"
-        " WHERE template_id = %s RETURNING failure_count, status",
-        (error[:4000], template_id),
+        "UPDATE metric_transformers SET failure_count = greatest(failure_count, %s),"
+        " last_error = %s WHERE template_id = %s RETURNING failure_count, status",
+        (attempts, error[:4000], template_id),
     )
     row = await cur.fetchone()
     return (int(str(row["failure_count"])), str(row["status"])) if row else (0, "missing")
