@@ -43,6 +43,7 @@ from streams.messages import (
     CreateDashboardMetric,
     CreateMetric,
     DeleteMetric,
+    GenerateTransformer,
     PauseMetric,
     PollDue,
     RefreshMetric,
@@ -215,6 +216,8 @@ class OperatorStage(CommandStage):
     async def execute(self, services: Services, conn: Conn, command: Any) -> list[Send]:
         if isinstance(command, RollbackTemplateTransformer):
             return await _rollback_template(conn, command)
+        if isinstance(command, GenerateTransformer):
+            return await _generate(conn, command)
         assert isinstance(command, RegenerateTransformer)
         return await _regenerate(conn, command)
 
@@ -513,6 +516,39 @@ async def _rollback_template(conn: Conn, command: RollbackTemplateTransformer) -
     await catalog.promote_metric_transformer(conn, old)
     await jobs.close(conn, jobs.metric_target(command.template_id))
     return [_accepted(command)]
+
+
+async def _generate(conn: Conn, command: GenerateTransformer) -> list[Send]:
+    """A template's first transformer, asked for now from a sample of its oldest active
+    metric (the accepted result names it); nothing to do when it has one. The job starts
+    afresh, so a first generation that gave up is tried again."""
+    try:
+        template = get_template(command.template_id)
+    except TemplateError as exc:
+        raise CommandRejectedError(str(exc)) from exc
+    if await catalog.get_metric_transformer(conn, template.id) is not None:
+        return [_accepted(command)]
+    metrics = await catalog.active_metrics(conn, template.id)
+    if not metrics:
+        raise CommandRejectedError(
+            f"template {template.id!r} has no active metric to take a sample from:"
+            " create or import one first"
+        )
+    sample = min(metrics, key=lambda m: (m.created_at or datetime.now(UTC), str(m.id)))
+    request = CodegenRequest(
+        kind="metric",
+        reason="created",
+        template_id=template.id,
+        metric_id=sample.id,
+        organization_id=sample.organization_id,
+    )
+    await jobs.reopen(
+        conn, jobs.metric_target(template.id), request.model_dump(mode="json"), datetime.now(UTC)
+    )
+    return [
+        _accepted(command, metric_id=sample.id),
+        Send("codegen-requests", template.id, request),
+    ]
 
 
 async def _regenerate(conn: Conn, command: RegenerateTransformer) -> list[Send]:

@@ -50,6 +50,7 @@ from streams.messages import (
     CommandBase,
     CreateDashboardMetric,
     CreateMetric,
+    GenerateTransformer,
     OperatorCommandBase,
     RefreshMetric,
     RegenerateTransformer,
@@ -546,6 +547,56 @@ def transformer_regenerate(
     """Write a template's transformer again from a fresh sample (an operator command: the
     way out of `failed`)."""
     _run_command(get_settings(), RegenerateTransformer(template_id=template), timeout, json)
+
+
+@transformer_app.command("generate")
+def transformer_generate(
+    template: Annotated[
+        str | None, typer.Option(help="The template whose first transformer to write.")
+    ] = None,
+    all_templates: Annotated[
+        bool, typer.Option("--all", help="Every configured template (design phase 6).")
+    ] = False,
+    timeout: Annotated[float, typer.Option()] = 60.0,
+    json: Json = False,
+) -> None:
+    """Write templates' first transformers now, each from a real sample of one of its
+    metrics (an operator command): after `metric import`, or when a first generation gave
+    up. A template with a transformer is left as it is; one with no metric is reported.
+    The transformers follow on the codegen stage (`metricloom template list`)."""
+    from streams.client import CommandTimeoutError, send_commands
+    from templates import configured_templates
+
+    if (template is None) == (not all_templates):
+        fail("name exactly one of --template and --all", 2)
+    if template is not None:
+        _run_command(get_settings(), GenerateTransformer(template_id=template), timeout, json)
+        return
+    commands = [GenerateTransformer(template_id=t) for t in sorted(configured_templates())]
+    try:
+        results = asyncio.run(send_commands(get_settings(), commands, timeout))
+    except CommandTimeoutError as exc:
+        fail(f"{exc} (is `metricloom worker` running?)")
+    except MetricloomError as exc:
+        fail(str(exc))
+    report = []
+    for command in commands:
+        result = results[command.command_id]
+        if result.status != "accepted":
+            state, detail = "not generated", result.error or ""
+        elif result.metric_id is None:
+            state, detail = "has a transformer", ""
+        else:
+            state, detail = "generating", f"from a sample of metric {result.metric_id}"
+        report.append({"template_id": command.template_id, "state": state, "detail": detail})
+    if json:
+        print_json(report)
+        return
+    for line in report:
+        typer.echo(
+            f"{line['template_id']}: {line['state']}"
+            + (f" ({line['detail']})" if line["detail"] else "")
+        )
 
 
 @charts_app.command("tail")

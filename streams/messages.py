@@ -226,8 +226,19 @@ class RegenerateTransformer(OperatorCommandBase):
     reason: Text = "an operator asked for it"
 
 
+class GenerateTransformer(OperatorCommandBase):
+    """Write a template's first transformer now, from a real sample of one of its metrics
+    (design phase 6: pre-generate after an import; also the way out of a first generation
+    that gave up). A template that has a transformer is accepted as it is; one without an
+    active metric has nothing to sample and is rejected."""
+
+    type: Literal["generate_transformer"] = "generate_transformer"
+    template_id: Text
+
+
 OperatorCommand = Annotated[
-    RollbackTemplateTransformer | RegenerateTransformer, Field(discriminator="type")
+    RollbackTemplateTransformer | RegenerateTransformer | GenerateTransformer,
+    Field(discriminator="type"),
 ]
 OPERATOR_ADAPTER: TypeAdapter[OperatorCommand] = TypeAdapter(OperatorCommand)
 
@@ -256,6 +267,7 @@ AnyCommand = (
     | ManagementCommand
     | RollbackTemplateTransformer
     | RegenerateTransformer
+    | GenerateTransformer
 )
 """A tenant's or an operator's command (what the command log keeps)."""
 

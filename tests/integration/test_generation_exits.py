@@ -27,7 +27,9 @@ from schema.models import Metric, PollFrequency
 from streams.messages import (
     Alert,
     CodegenRequest,
+    CommandResult,
     CreateMetric,
+    GenerateTransformer,
     PollDue,
     RegenerateTransformer,
 )
@@ -228,3 +230,41 @@ async def test_a_history_that_cannot_be_sampled_yet_keeps_the_polling_code(
     assert backfill and all(t.reason == "backfill" for t in backfill)
     done = await catalog.get_metric_transformer(conn, "github-commit-activity")
     assert done is not None and not done.historical_pending and done.historical_code
+
+
+async def _generate(svc: Services, template_id: str) -> tuple[CommandResult, list[CodegenRequest]]:
+    """A generate_transformer operator command through the operator stage."""
+    command = GenerateTransformer(template_id=template_id)
+    message = Incoming("operator-commands", 0, 1, None, command.to_bytes())
+    sends = await OperatorStage().handle(svc, [(message, command)])
+    [result] = [s.record for s in sends if isinstance(s.record, CommandResult)]
+    return result, _requests(sends)
+
+
+async def test_generate_writes_a_first_transformer_that_gave_up_from_a_real_sample(
+    svc: Services, conn: Any
+) -> None:
+    """Design phase 6 (`metricloom transformer generate`): a template whose first
+    generation was lost gets its transformer from a sample of its metric, which is then
+    polled; asked again, nothing is done; a template with no metric, or none of that name,
+    is refused in one line."""
+    [lost] = _requests(await _create(svc, "github-repo-stars", "generate-me"))
+    await jobs.close(conn, jobs.metric_target("github-repo-stars"))  # given up: no owner left
+    assert await catalog.get_metric_transformer(conn, "github-repo-stars") is None
+
+    result, [request] = await _generate(svc, "github-repo-stars")
+    assert (result.status, result.metric_id) == ("accepted", lost.metric_id)
+    assert await _job(conn, "metric:github-repo-stars") is not None  # owned again
+    sends = await _codegen(svc, request)
+    saved = await catalog.get_metric_transformer(conn, "github-repo-stars")
+    assert saved is not None and saved.status == "active"
+    assert lost.metric_id in {s.record.metric_id for s in sends if isinstance(s.record, PollDue)}
+
+    again, requests = await _generate(svc, "github-repo-stars")
+    assert (again.status, again.metric_id, requests) == ("accepted", None, [])
+
+    refused, requests = await _generate(svc, "open-meteo-temperature")
+    assert refused.status == "rejected" and requests == []
+    assert "has no active metric to take a sample from" in (refused.error or "")
+    unknown, _ = await _generate(svc, "no-such-template")
+    assert unknown.status == "rejected" and "no-such-template" in (unknown.error or "")

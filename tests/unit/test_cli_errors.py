@@ -95,6 +95,11 @@ def _one_line(done: subprocess.CompletedProcess[bytes]) -> str:
         (["transformer", "show", "github-repo-stars@x", "--org", "o"], "must be a number"),
         (["template", "show", "no-such-template", "--org", "o"], "unknown template"),
         (["dead-letter", "replay"], "name dead letters to replay"),
+        (["transformer", "generate"], "name exactly one of --template and --all"),
+        (
+            ["transformer", "generate", "--all", "--template", "github-repo-stars"],
+            "name exactly one of --template and --all",
+        ),
     ],
 )
 def test_a_bad_argument_is_one_line_and_exit_2(args: list[str], says: str) -> None:
@@ -118,6 +123,7 @@ def test_a_non_utf8_argument_is_one_line_and_exit_2() -> None:
     [
         (["metric", "pause", METRIC, "--org", "o", "--timeout", "5"], "Kafka at 127.0.0.1:"),
         (["metric", "delete", METRIC, "--org", "o", "--json"], "Kafka at 127.0.0.1:"),
+        (["transformer", "generate", "--all", "--timeout", "5"], "Kafka at 127.0.0.1:"),
         (["metric", "list", "--org", "o"], "database unavailable"),
         (["metric", "show", METRIC, "--org", "o", "--json"], "database unavailable"),
         (["connection", "list", "--org", "o"], "database unavailable"),
