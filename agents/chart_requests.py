@@ -14,6 +14,7 @@ line the person can act on.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, get_args
 
@@ -92,6 +93,13 @@ _TITLE = re.compile(
     r"\b(?:title|titled|call it|rename it to|rename to|named)\s*:?\s*[\"“'‘]([^\"”'’]{1,200})[\"”'’]",
     re.IGNORECASE,
 )
+_NO_SERIES = re.compile(
+    r"\b(?:(?:the )?values? only|only (?:the )?values?|just (?:the )?values?|no series"
+    r"|without (?:any )?series|no other series)\b"
+)
+_DROP_WORDS = {"without", "hide", "remove", "drop", "no", "not", "minus", "except", "exclude"}
+_ONLY_WORDS = {"only", "just"}
+_CONNECTIVES = {"and", "or", "nor", "the", "a", "an", "series", "also", "both", "of", "as", "well"}
 _UNSTACKED = re.compile(r"\b(?:unstacked|not stacked|side by side)\b")
 _TARGET = re.compile(r"\b(?:to|into|as)\s+(?:(?:an?|the)\s+)?([a-z]+)")
 
@@ -111,6 +119,10 @@ class ChartChange:
     stacked: bool | None = None
     title: str | None = None
     """A new title, given in quotes (the dashboard metric's own, not a setting)."""
+    series_only: tuple[str, ...] | None = None
+    """Exactly these series ("only forks"; "value only": none)."""
+    series_add: tuple[str, ...] = ()
+    series_drop: tuple[str, ...] = ()
 
     @property
     def understood(self) -> bool:
@@ -123,12 +135,22 @@ class ChartChange:
                 self.granularity,
                 self.stacked,
                 self.title,
+                self.series_only,
             )
-        )
+        ) or bool(self.series_add or self.series_drop)
 
-    def applied_to(self, settings: ChartSettings) -> ChartSettings:
-        """The settings with this change made; ChartRequestError if they cannot hold (hourly
-        buckets over a long range)."""
+    def applied_to(
+        self, settings: ChartSettings, default_series: Sequence[str] = ()
+    ) -> ChartSettings:
+        """The settings with this change made (series counted from ``default_series``, the
+        template's, when the chart never chose its own); ChartRequestError if they cannot
+        hold (hourly buckets over a long range)."""
+        series = settings.series
+        if self.series_only is not None:
+            series = self.series_only
+        elif self.series_add or self.series_drop:
+            drawn = [*(default_series if series is None else series), *self.series_add]
+            series = tuple(n for n in dict.fromkeys(drawn) if n not in self.series_drop)
         try:
             return ChartSettings(
                 chart_type=self.chart_type or settings.chart_type,
@@ -136,6 +158,7 @@ class ChartChange:
                 aggregation=self.aggregation or settings.aggregation,
                 granularity=self.granularity or settings.granularity,
                 stacked=settings.stacked if self.stacked is None else self.stacked,
+                series=series,
             )
         except ValueError as exc:
             errors = getattr(exc, "errors", None)
@@ -143,12 +166,19 @@ class ChartChange:
             raise ChartRequestError(message.removeprefix("Value error, ")) from exc
 
 
-def read_change(text: str) -> ChartChange:
+def read_change(text: str, dimensions: Collection[str] = ()) -> ChartChange:
     """What ``text`` asks for. A range ("last 30 days", "past year") is read first and taken
-    out, so its "last" is not read as the aggregation and its "days" not as the buckets."""
+    out, so its "last" is not read as the aggregation and its "days" not as the buckets.
+    ``dimensions`` are the metric's dimension names: a request naming one picks it as a
+    series ("with forks", "without watchers", "only forks"; "value only" draws none), and
+    its name is not read as anything else."""
     titled = _TITLE.search(text)
     change = ChartChange(title=titled.group(1).strip() if titled else None)
     lowered = (text[: titled.start()] + " " + text[titled.end() :] if titled else text).lower()
+    if _NO_SERIES.search(lowered):
+        change = replace(change, series_only=())
+        lowered = _NO_SERIES.sub(" ", lowered)
+    change, lowered = _read_series(change, lowered, dimensions)
     unstacked = _UNSTACKED.search(lowered)
     if unstacked or re.search(r"\bstacked\b", lowered):
         change = replace(change, stacked=not unstacked)
@@ -181,6 +211,46 @@ def read_change(text: str) -> ChartChange:
     )
 
 
+def _read_series(
+    change: ChartChange, lowered: str, dimensions: Collection[str]
+) -> tuple[ChartChange, str]:
+    """The series a request names, and the request with their names taken out. Each name
+    is added, unless the last word before it (connectives and other names aside) drops it
+    ("without", "hide", "no", "not") or keeps only it ("only", "just")."""
+    if not dimensions:
+        return change, lowered
+    names = sorted(dimensions, key=len, reverse=True)  # "open_issues" before "issues"
+    spelled = "|".join(
+        re.escape(n.lower()).replace("_", "[ _-]").replace(r"\-", "[ _-]") for n in names
+    )
+    by_spelling = {re.sub(r"[ _-]", "_", n.lower()): n for n in names}
+    mention = re.compile(rf"(?<![a-z0-9_-])({spelled})(?![a-z0-9_-])")
+    found: dict[str, list[str]] = {"add": [], "drop": [], "only": []}
+    mode = "add"
+    position = 0
+    for match in mention.finditer(lowered):
+        for word in _WORD.findall(lowered[position : match.start()]):
+            if word in _DROP_WORDS:
+                mode = "drop"
+            elif word in _ONLY_WORDS:
+                mode = "only"
+            elif word not in _CONNECTIVES:
+                mode = "add"
+        found[mode].append(by_spelling[re.sub(r"[ _-]", "_", match.group(1))])
+        position = match.end()
+    if not any(found.values()):
+        return change, lowered
+    if found["only"]:
+        change = replace(change, series_only=tuple(dict.fromkeys(found["only"] + found["add"])))
+    else:
+        change = replace(
+            change,
+            series_add=tuple(dict.fromkeys(found["add"])),
+            series_drop=tuple(dict.fromkeys(found["drop"])),
+        )
+    return change, mention.sub(" ", lowered)
+
+
 def _bucket(word: str) -> str:
     """A bucket word as a granularity's name ("week" and "weekly": "weekly")."""
     return word if word.endswith("ly") else {"day": "daily"}.get(word, f"{word}ly")
@@ -199,12 +269,15 @@ def settings_of(dm: DashboardMetric, current: ChartTransformer | None) -> ChartS
     them), with the buckets a change asked for kept in the row's preferences."""
     preferences = current.preferences if current else {}
     granularity = preferences.get("granularity")
+    series = preferences.get("series_dimensions")
+    drawn = isinstance(series, list) and all(isinstance(n, str) for n in series)
     return ChartSettings(
         chart_type=dm.chart_type,
         date_range_days=dm.date_range_days,
         aggregation=dm.aggregation,
         granularity=granularity if granularity in get_args(Granularity) else None,
         stacked=preferences.get("stacked") is True,
+        series=tuple(series) if drawn else None,  # type: ignore[arg-type]
     )
 
 
@@ -214,5 +287,6 @@ def understood_words() -> str:
         f"a chart type ({', '.join(sorted(set(CHART_WORDS.values())))}),"
         " an aggregation (average, total, max, min, count, latest, raw),"
         " a range ('last 30 days', 'past year', 'all time') or buckets (hourly, daily,"
-        " weekly, monthly), stacked, or a title in quotes"
+        " weekly, monthly), stacked, series by a dimension's name ('with forks', 'without"
+        " watchers', 'value only'), or a title in quotes"
     )

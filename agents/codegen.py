@@ -407,7 +407,11 @@ class CodegenStage(Stage[CodegenRequest]):
             "chart_type": settings.chart_type,
             "date_range_days": settings.date_range_days,
             "aggregation": settings.aggregation,
-            "series_dimensions": list(template.chart_dimensions) if template else [],
+            "series_dimensions": (
+                list(settings.series)
+                if settings.series is not None
+                else list(template.chart_dimensions if template else [])
+            ),
         }
         if settings.granularity is not None:  # asked for: kept; else chosen by range
             stored["granularity"] = settings.granularity

@@ -462,9 +462,13 @@ async def _change_chart(conn: Conn, command: ChangeChart, with_model: bool) -> l
             f" {command.dashboard_metric_id}"
         )
     dm, current = found
+    metric = await catalog.get_metric(conn, dm.metric_id, dm.organization_id)
+    template = get_template(metric.template_id) if metric else None
     try:
-        change = read_change(command.request)
-        settings = change.applied_to(settings_of(dm, current))
+        change = read_change(command.request, template.dimension_names() if template else ())
+        settings = change.applied_to(
+            settings_of(dm, current), template.chart_dimensions if template else ()
+        )
     except ChartRequestError as exc:
         raise CommandRejectedError(str(exc)) from exc
     if not change.understood and not with_model:

@@ -200,4 +200,25 @@ async def validate_chart_code(
         raise InvalidCodeError(
             f"draws a {config.chart_type} chart; preferences.chart_type asks for {wanted}"
         )
+    drawable, asked = drawable_series(series, preferences)
+    drawn = set(config.data_keys)
+    missing = sorted((drawable & asked) - drawn)
+    unasked = sorted((drawable - asked) & drawn)
+    if missing or unasked:
+        raise InvalidCodeError(
+            f"draws series {sorted(set(config.data_keys) - {'value'})};"
+            f" preferences.series_dimensions asks for {sorted(asked)}"
+        )
     return config
+
+
+def drawable_series(
+    series: list[dict[str, Any]], preferences: dict[str, Any]
+) -> tuple[set[str], set[str]]:
+    """The dimensions a chart could draw as series (a number in every point of the
+    sample, as the offline chart code reads them) and those its preferences ask for: what
+    is asked and drawable must be drawn, what is drawable and not asked must not."""
+    rows = [row.get("dimensions") or {} for row in series]
+    names: set[str] = set().union(*(row.keys() for row in rows)) if rows else set()
+    drawable = {n for n in names if all(isinstance(row.get(n), int | float) for row in rows)}
+    return drawable, set(preferences.get("series_dimensions") or [])

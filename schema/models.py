@@ -620,6 +620,14 @@ class MetricTemplate(BaseModel):
                 problems.append(refusal)
         return problems
 
+    def dimension_names(self) -> list[str]:
+        """The dimensions its points carry by name (a chart may draw them as series):
+        its dimension paths', its labelled series' and its chart dimensions. Labels read
+        from the answer (``series_label``) are known only from the data."""
+        hints = self.hints
+        names = [*hints.dimension_paths, *hints.series, *self.chart_dimensions]
+        return list(dict.fromkeys(names))
+
     def for_history(self) -> MetricTemplate:
         """This template as seen by its historical endpoint: that endpoint, and the
         historical extraction hints when its answer has another shape."""
@@ -747,6 +755,11 @@ class ChartSettings(BaseModel):
     aggregation: Aggregation
     granularity: Granularity | None = None
     stacked: bool = False
+    series: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")], ...] | None = Field(
+        None, max_length=12
+    )
+    """The dimensions drawn as series beside the value (None: the template's
+    ``chart_dimensions``)."""
 
     @model_validator(mode="after")
     def _hourly_within_reach(self) -> ChartSettings:

@@ -115,8 +115,9 @@ async def test_what_cannot_be_done_is_refused_and_a_no_op_makes_no_version(
         "nicer colours please": "nothing in 'nicer colours please' can be done without a model:"
         " name a chart type (area, bar, kpi, line, pie, radar, radial), an aggregation"
         " (average, total, max, min, count, latest, raw), a range ('last 30 days', 'past"
-        " year', 'all time') or buckets (hourly, daily, weekly, monthly), stacked, or a title"
-        " in quotes",
+        " year', 'all time') or buckets (hourly, daily, weekly, monthly), stacked, series by"
+        " a dimension's name ('with forks', 'without watchers', 'value only'), or a title in"
+        " quotes",
         "a bar and a line": "'a bar and a line' names several chart types (bar, line): name one",
         "hourly for the last year": "hourly buckets draw at most 92 days, not 365:"
         " ask for daily or weekly, or a shorter range",
@@ -144,3 +145,25 @@ async def test_raw_points_over_all_time(worker: WorkerProcess, kafka: Kafka, db_
     assert all(len(row["date"]) == 16 for row in drawn["config"]["chartData"])  # to the minute
     row = await chart_row(db_conn, chart_id)
     assert (row["aggregation"], row["date_range_days"]) == ("none", 3660)
+
+
+async def test_series_are_picked_by_the_metrics_dimension_names(
+    worker: WorkerProcess, kafka: Kafka, db_conn: Any
+) -> None:
+    """Stars carry forks, open issues and watchers as dimensions: "with forks and watchers"
+    draws them beside the value, "without watchers" takes one away, and the row's
+    preferences say what is drawn."""
+    _, chart_id = await charted_metric(kafka, ORG, "change-series")
+    result = await change(kafka, chart_id, "with forks and watchers")
+    assert result["status"] == "accepted", result
+    await drawn_with(kafka, chart_id, "dataKeys", ["value", "forks", "watchers"])
+    assert (await chart_row(db_conn, chart_id))["preferences"]["series_dimensions"] == [
+        "forks",
+        "watchers",
+    ]
+    result = await change(kafka, chart_id, "without watchers, as bars")
+    assert result["status"] == "accepted", result
+    drawn = await drawn_with(kafka, chart_id, "dataKeys", ["value", "forks"])
+    assert drawn["config"]["chartType"] == "bar"
+    row = await chart_row(db_conn, chart_id)
+    assert row["preferences"]["series_dimensions"] == ["forks"] and row["version"] == 3

@@ -113,3 +113,47 @@ def test_stacked_is_kept_until_unstacked() -> None:
     assert stacked.stacked is True
     assert read_change("as bars").applied_to(stacked).stacked is True
     assert read_change("unstacked").applied_to(stacked).stacked is False
+
+
+STARS = ["forks", "open_issues", "watchers"]  # github-repo-stars' dimension names
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        ("with forks", ChartChange(series_add=("forks",))),
+        ("add open issues and watchers", ChartChange(series_add=("open_issues", "watchers"))),
+        ("without watchers", ChartChange(series_drop=("watchers",))),
+        (
+            "show forks but hide open-issues and watchers",
+            ChartChange(series_add=("forks",), series_drop=("open_issues", "watchers")),
+        ),
+        ("only forks, as bars", ChartChange(chart_type="bar", series_only=("forks",))),
+        ("the value only", ChartChange(series_only=())),
+        ("no series, weekly", ChartChange(granularity="weekly", series_only=())),
+    ],
+)
+def test_series_are_read_by_the_metrics_dimension_names(
+    request_text: str, expected: ChartChange
+) -> None:
+    assert read_change(request_text, STARS) == expected
+    assert expected.understood
+
+
+def test_series_change_from_the_templates_own_until_the_chart_has_its_own() -> None:
+    """A chart that never chose draws the template's chart dimensions; a change adds to or
+    takes from those, and what it chose is kept by later changes that do not name series."""
+    added = read_change("with forks", STARS).applied_to(LINE, ["watchers"])
+    assert added.series == ("watchers", "forks")
+    dropped = read_change("without watchers", STARS).applied_to(added, ["watchers"])
+    assert dropped.series == ("forks",)
+    assert read_change("as bars", STARS).applied_to(dropped, ["watchers"]).series == ("forks",)
+    assert read_change("value only", STARS).applied_to(dropped).series == ()
+    assert read_change("as bars", STARS).applied_to(LINE, ["watchers"]).series is None
+
+
+def test_a_name_the_metric_lacks_is_no_series() -> None:
+    """Only the metric's own dimensions are series: other words are read as before, and
+    a request of nothing else is not understood."""
+    assert read_change("with stars and forks", ["watchers"]) == ChartChange()
+    assert not read_change("with stars", ["watchers"]).understood
