@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from schema.models import (
+    MAX_RANGE_DAYS,
     Aggregation,
     ChartSettings,
     ChartTransformer,
@@ -77,8 +78,6 @@ AGGREGATION_WORDS: dict[str, Aggregation] = {
     "unaggregated": "none",
     "individual": "none",
 }
-MAX_RANGE_DAYS = 3660
-"""The longest range a chart has (ten years): what "all time" means."""
 UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "quarter": 91, "year": 365}
 
 _ALL_TIME = re.compile(r"\b(?:all[ -]time|all (?:the )?(?:data|history|points)|everything)\b")
@@ -114,7 +113,7 @@ class ChartChange:
 
     chart_type: ChartType | None = None
     aggregation: Aggregation | None = None
-    date_range_days: int | None = None
+    date_range_days: int | Literal["all"] | None = None
     granularity: Granularity | None = None
     stacked: bool | None = None
     title: str | None = None
@@ -154,7 +153,11 @@ class ChartChange:
         try:
             return ChartSettings(
                 chart_type=self.chart_type or settings.chart_type,
-                date_range_days=self.date_range_days or settings.date_range_days,
+                date_range_days=(
+                    settings.date_range_days
+                    if self.date_range_days is None
+                    else self.date_range_days
+                ),
                 aggregation=self.aggregation or settings.aggregation,
                 granularity=self.granularity or settings.granularity,
                 stacked=settings.stacked if self.stacked is None else self.stacked,
@@ -183,16 +186,20 @@ def read_change(text: str, dimensions: Collection[str] = ()) -> ChartChange:
     if unstacked or re.search(r"\bstacked\b", lowered):
         change = replace(change, stacked=not unstacked)
     ranges = _RANGE.findall(lowered)
-    if _ALL_TIME.search(lowered):  # the design's dateRange "all": the longest range there is
+    if _ALL_TIME.search(lowered):  # the design's dateRange "all": no bound at all
         ranges.append(("", "all"))
         lowered = _ALL_TIME.sub(" ", lowered)
     if len(ranges) > 1:
         raise ChartRequestError(f"{text!r} names {len(ranges)} date ranges: name one")
     if ranges:
         count, unit = ranges[0]
-        days = MAX_RANGE_DAYS if unit == "all" else int(count or 1) * UNIT_DAYS[unit]
-        if not 1 <= days <= MAX_RANGE_DAYS:
-            raise ChartRequestError(f"a chart's range is 1 to {MAX_RANGE_DAYS} days, not {days}")
+        days: int | Literal["all"] = "all"
+        if unit != "all":
+            days = int(count or 1) * UNIT_DAYS[unit]
+            if not 1 <= days <= MAX_RANGE_DAYS:
+                raise ChartRequestError(
+                    f"a chart's range is 1 to {MAX_RANGE_DAYS} days or all time, not {days}"
+                )
         change = replace(change, date_range_days=days)
         lowered = _RANGE.sub(" ", lowered)
     buckets = {_bucket(a or b) for a, b in _BUCKET.findall(lowered)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from agents.pipeline import Incoming, Send, Stage, dead_letter
 from agents.services import Services
 from schema import catalog, rollups
-from schema.models import ChartConfig, ChartTransformer, DashboardMetric
+from schema.models import ChartConfig, ChartTransformer, DashboardMetric, range_start
 from streams import metrics
 from streams.messages import ChartConfigMessage, MetricUpdated
 
@@ -48,7 +48,7 @@ class ChartStage(Stage[MetricUpdated]):
                 rollup = rollups.for_chart(
                     dm.date_range_days, ct.preferences.get("granularity"), dm.aggregation
                 )
-                since = now - timedelta(days=dm.date_range_days)
+                since = range_start(dm.date_range_days, now)
                 series = await rollups.read_series(
                     conn, dm.metric_id, since, rollup, dm.aggregation
                 )

@@ -26,7 +26,7 @@ the old one) and the template's metrics are polled again.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -56,6 +56,7 @@ from schema.models import (
     MetricTemplate,
     MetricTransformer,
     TransformerLanguage,
+    range_start,
 )
 from streams.messages import Alert, BackfillProgress, CodegenRequest, PollDue
 from templates import get_template
@@ -397,7 +398,7 @@ class CodegenStage(Stage[CodegenRequest]):
             rollup = rollups.for_chart(
                 settings.date_range_days, settings.granularity, settings.aggregation
             )
-            since = datetime.now(UTC) - timedelta(days=settings.date_range_days)
+            since = range_start(settings.date_range_days, datetime.now(UTC))
             series = await rollups.read_series(
                 conn, dm.metric_id, since, rollup, settings.aggregation
             )

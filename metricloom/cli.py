@@ -35,12 +35,12 @@ from metricloom.choices import AggregationChoice, ChartTypeChoice
 from metricloom.console import (
     Json,
     Org,
+    days_or_all,
     describe,
     fail,
     in_transaction,
     print_json,
     run_command,
-    within,
 )
 from schema.exceptions import MetricloomError
 from schema.models import ChartType, PollFrequency
@@ -472,8 +472,11 @@ def dashboard_add(
     dashboard: Annotated[str, typer.Option(help="Dashboard id.")],
     chart_type: Annotated[ChartTypeChoice | None, typer.Option(help="The chart's type.")] = None,
     days: Annotated[
-        int, typer.Option(help="Date range in days, 1 to 3660.", callback=within(1, 3660))
-    ] = 30,
+        str,
+        typer.Option(
+            help="Date range in days, 1 to 3660, or all (all time).", callback=days_or_all
+        ),
+    ] = "30",
     aggregation: Annotated[
         AggregationChoice, typer.Option(help="How points are aggregated.")
     ] = AggregationChoice.LAST,

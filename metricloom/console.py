@@ -41,10 +41,17 @@ FAILED = 1
 """Exit status of a runtime failure."""
 
 
-def _organization(value: str) -> str:
+def is_organization_id(value: str) -> bool:
+    """Whether ``value`` can name an organisation (its topics and its principal)."""
     from streams.topics import ORGANIZATION_ID, RESERVED_PRINCIPALS
 
-    if not ORGANIZATION_ID.match(value) or value in RESERVED_PRINCIPALS:
+    return bool(ORGANIZATION_ID.match(value)) and value not in RESERVED_PRINCIPALS
+
+
+def _organization(value: str | None) -> str | None:
+    from streams.topics import RESERVED_PRINCIPALS
+
+    if value is not None and not is_organization_id(value):
         raise typer.BadParameter(
             f"{value!r} is not an organisation id: 1-63 of a-z 0-9 _ - starting with a"
             f" letter or digit, not {', '.join(sorted(RESERVED_PRINCIPALS))}"
@@ -63,9 +70,26 @@ def within(low: int, high: int) -> Callable[[int], int]:
     return check
 
 
+def days_or_all(value: str) -> int | str:
+    """A chart's range option: days, 1 to 3660, or ``all`` (all time)."""
+    if value.strip().lower() == "all":
+        return "all"
+    try:
+        days = int(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a number of days: give 1 to 3660, or all"
+        ) from None
+    return within(1, 3660)(days)
+
+
 Org = Annotated[
     str,
     typer.Option("--org", help="The organisation (its id).", callback=_organization),
+]
+OptionalOrg = Annotated[
+    str | None,
+    typer.Option("--org", help="The organisation of lines that name none.", callback=_organization),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of a table.")]
 

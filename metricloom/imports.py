@@ -26,12 +26,12 @@ from typing import Annotated, Any
 from uuid import UUID, uuid5
 
 import typer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from metricloom.apps import metric_app
-from metricloom.console import Org, describe, fail, print_json
+from metricloom.console import OptionalOrg, describe, fail, is_organization_id, print_json
 from schema.exceptions import MetricloomError
-from schema.models import Aggregation, ChartType, PollFrequency, StorableText
+from schema.models import Aggregation, ChartType, DateRange, PollFrequency, StorableText
 from streams.messages import (
     COMMAND_NAMESPACE,
     CommandBase,
@@ -43,16 +43,9 @@ from streams.messages import (
 from streams.settings import get_settings
 
 MAX_LINES = 100_000
-CSV_FIELDS = (
-    "template_id",
-    "poll_frequency",
-    "connection_id",
-    "dashboard_id",
-    "chart_type",
-    "date_range_days",
-    "aggregation",
-    "title",
-)
+METRIC_FIELDS = ("organization_id", "template_id", "poll_frequency", "connection_id")
+CHART_FIELDS = ("dashboard_id", "chart_type", "date_range_days", "aggregation", "title")
+CSV_FIELDS = METRIC_FIELDS + CHART_FIELDS
 """A CSV's columns besides ``params.NAME`` (one per template parameter); empty cells are
 left out."""
 
@@ -64,7 +57,7 @@ class ImportedChart(BaseModel):
 
     dashboard_id: Annotated[StorableText, Field(min_length=1, max_length=200)]
     chart_type: ChartType | None = None
-    date_range_days: int = Field(30, ge=1, le=3660)
+    date_range_days: DateRange = 30
     aggregation: Aggregation = "last"
     title: Annotated[StorableText, Field(max_length=200)] | None = None
 
@@ -74,11 +67,20 @@ class ImportedMetric(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    organization_id: str | None = None
+    """The metric's organisation; the import's ``--org`` where a line gives none."""
     template_id: Text
     params: dict[Text, Text] = Field(default_factory=dict)
     poll_frequency: PollFrequency | None = None
     connection_id: UUID | None = None
     dashboard: ImportedChart | None = None
+
+    @field_validator("organization_id")
+    @classmethod
+    def _an_organisation(cls, value: str | None) -> str | None:
+        if value is not None and not is_organization_id(value):
+            raise ValueError(f"{value!r} is not an organisation id")
+        return value
 
     def commands(self, org: str) -> list[CommandBase]:
         """The metric's create_metric (the same metric, the same id: the frequency is not
@@ -133,17 +135,17 @@ def _csv_rows(text: str) -> list[tuple[int, dict[str, Any] | str]]:
                 k.removeprefix("params."): v for k, v in cells.items() if k.startswith("params.")
             }
         }
-        chart = {k: cells[k] for k in CSV_FIELDS[3:] if k in cells}
+        chart = {k: cells[k] for k in CHART_FIELDS if k in cells}
         if chart:
             entry["dashboard"] = chart
-        entry |= {k: cells[k] for k in CSV_FIELDS[:3] if k in cells}
+        entry |= {k: cells[k] for k in METRIC_FIELDS if k in cells}
         rows.append((reader.line_num, entry))
     return rows
 
 
-def read_import_file(path: Path, org: str) -> list[CommandBase]:
-    """The commands of an import file, each once, in file order (a metric before its chart);
-    ValueError naming the first bad line."""
+def read_import_file(path: Path, org: str | None) -> list[CommandBase]:
+    """The commands of an import file, each once, in file order (a metric before its chart),
+    each for its line's organisation or else ``org``; ValueError naming the first bad line."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -163,7 +165,10 @@ def read_import_file(path: Path, org: str) -> list[CommandBase]:
                 metric = ImportedMetric.model_validate(entry)
         except ValidationError as exc:
             raise ValueError(f"{path}:{number}: {describe(exc)}") from exc
-        for command in metric.commands(org):
+        owner = metric.organization_id or org
+        if owner is None:
+            raise ValueError(f"{path}:{number}: no organisation: give organization_id or --org")
+        for command in metric.commands(owner):
             commands.setdefault(command.command_id, command)
     if not commands:
         raise ValueError(f"{path} holds no metric (one per line)")
@@ -173,23 +178,34 @@ def read_import_file(path: Path, org: str) -> list[CommandBase]:
 @metric_app.command("import")
 def metric_import(
     file: Annotated[Path, typer.Argument(help="JSON Lines, or CSV: one metric per line.")],
-    org: Org,
+    org: OptionalOrg = None,
     timeout: Annotated[
         float, typer.Option(min=1.0, help="Seconds to wait for all the worker's answers.")
     ] = 300.0,
 ) -> None:
-    """Create the metrics a file lists (`{"template_id": ..., "params": {...},
-    "poll_frequency": ..., "connection_id": ..., "dashboard": {"dashboard_id": ...}}` per
-    line, or CSV columns). Importing again creates nothing twice. Prints one JSON summary;
-    exit 1 if anything was rejected (each is listed)."""
+    """Create the metrics a file lists (`{"organization_id": ..., "template_id": ...,
+    "params": {...}, "poll_frequency": ..., "connection_id": ..., "dashboard":
+    {"dashboard_id": ...}}` per line, or CSV columns; a line without organization_id is
+    --org's). Importing again creates nothing twice. Prints one JSON summary; exit 1 if
+    anything was rejected (each is listed)."""
     try:
         commands = read_import_file(file, org)
     except ValueError as exc:
         fail(str(exc), 2)
     from streams.client import CommandTimeoutError, send_commands
 
+    by_org: dict[str, list[CommandBase]] = {}
+    for command in commands:  # one organisation's commands at a time, each in file order
+        by_org.setdefault(command.organization_id, []).append(command)
+
+    async def send_all() -> dict[UUID, CommandResult]:
+        results: dict[UUID, CommandResult] = {}
+        for batch in by_org.values():
+            results |= await send_commands(get_settings(), batch, timeout)
+        return results
+
     try:
-        results = asyncio.run(send_commands(get_settings(), commands, timeout))
+        results = asyncio.run(send_all())
     except CommandTimeoutError as exc:
         fail(f"{exc} (is `metricloom worker` running?)")
     except MetricloomError as exc:

@@ -106,7 +106,7 @@ def dashboard_list(org: Org, json: Json = False) -> None:
             "chart": c.id,
             "metric": c.metric_id,
             "type": c.chart_type,
-            "days": c.date_range_days,
+            "days": "all" if c.date_range_days is None else c.date_range_days,
             "aggregation": c.aggregation,
             "version": c.transformer_version,
             "drawn_at": c.graph_config_at,

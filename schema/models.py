@@ -19,6 +19,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -141,6 +142,30 @@ MAX_RAW_POINTS = 5000
 """A raw (``none``) chart draws at most this many points: the range's newest."""
 Granularity = Literal["hourly", "daily", "weekly", "monthly"]
 """A chart's buckets: the rollups, and calendar months read from the daily one."""
+MAX_RANGE_DAYS = 3660
+"""The longest finite range a chart has (ten years)."""
+
+
+def _all_time(value: object) -> object:
+    return None if value == "all" else value
+
+
+RangeDays = Annotated[int, Field(ge=1, le=MAX_RANGE_DAYS)]
+DateRange = Annotated[
+    RangeDays | None,
+    BeforeValidator(_all_time, json_schema_input_type=RangeDays | Literal["all"] | None),
+]
+"""A chart's range: days back from now, or None for all time (the design's dateRange
+``"all"``, which is accepted for it): every point the metric has, without a bound."""
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+"""No point is older (``DataPoint`` refuses it): where an all-time range starts."""
+
+
+def range_start(days: int | None, now: datetime) -> datetime:
+    """Where a chart's range starts."""
+    return EARLIEST if days is None else now - timedelta(days=days)
+
+
 MAX_HOURLY_DAYS = 92
 """Hourly buckets draw at most this many days (2,208 points); longer ranges take days."""
 _COLOR = re.compile(r"^var\(--chart-([1-9]|1[0-2])\)$")
@@ -738,7 +763,7 @@ class DashboardMetric(BaseModel):
     metric_id: UUID
     title: str
     chart_type: ChartType
-    date_range_days: int = Field(ge=1, le=3660)
+    date_range_days: DateRange
     aggregation: Aggregation = "last"
 
 
@@ -751,7 +776,7 @@ class ChartSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     chart_type: ChartType
-    date_range_days: int = Field(ge=1, le=3660)
+    date_range_days: DateRange
     aggregation: Aggregation
     granularity: Granularity | None = None
     stacked: bool = False
@@ -763,10 +788,12 @@ class ChartSettings(BaseModel):
 
     @model_validator(mode="after")
     def _hourly_within_reach(self) -> ChartSettings:
-        if self.granularity == "hourly" and self.date_range_days > MAX_HOURLY_DAYS:
+        days = self.date_range_days
+        if self.granularity == "hourly" and (days is None or days > MAX_HOURLY_DAYS):
             raise ValueError(
                 f"hourly buckets draw at most {MAX_HOURLY_DAYS} days, not"
-                f" {self.date_range_days}: ask for daily or weekly, or a shorter range"
+                f" {'all time' if days is None else days}: ask for daily or weekly, or a"
+                " shorter range"
             )
         return self
 
@@ -778,7 +805,7 @@ class ChartTransformer(BaseModel):
     organization_id: str
     code: str
     chart_type: ChartType
-    date_range_days: int
+    date_range_days: int | None
     aggregation: str
     preferences: dict[str, Any] = Field(default_factory=dict)
     user_prompt: str | None = None

@@ -72,18 +72,29 @@ NUMERIC_DIMENSIONS = (
 boolean and null dimensions are not aggregated."""
 
 
-def for_chart(date_range_days: int, granularity: str | None, aggregation: str) -> Rollup:
-    """What a chart with these settings reads: the raw points for aggregation ``none``,
-    else :func:`pick`'s rollup."""
-    return RAW if aggregation == "none" else pick(date_range_days, granularity)
+RAW_RANGE_DAYS = 1
+"""A chart of at most this many days that asks for no buckets reads the points themselves
+(at most 96 for the frequent tier): the design's raw points for short ranges."""
 
 
-def pick(date_range_days: int, granularity: str | None = None) -> Rollup:
+def for_chart(date_range_days: int | None, granularity: str | None, aggregation: str) -> Rollup:
+    """What a chart with these settings reads: the raw points for aggregation ``none`` and
+    for a short range without buckets asked for, else :func:`pick`'s rollup."""
+    if aggregation == "none":
+        return RAW
+    if granularity is None and date_range_days is not None and date_range_days <= RAW_RANGE_DAYS:
+        return RAW
+    return pick(date_range_days, granularity)
+
+
+def pick(date_range_days: int | None, granularity: str | None = None) -> Rollup:
     """The rollup a chart reads: the one its settings ask for, else the coarsest that still
     draws the range well (and reads the fewest rows): hours up to two days, days up to about
-    three months, weeks beyond."""
+    three months, weeks beyond (and for all time)."""
     if granularity is not None:
         return next(r for r in (*ROLLUPS, MONTHLY) if r.name == granularity)
+    if date_range_days is None:
+        return ROLLUPS[2]
     if date_range_days <= 2:
         return ROLLUPS[0]
     if date_range_days <= 92:
@@ -259,7 +270,7 @@ async def read_series(
     (a summed chart sums its second series too) and each other dimension's last value;
     the other aggregates ride along for the chart transformer, the dimensions' in
     ``dimension_stats``."""
-    if aggregation == "none":
+    if aggregation == "none" or rollup is RAW:
         return await read_raw(conn, metric_id, since)
     async with conn.cursor(row_factory=tuple_row) as cur:  # tuples: a third cheaper to build
         await cur.execute(READ[rollup.name], {"metric_id": metric_id, "since": since})

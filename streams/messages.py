@@ -19,6 +19,7 @@ from schema.models import (
     ChartSettings,
     ChartType,
     DataPoint,
+    DateRange,
     PollFrequency,
     StorableText,
 )
@@ -81,7 +82,8 @@ class CreateDashboardMetric(CommandBase):
     metric_id: UUID
     title: Annotated[StorableText, Field(max_length=200)] | None = None
     chart_type: ChartType | None = None
-    date_range_days: int = Field(30, ge=1, le=3660)
+    date_range_days: DateRange = 30
+    """Days back from now; ``"all"`` (or null): all time."""
     aggregation: Aggregation = "last"
     dashboard_metric_id: UUID | None = None
 

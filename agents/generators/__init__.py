@@ -40,7 +40,8 @@ class ChartCodeTask:
     title: str
     chart_type: str
     aggregation: str
-    date_range_days: int
+    date_range_days: int | None
+    """None: all time."""
     granularity: str
     sample: list[dict[str, Any]]
     current_code: str | None = None

@@ -121,7 +121,7 @@ async def test_what_cannot_be_done_is_refused_and_a_no_op_makes_no_version(
         "a bar and a line": "'a bar and a line' names several chart types (bar, line): name one",
         "hourly for the last year": "hourly buckets draw at most 92 days, not 365:"
         " ask for daily or weekly, or a shorter range",
-        "the last 20 years": "a chart's range is 1 to 3660 days, not 7300",
+        "the last 20 years": "a chart's range is 1 to 3660 days or all time, not 7300",
     }
     for words, error in refusals.items():
         result = await change(kafka, chart_id, words)
@@ -136,7 +136,8 @@ async def test_what_cannot_be_done_is_refused_and_a_no_op_makes_no_version(
 
 async def test_raw_points_over_all_time(worker: WorkerProcess, kafka: Kafka, db_conn: Any) -> None:
     """The design's ``aggregation: none`` and ``dateRange: all``: the chart draws the
-    points themselves (labelled to the minute) over the longest range there is."""
+    points themselves (labelled to the minute), with no bound on the range (stored as
+    null, not as a longest number of days)."""
     _, chart_id = await charted_metric(kafka, ORG, "change-raw")
     result = await change(kafka, chart_id, "raw points over all time, as bars")
     assert result["status"] == "accepted", result
@@ -144,7 +145,8 @@ async def test_raw_points_over_all_time(worker: WorkerProcess, kafka: Kafka, db_
     assert drawn["config"]["description"] == "every point"
     assert all(len(row["date"]) == 16 for row in drawn["config"]["chartData"])  # to the minute
     row = await chart_row(db_conn, chart_id)
-    assert (row["aggregation"], row["date_range_days"]) == ("none", 3660)
+    assert (row["aggregation"], row["date_range_days"]) == ("none", None)
+    assert row["preferences"]["date_range_days"] is None
 
 
 async def test_series_are_picked_by_the_metrics_dimension_names(

@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from yoyo import get_backend, read_migrations
 
 from schema import rollups
-from schema.models import DataPoint
+from schema.models import DataPoint, range_start
 from schema.points import MetricPoints, write_points
 from schema.roles import grant_application_role
 from tests.conftest import ROOT, admin_url, free_port, migrated_database
@@ -304,6 +304,33 @@ async def test_chart_reads_pick_the_coarsest_rollup_that_fits(db_conn: Any) -> N
     }  # fmt: skip
     summed = await rollups.read_series(db_conn, metric_id, START, rollups.pick(30), "sum")
     assert summed[0]["dimensions"]["forks"] == float(sum(i // 10 for i in range(96)))
+
+
+async def test_all_time_reads_every_point_and_a_day_reads_the_points_themselves(
+    db_conn: Any,
+) -> None:
+    """The design's dateRange "all" (None) has no bound: a point from 2010 is drawn, which
+    the longest finite range (3,660 days) leaves out. A one-day chart without buckets asked
+    for reads the raw points, fresh, whatever its aggregation."""
+    metric_id = uuid.uuid4()
+    now = datetime.now(UTC).replace(microsecond=0)
+    old = DataPoint(timestamp=datetime(2010, 6, 1, tzinfo=UTC), value=1.0)
+    recent = [DataPoint(timestamp=now - timedelta(minutes=m), value=float(m)) for m in (30, 15)]
+    async with db_conn.transaction():
+        await write_points(db_conn, [MetricPoints(metric_id, [old, *recent])])
+    every = rollups.for_chart(None, None, "sum")
+    assert every.name == "weekly"
+    series = await rollups.read_series(db_conn, metric_id, range_start(None, now), every, "sum")
+    assert series[0]["timestamp"] <= old.timestamp and series[0]["value"] == 1.0
+    ten_years = await rollups.read_series(db_conn, metric_id, range_start(3660, now), every, "sum")
+    assert sum(row["value"] for row in ten_years) == 45.0  # the 2010 point is out of range
+
+    day = rollups.for_chart(1, None, "sum")
+    assert day is rollups.RAW and rollups.for_chart(1, "hourly", "sum").name == "hourly"
+    points = await rollups.read_series(db_conn, metric_id, range_start(1, now), day, "sum")
+    assert [(row["timestamp"], row["value"]) for row in points] == [
+        (p.timestamp, p.value) for p in recent
+    ]
 
 
 async def _truth(

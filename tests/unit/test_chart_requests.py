@@ -28,8 +28,8 @@ LINE = ChartSettings(chart_type="line", date_range_days=30, aggregation="last")
         ("per hour over the last week", ChartChange(None, None, 7, "hourly")),
         ("nicer colours please", ChartChange()),
         ("monthly totals over the last year", ChartChange(None, "sum", 365, "monthly")),
-        ("the raw points of all time", ChartChange(None, "none", 3660)),
-        ("everything, unaggregated", ChartChange(None, "none", 3660)),
+        ("the raw points of all time", ChartChange(None, "none", "all")),
+        ("everything, unaggregated", ChartChange(None, "none", "all")),
         ("stacked bars", ChartChange(chart_type="bar", stacked=True)),
         ("side by side, not stacked", ChartChange(stacked=False)),
         # a title in quotes is taken whole: its words are not read as settings
@@ -50,7 +50,7 @@ def test_requests_are_read_into_changes(request_text: str, expected: ChartChange
         ("a bar and a line", "names several chart types (bar, line): name one"),
         ("averages and totals", "names several aggregations (avg, sum): name one"),
         ("last 7 days and past 2 weeks", "names 2 date ranges"),
-        ("last 20 years", "a chart's range is 1 to 3660 days, not 7300"),
+        ("last 20 years", "a chart's range is 1 to 3660 days or all time, not 7300"),
     ],
 )
 def test_contradictions_and_unbuilt_buckets_are_refused(request_text: str, message: str) -> None:

@@ -66,6 +66,10 @@ def _one_line(done: subprocess.CompletedProcess[bytes]) -> str:
             "1 to 3660",
         ),
         (
+            ["dashboard", "add", METRIC, "--org", "o", "--dashboard", "d", "--days", "forever"],
+            "'forever' is not a number of days: give 1 to 3660, or all",
+        ),
+        (
             ["dashboard", "add", METRIC, "--org", "o", "--dashboard", "d", "--aggregation", "mean"],
             "'sum', 'avg', 'min', 'max', 'last', 'count'",
         ),

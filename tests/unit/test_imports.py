@@ -3,6 +3,7 @@ change between runs."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,26 @@ def test_a_csv_with_an_unknown_column_is_refused(tmp_path: Path) -> None:
     path.write_text("template_id,repo\ngithub-repo-stars,b\n")
     with pytest.raises(ValueError, match=r"unknown column\(s\) \['repo'\]"):
         read_import_file(path, "acme")
+
+
+def test_each_line_may_name_its_organisation(tmp_path: Path) -> None:
+    """The design's import names the organisation per line; --org is for lines that name
+    none, and a line with neither, or with no valid id, is refused naming the line."""
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "organization_id,template_id,params.OWNER,params.REPO,dashboard_id,date_range_days\n"
+        "beta,github-repo-stars,a,b,main,all\n"
+        ",github-repo-stars,a,b,,\n"
+    )
+    beta, chart, default = read_import_file(path, "acme")
+    assert (beta.organization_id, chart.organization_id) == ("beta", "beta")
+    assert isinstance(chart, CreateDashboardMetric) and chart.date_range_days is None  # all
+    assert default.organization_id == "acme"
+    with pytest.raises(
+        ValueError, match=re.escape("m.csv:3: no organisation: give organization_id or --org")
+    ):
+        read_import_file(path, None)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"organization_id": "Acme Corp", "template_id": "t"}\n')
+    with pytest.raises(ValueError, match=re.escape("bad.jsonl:1: organization_id")):
+        read_import_file(bad, "acme")
