@@ -166,3 +166,14 @@ def test_the_prompt_asks_for_the_chosen_language() -> None:
         task = MetricCodeTask(template, {"stargazers_count": 1}, {}, language=language)  # type: ignore[arg-type]
         system = metric_messages(task)[0]["content"]
         assert wanted in system and unwanted not in system
+
+
+def test_a_snapshot_template_asks_the_model_for_one_point_of_the_rows() -> None:
+    """The model is told what the offline generator does for a snapshot: one point at the
+    poll's time whose value counts the rows and whose ``rows`` dimension holds them."""
+    snapshot = get_template("sheets-snapshot")
+    task = MetricCodeTask(snapshot, {"values": [["a", 1]]}, {"fetched_at": "2026-01-01"})
+    system_and_user = " ".join(m["content"] for m in metric_messages(task))
+    assert "ONE snapshot, not a series: return exactly one point" in system_and_user
+    assert '{"rows": the kept rows, as they are}' in system_and_user
+    assert "The point's value is at" not in system_and_user
