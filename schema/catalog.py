@@ -688,10 +688,11 @@ async def get_chart(
     if row is None:
         return None
     requested = dict(row["requested"] or {})  # type: ignore[call-overload]
-    merged = {**requested, **{k: v for k, v in row.items() if v is not None}}
-    dm = DashboardMetric.model_validate(merged)
-    if row["code"] is None:
-        return dm, None
+    chart = {k: v for k, v in row.items() if k != "requested"}
+    if row["code"] is None:  # not drawn yet: the settings it was added with
+        present = {k: v for k, v in chart.items() if v is not None}
+        return DashboardMetric.model_validate({**requested, **present}), None
+    dm = DashboardMetric.model_validate(chart)  # its transformer's (a null range: all time)
     return dm, ChartTransformer.model_validate({**row, "dashboard_metric_id": row["id"]})
 
 

@@ -168,7 +168,9 @@ CHARTS = """
 SELECT d.id, d.dashboard_id, d.metric_id, d.title, d.graph_config, d.graph_config_at,
        d.created_at,
        coalesce(c.chart_type, d.preferences->>'chart_type') AS chart_type,
-       coalesce(c.date_range_days, (d.preferences->>'date_range_days')::int) AS date_range_days,
+       CASE WHEN c.dashboard_metric_id IS NULL  -- null in the row is all time, not unknown
+            THEN (d.preferences->>'date_range_days')::int ELSE c.date_range_days
+       END AS date_range_days,
        coalesce(c.aggregation, d.preferences->>'aggregation') AS aggregation,
        c.version AS transformer_version, c.user_prompt
 FROM dashboard_metrics d

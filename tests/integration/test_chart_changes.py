@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from schema import reads
 from streams.messages import ChangeChart
 from tests.conftest import WorkerProcess
 from tests.integration.conftest import Kafka
@@ -147,6 +148,23 @@ async def test_raw_points_over_all_time(worker: WorkerProcess, kafka: Kafka, db_
     row = await chart_row(db_conn, chart_id)
     assert (row["aggregation"], row["date_range_days"]) == ("none", None)
     assert row["preferences"]["date_range_days"] is None
+
+    # a later change that names no range keeps all time (not the range it was added with)
+    result = await change(kafka, chart_id, "as lines")
+    assert result["status"] == "accepted", result
+    await kafka.wait_for(  # a line of every point: after this change, not the first chart
+        "chart-configs",
+        lambda v: (
+            v["dashboard_metric_id"] == str(chart_id)
+            and (v["config"]["chartType"], v["config"]["description"]) == ("line", "every point")
+        ),
+        120,
+        ORG,
+    )
+    row = await chart_row(db_conn, chart_id)
+    assert (row["chart_type"], row["date_range_days"], row["version"]) == ("line", None, 3)
+    [listed] = [c for c in await reads.charts(db_conn, ORG) if c.id == chart_id]
+    assert listed.date_range_days is None  # what `metricloom dashboard list` shows as all
 
 
 async def test_series_are_picked_by_the_metrics_dimension_names(
