@@ -433,6 +433,7 @@ class CodegenStage(Stage[CodegenRequest]):
             sample=[{**row, "timestamp": row["timestamp"].isoformat()} for row in series],
             current_code=current.code if current else None,
             user_prompt=request.user_prompt,
+            series=tuple(stored["series_dimensions"]),
         )
         try:
             outcome, _ = await generate_chart(services, self.generator(services), task, preferences)

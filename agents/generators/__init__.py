@@ -47,6 +47,8 @@ class ChartCodeTask:
     current_code: str | None = None
     user_prompt: str | None = None
     feedback: list[str] = field(default_factory=list)
+    series: tuple[str, ...] = ()
+    """The dimensions to draw as series besides value (preferences.series_dimensions)."""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ fresh for each prompt and absent from the untrusted text, and named by the instr
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import secrets
 from collections.abc import Iterator
@@ -65,6 +67,7 @@ def _chart_task(text: str = INJECTION) -> ChartCodeTask:
         current_code=f"# CHART {text}\ndef transform(points, preferences):\n    return {{}}\n",
         user_prompt=f"REQUEST {text}",
         feedback=[f"CHART-ERROR {text}"],
+        series=(f"SERIES {text}",),
     )
 
 
@@ -124,9 +127,17 @@ def test_chart_prompt_quotes_every_untrusted_input() -> None:
     are each inside a block and nowhere else."""
     messages = chart_messages(_chart_task())
     blocks, outside = _blocks(messages)
-    assert set(blocks) == {"title", "data_points", "current_code", "change_request", "rejections"}
+    assert set(blocks) == {
+        "title",
+        "series",
+        "data_points",
+        "current_code",
+        "change_request",
+        "rejections",
+    }
     for name, marker in [
         ("title", "TITLE"),
+        ("series", "SERIES"),
         ("data_points", "ROW"),
         ("current_code", "# CHART"),
         ("change_request", "REQUEST"),
@@ -135,6 +146,18 @@ def test_chart_prompt_quotes_every_untrusted_input() -> None:
         assert f"{marker} {INJECTION}" in blocks[name]
     assert INJECTION not in outside
     assert "Chart type: line; aggregation: last" in outside
+
+
+def test_chart_prompt_asks_for_exactly_the_series_the_validator_requires() -> None:
+    """The model is told to draw the stored series and no other dimension, as
+    validation.validate_chart_code demands; the old "multi-series from dimensions" invitation,
+    which the validator would now reject, is gone."""
+    messages = chart_messages(dataclasses.replace(_chart_task("x"), series=("forks", "watchers")))
+    blocks, _ = _blocks(messages)
+    assert json.loads(blocks["series"]) == ["forks", "watchers"]
+    system = messages[0]["content"]
+    assert "exactly the dimensions named in" in system and "no other" in system
+    assert "multi-series charts from dimensions" not in system
 
 
 @pytest.mark.parametrize(
