@@ -98,6 +98,10 @@ _NO_SERIES = re.compile(
 )
 _DROP_WORDS = {"without", "hide", "remove", "drop", "no", "not", "minus", "except", "exclude"}
 _ONLY_WORDS = {"only", "just"}
+_TRAILING_ONLY = {"only", "alone"}
+_NEGATED_VERB = re.compile(
+    r"\b(?:do not|don['’]?t|never|stop|no longer)\s+(?:show|display|draw|plot|include)\w*"
+)
 _CONNECTIVES = {"and", "or", "nor", "the", "a", "an", "series", "also", "both", "of", "as", "well"}
 _UNSTACKED = re.compile(r"\b(?:unstacked|not stacked|side by side)\b")
 _TARGET = re.compile(r"\b(?:to|into|as)\s+(?:(?:an?|the)\s+)?([a-z]+)")
@@ -223,9 +227,12 @@ def _read_series(
 ) -> tuple[ChartChange, str]:
     """The series a request names, and the request with their names taken out. Each name
     is added, unless the last word before it (connectives and other names aside) drops it
-    ("without", "hide", "no", "not") or keeps only it ("only", "just")."""
+    ("without", "hide", "no", "not", "don't show", "stop showing") or keeps only it
+    ("only", "just"), or the words after it keep only it ("forks only", "forks alone").
+    After "value only", a name added means value and that name ("value only with forks")."""
     if not dimensions:
         return change, lowered
+    lowered = _NEGATED_VERB.sub(" without ", lowered)
     names = sorted(dimensions, key=len, reverse=True)  # "open_issues" before "issues"
     spelled = "|".join(
         re.escape(n.lower()).replace("_", "[ _-]").replace(r"\-", "[ _-]") for n in names
@@ -235,19 +242,24 @@ def _read_series(
     found: dict[str, list[str]] = {"add": [], "drop": [], "only": []}
     mode = "add"
     position = 0
+    run: list[str] = []  # the names added since the last word that was not a connective
     for match in mention.finditer(lowered):
         for word in _WORD.findall(lowered[position : match.start()]):
-            if word in _DROP_WORDS:
-                mode = "drop"
-            elif word in _ONLY_WORDS:
-                mode = "only"
-            elif word not in _CONNECTIVES:
-                mode = "add"
-        found[mode].append(by_spelling[re.sub(r"[ _-]", "_", match.group(1))])
+            if word in _CONNECTIVES:
+                continue
+            run = []
+            mode = "drop" if word in _DROP_WORDS else "only" if word in _ONLY_WORDS else "add"
+        name = by_spelling[re.sub(r"[ _-]", "_", match.group(1))]
+        found[mode].append(name)
         position = match.end()
+        run.append(name)
+        after = [w for w in _WORD.findall(lowered[position:]) if w not in _CONNECTIVES]
+        if mode == "add" and after[:1] and after[0] in _TRAILING_ONLY:  # "forks only"
+            found["only"] += run
+            found["add"] = [n for n in found["add"] if n not in run]
     if not any(found.values()):
         return change, lowered
-    if found["only"]:
+    if found["only"] or (change.series_only == () and found["add"]):
         change = replace(change, series_only=tuple(dict.fromkeys(found["only"] + found["add"])))
     else:
         change = replace(

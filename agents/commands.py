@@ -28,7 +28,7 @@ from agents.services import Services
 from schema import catalog, jobs, ledger, lifecycle, rollups
 from schema.db import Conn, savepoint
 from schema.exceptions import InvalidDataError
-from schema.models import ChartSettings, DashboardMetric, Metric
+from schema.models import ChartSettings, DashboardMetric, Metric, MetricTemplate
 from streams.messages import (
     COMMAND_ADAPTER,
     COMMAND_NAMESPACE,
@@ -407,7 +407,11 @@ async def _create_dashboard_metric(conn: Conn, command: CreateDashboardMetric) -
         raise CommandRejectedError(
             f"organisation {command.organization_id!r} has no metric {command.metric_id}"
         )
-    template = get_template(metric.template_id)
+    template = _template_or_none(metric.template_id)
+    if template is None:
+        raise CommandRejectedError(
+            f"metric {metric.id}'s template {metric.template_id!r} is no longer configured"
+        )
     dm = DashboardMetric(
         id=command.resolved_dashboard_metric_id(),
         organization_id=command.organization_id,
@@ -463,7 +467,7 @@ async def _change_chart(conn: Conn, command: ChangeChart, with_model: bool) -> l
         )
     dm, current = found
     metric = await catalog.get_metric(conn, dm.metric_id, dm.organization_id)
-    template = get_template(metric.template_id) if metric else None
+    template = _template_or_none(metric.template_id) if metric else None
     try:
         change = read_change(command.request, template.dimension_names() if template else ())
         settings = change.applied_to(
@@ -471,6 +475,9 @@ async def _change_chart(conn: Conn, command: ChangeChart, with_model: bool) -> l
         )
     except ChartRequestError as exc:
         raise CommandRejectedError(str(exc)) from exc
+    asked = (*(change.series_only or ()), *change.series_add)
+    if asked:
+        await _refuse_undrawable(conn, dm, asked)
     if not change.understood and not with_model:
         raise CommandRejectedError(
             f"nothing in {command.request!r} can be done without a model: name "
@@ -479,6 +486,35 @@ async def _change_chart(conn: Conn, command: ChangeChart, with_model: bool) -> l
     if change.title is not None and change.title != dm.title:
         await catalog.set_chart_title(conn, dm.id, dm.organization_id, change.title)
     return _chart_requested(command, dm, "change", command.request, settings)
+
+
+def _template_or_none(template_id: str) -> MetricTemplate | None:
+    """A metric's template, or None when its file is gone (the chart is still changed by
+    type, range and aggregation; it has no dimension names to read)."""
+    try:
+        return get_template(template_id)
+    except TemplateError:
+        return None
+
+
+async def _refuse_undrawable(conn: Conn, dm: DashboardMetric, asked: Sequence[str]) -> None:
+    """Refuse series that are not a number in each of the metric's latest points: the
+    chart's code could not draw them (text dimensions, a label that is the value itself),
+    and validation would let them pass undrawn. A metric with no points yet is not judged."""
+    rows = await catalog.latest_dimensions(conn, dm.metric_id, dm.organization_id)
+    if not rows:
+        return
+    numeric = sorted({n for n in rows[0] if all(_is_number(row.get(n)) for row in rows)})
+    undrawable = [n for n in dict.fromkeys(asked) if n not in numeric]
+    if undrawable:
+        raise CommandRejectedError(
+            f"{', '.join(undrawable)} cannot be drawn: a series is a dimension that is a number"
+            f" in each of the metric's latest points ({', '.join(numeric) or 'none'} here)"
+        )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 async def _rollback(conn: Conn, command: RollbackTransformer) -> list[Send]:
@@ -524,14 +560,15 @@ async def _rollback_template(conn: Conn, command: RollbackTemplateTransformer) -
 
 async def _generate(conn: Conn, command: GenerateTransformer) -> list[Send]:
     """A template's first transformer, asked for now from a sample of its oldest active
-    metric (the accepted result names it); nothing to do when it has one. The job starts
-    afresh, so a first generation that gave up is tried again."""
+    metric (the accepted result names it); nothing to do when it has one, or when one is
+    on its way already (an open job: no second request while the first is in flight). A
+    first generation that gave up has no job left, so it is tried again."""
     try:
         template = get_template(command.template_id)
     except TemplateError as exc:
         raise CommandRejectedError(str(exc)) from exc
     if await catalog.get_metric_transformer(conn, template.id) is not None:
-        return [_accepted(command)]
+        return [_accepted(command, note="has a transformer")]
     metrics = await catalog.active_metrics(conn, template.id)
     if not metrics:
         raise CommandRejectedError(
@@ -546,9 +583,9 @@ async def _generate(conn: Conn, command: GenerateTransformer) -> list[Send]:
         metric_id=sample.id,
         organization_id=sample.organization_id,
     )
-    await jobs.reopen(
-        conn, jobs.metric_target(template.id), request.model_dump(mode="json"), datetime.now(UTC)
-    )
+    target = jobs.metric_target(template.id)
+    if not await jobs.open_job(conn, target, request.model_dump(mode="json"), datetime.now(UTC)):
+        return [_accepted(command, note="being generated already")]  # its job owns retries
     return [
         _accepted(command, metric_id=sample.id),
         Send("codegen-requests", template.id, request),

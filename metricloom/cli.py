@@ -587,8 +587,8 @@ def transformer_generate(
         result = results[command.command_id]
         if result.status != "accepted":
             state, detail = "not generated", result.error or ""
-        elif result.metric_id is None:
-            state, detail = "has a transformer", ""
+        elif result.metric_id is None:  # nothing was sent: the note says why
+            state, detail = result.note or "nothing to do", ""
         else:
             state, detail = "generating", f"from a sample of metric {result.metric_id}"
         report.append({"template_id": command.template_id, "state": state, "detail": detail})

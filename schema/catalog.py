@@ -114,6 +114,20 @@ async def get_metric(
     return Metric.model_validate(row) if row else None
 
 
+async def latest_dimensions(
+    conn: Conn, metric_id: UUID, organization_id: str, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The dimensions of a metric's latest points, newest first (only if the organisation
+    owns the metric): what a chart could draw as series."""
+    cur = await conn.execute(
+        "SELECT p.dimensions FROM metric_data_points p JOIN metrics m ON m.id = p.metric_id"
+        " WHERE p.metric_id = %s AND m.organization_id = %s ORDER BY p.ts DESC LIMIT %s",
+        (metric_id, organization_id, limit),
+    )
+    rows = await cur.fetchall()
+    return [row["dimensions"] if isinstance(row["dimensions"], dict) else {} for row in rows]
+
+
 async def metric_owners(conn: Conn, metric_ids: Iterable[UUID]) -> dict[UUID, str]:
     """The organisation of each of these metrics that exists."""
     cur = await conn.execute(

@@ -647,10 +647,12 @@ class MetricTemplate(BaseModel):
 
     def dimension_names(self) -> list[str]:
         """The dimensions its points carry by name (a chart may draw them as series):
-        its dimension paths', its labelled series' and its chart dimensions. Labels read
-        from the answer (``series_label``) are known only from the data."""
+        its dimension paths', its labelled series' but the first (that one is the point's
+        value, drawn as ``value``) and its chart dimensions. Labels read from the answer
+        (``series_label``) are known only from the data; whether a name holds numbers is
+        known only from the points (the command stage checks before a chart draws it)."""
         hints = self.hints
-        names = [*hints.dimension_paths, *hints.series, *self.chart_dimensions]
+        names = [*hints.dimension_paths, *list(hints.series)[1:], *self.chart_dimensions]
         return list(dict.fromkeys(names))
 
     def for_history(self) -> MetricTemplate:

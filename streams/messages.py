@@ -283,6 +283,8 @@ class CommandResult(Record):
     type: str | None = None
     status: Literal["accepted", "rejected"]
     error: str | None = None
+    note: str | None = Field(None, max_length=200)
+    """Why an accepted command had nothing to do ("has a transformer")."""
     metric_id: UUID | None = None
     dashboard_metric_id: UUID | None = None
     partition: int | None = None

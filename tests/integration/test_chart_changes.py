@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from schema import reads
+from schema.models import DataPoint
+from schema.points import MetricPoints, write_points
 from streams.messages import ChangeChart
 from tests.conftest import WorkerProcess
 from tests.integration.conftest import Kafka
@@ -33,11 +36,18 @@ async def chart_row(db_conn: Any, chart_id: uuid.UUID) -> dict[str, Any]:
     return row
 
 
-async def drawn_with(kafka: Kafka, chart_id: uuid.UUID, field: str, value: Any) -> Any:
-    """The chart's first config on its organisation's topic whose ``field`` is ``value``."""
+async def drawn_with(
+    kafka: Kafka, chart_id: uuid.UUID, field: str, value: Any, version: int = 1
+) -> Any:
+    """The chart's first config on its organisation's topic whose ``field`` is ``value``,
+    drawn by ``version`` or a later one (an earlier config may have drawn the same)."""
     _, drawn = await kafka.wait_for(
         "chart-configs",
-        lambda v: v["dashboard_metric_id"] == str(chart_id) and v["config"][field] == value,
+        lambda v: (
+            v["dashboard_metric_id"] == str(chart_id)
+            and v["config"][field] == value
+            and v["transformer_version"] >= version
+        ),
         120,
         ORG,
     )
@@ -187,3 +197,33 @@ async def test_series_are_picked_by_the_metrics_dimension_names(
     assert drawn["config"]["chartType"] == "bar"
     row = await chart_row(db_conn, chart_id)
     assert row["preferences"]["series_dimensions"] == ["forks"] and row["version"] == 3
+
+    result = await change(kafka, chart_id, "stop showing forks")
+    assert result["status"] == "accepted", result
+    await drawn_with(kafka, chart_id, "dataKeys", ["value"], version=4)
+    row = await chart_row(db_conn, chart_id)
+    assert row["preferences"]["series_dimensions"] == [] and row["version"] == 4
+
+
+async def test_a_series_that_is_not_a_number_is_refused(
+    worker: WorkerProcess, kafka: Kafka, db_conn: Any
+) -> None:
+    """The latest point carries watchers as text (as another transformer version could
+    write it): "watchers only" is refused in one line naming what can be drawn, and the
+    chart is unchanged; "forks only" is taken."""
+    metric_id, chart_id = await charted_metric(kafka, ORG, "change-text-series")
+    latest = DataPoint(
+        timestamp=datetime.now(UTC), value=5.0, dimensions={"forks": 2, "watchers": "n/a"}
+    )
+    async with db_conn.transaction():
+        await write_points(db_conn, [MetricPoints(metric_id, [latest])])
+    refused = await change(kafka, chart_id, "watchers only")
+    assert refused["status"] == "rejected"
+    assert refused["error"] == (
+        "watchers cannot be drawn: a series is a dimension that is a number in each of the"
+        " metric's latest points (forks here)"
+    )
+    assert (await chart_row(db_conn, chart_id))["version"] == 1
+    taken = await change(kafka, chart_id, "forks only")
+    assert taken["status"] == "accepted", taken
+    await drawn_with(kafka, chart_id, "dataKeys", ["value", "forks"], version=2)

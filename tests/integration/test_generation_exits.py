@@ -246,9 +246,12 @@ async def test_generate_writes_a_first_transformer_that_gave_up_from_a_real_samp
 ) -> None:
     """Design phase 6 (`metricloom transformer generate`): a template whose first
     generation was lost gets its transformer from a sample of its metric, which is then
-    polled; asked again, nothing is done; a template with no metric, or none of that name,
-    is refused in one line."""
+    polled; asked while the first generation is in flight, or again once done, nothing
+    more is sent; a template with no metric, or none of that name, is refused in one line."""
     [lost] = _requests(await _create(svc, "github-repo-stars", "generate-me"))
+    in_flight, requests = await _generate(svc, "github-repo-stars")
+    assert (in_flight.status, in_flight.metric_id, requests) == ("accepted", None, [])
+    assert in_flight.note == "being generated already"
     await jobs.close(conn, jobs.metric_target("github-repo-stars"))  # given up: no owner left
     assert await catalog.get_metric_transformer(conn, "github-repo-stars") is None
 
@@ -262,6 +265,7 @@ async def test_generate_writes_a_first_transformer_that_gave_up_from_a_real_samp
 
     again, requests = await _generate(svc, "github-repo-stars")
     assert (again.status, again.metric_id, requests) == ("accepted", None, [])
+    assert again.note == "has a transformer"
 
     refused, requests = await _generate(svc, "open-meteo-temperature")
     assert refused.status == "rejected" and requests == []

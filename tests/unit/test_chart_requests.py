@@ -8,6 +8,7 @@ import pytest
 
 from agents.chart_requests import ChartChange, ChartRequestError, read_change, settings_of
 from schema.models import ChartSettings, ChartTransformer, DashboardMetric
+from templates import get_template
 
 LINE = ChartSettings(chart_type="line", date_range_days=30, aggregation="last")
 
@@ -131,6 +132,18 @@ STARS = ["forks", "open_issues", "watchers"]  # github-repo-stars' dimension nam
         ("only forks, as bars", ChartChange(chart_type="bar", series_only=("forks",))),
         ("the value only", ChartChange(series_only=())),
         ("no series, weekly", ChartChange(granularity="weekly", series_only=())),
+        ("do not show forks", ChartChange(series_drop=("forks",))),
+        ("don't show watchers", ChartChange(series_drop=("watchers",))),
+        ("stop showing forks and open issues", ChartChange(series_drop=("forks", "open_issues"))),
+        (
+            "never display watchers, as bars",
+            ChartChange(chart_type="bar", series_drop=("watchers",)),
+        ),
+        ("forks only", ChartChange(series_only=("forks",))),
+        ("forks and watchers only", ChartChange(series_only=("forks", "watchers"))),
+        ("forks alone, as bars", ChartChange(chart_type="bar", series_only=("forks",))),
+        ("value only with forks", ChartChange(series_only=("forks",))),
+        ("just the value and watchers", ChartChange(series_only=("watchers",))),
     ],
 )
 def test_series_are_read_by_the_metrics_dimension_names(
@@ -157,3 +170,11 @@ def test_a_name_the_metric_lacks_is_no_series() -> None:
     a request of nothing else is not understood."""
     assert read_change("with stars and forks", ["watchers"]) == ChartChange()
     assert not read_change("with stars", ["watchers"]).understood
+
+
+def test_a_templates_series_names_leave_out_the_value_itself() -> None:
+    """Open-Meteo's first labelled series (temperature) is each point's value: it is drawn
+    as ``value``, so it is no series name; the second (precipitation) is."""
+    assert get_template("open-meteo-temperature").dimension_names() == ["precipitation"]
+    assert get_template("github-repo-stars").dimension_names() == STARS
+    assert read_change("with temperature", ["precipitation"]) == ChartChange()
