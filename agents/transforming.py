@@ -282,14 +282,14 @@ async def record_outcome(
         conn, ok, [(raw.metric_id, raw.poll_id, error) for raw, error in failures], gaps, now
     )
     if not failures:
-        await catalog.clear_transformer_failures(conn, transformer.template_id)
+        await catalog.clear_transformer_failures(conn, transformer.template_id, transformer.version)
         return []
     if not counted:  # a redelivered payload's failure was counted the first time
         return []
     metric_id, attempts = max(counted, key=lambda item: item[1])
     errors = [error for _, error in failures]
     count, status = await catalog.count_transformer_failure(
-        conn, transformer.template_id, errors[-1], attempts
+        conn, transformer.template_id, transformer.version, errors[-1], attempts
     )
     if count <= len(gaps) or status != "active":
         return []

@@ -589,27 +589,31 @@ async def set_transformer_status(
 
 
 async def count_transformer_failure(
-    conn: Conn, template_id: str, error: str, attempts: int
+    conn: Conn, template_id: str, version: int, error: str, attempts: int
 ) -> tuple[int, str]:
     """The transformer's ``failure_count`` (the design's ``failureCount``, the trigger of
     regeneration): its failed attempts in a row, the first failure and each failed retry,
     as far as the furthest of its metrics has gone. Many metrics failing in one round are
     one attempt, not many, so the retry schedule holds however many metrics share the
-    template. Returns (failure_count, status)."""
+    template. Only ``version``'s failures count: code replaced while it ran (a heal, a
+    rollback) does not count against its successor. Returns (failure_count, status);
+    status ``stale`` when the version is no longer current."""
     cur = await conn.execute(
         "UPDATE metric_transformers SET failure_count = greatest(failure_count, %s),"
-        " last_error = %s WHERE template_id = %s RETURNING failure_count, status",
-        (attempts, error[:4000], template_id),
+        " last_error = %s WHERE template_id = %s AND version = %s"
+        " RETURNING failure_count, status",
+        (attempts, error[:4000], template_id, version),
     )
     row = await cur.fetchone()
-    return (int(str(row["failure_count"])), str(row["status"])) if row else (0, "missing")
+    return (int(str(row["failure_count"])), str(row["status"])) if row else (0, "stale")
 
 
-async def clear_transformer_failures(conn: Conn, template_id: str) -> None:
+async def clear_transformer_failures(conn: Conn, template_id: str, version: int) -> None:
+    """A success of ``version`` ends its run of failures (an older version's does not)."""
     await conn.execute(
         "UPDATE metric_transformers SET failure_count = 0 WHERE template_id = %s"
-        " AND failure_count > 0",
-        (template_id,),
+        " AND version = %s AND failure_count > 0",
+        (template_id, version),
     )
 
 

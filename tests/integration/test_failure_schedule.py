@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from agents.scheduling import due_ticks
 from agents.transforming import record_outcome
 from schema import catalog
-from schema.models import PollFrequency
+from schema.models import MetricTransformer, PollFrequency
 from streams.messages import CodegenRequest, PollDue, RawPayload
 from streams.settings import HealingSettings
 from tests.conftest import migrated_database
@@ -42,10 +42,16 @@ def _ticks(sends: list[Any], metric_id: uuid.UUID) -> list[PollDue]:
 
 
 async def _fail(
-    conn: Any, metric_id: uuid.UUID, org: str, tick: PollDue, now: datetime
+    conn: Any,
+    metric_id: uuid.UUID,
+    org: str,
+    tick: PollDue,
+    now: datetime,
+    transformer: MetricTransformer | None = None,
 ) -> list[Any]:
-    """The transform stage's outcome for one failed payload of ``tick``'s poll."""
-    transformer = await catalog.get_metric_transformer(conn, "github-repo-stars")
+    """The transform stage's outcome for one failed payload of ``tick``'s poll, run by
+    ``transformer`` (the current one unless given)."""
+    transformer = transformer or await catalog.get_metric_transformer(conn, "github-repo-stars")
     assert transformer is not None
     raw = RawPayload(
         poll_id=tick.poll_id,
@@ -137,3 +143,13 @@ async def test_retries_at_0_1h_6h_then_the_transformer_regenerates(quiet_db: str
         assert (stored["failure_state"], stored["failure_count"]) == ("ok", 0)
         [resumed] = await _claim(conn, now + timedelta(days=2), metric.id)
         assert resumed.reason == "schedule"
+
+        # the replaced version's late failure (it ran while the new one was promoted)
+        # counts nothing against the new version
+        later = now + timedelta(days=2, seconds=5)
+        late_tick = PollDue(metric_id=other.id, due_at=later, reason="refresh")
+        assert await _fail(conn, other.id, org, late_tick, later, transformer) == []
+        assert (await _state(conn, other.id))["failure_count"] > 0  # the metric's counted
+        current = await catalog.get_metric_transformer(conn, "github-repo-stars")
+        assert current is not None and current.version == transformer.version + 1
+        assert (current.failure_count, current.status) == (0, "active")
