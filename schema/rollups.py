@@ -75,14 +75,20 @@ boolean and null dimensions are not aggregated."""
 RAW_RANGE_DAYS = 1
 """A chart of at most this many days that asks for no buckets reads the points themselves
 (at most 96 for the frequent tier): the design's raw points for short ranges."""
+RAW_FOR_SHORT_RANGES = frozenset({"last", "avg", "min", "max"})
+"""The aggregations a point drawn alone answers as its bucket would (the latest, an
+average, a bound). A summed or counted chart keeps its hourly buckets: a raw point's own
+``sum`` and ``count`` are not an hour's total or number of points."""
 
 
 def for_chart(date_range_days: int | None, granularity: str | None, aggregation: str) -> Rollup:
     """What a chart with these settings reads: the raw points for aggregation ``none`` and
-    for a short range without buckets asked for, else :func:`pick`'s rollup."""
+    for a short range without buckets asked for (last/avg/min/max), else :func:`pick`'s
+    rollup."""
     if aggregation == "none":
         return RAW
-    if granularity is None and date_range_days is not None and date_range_days <= RAW_RANGE_DAYS:
+    short = date_range_days is not None and date_range_days <= RAW_RANGE_DAYS
+    if granularity is None and short and aggregation in RAW_FOR_SHORT_RANGES:
         return RAW
     return pick(date_range_days, granularity)
 

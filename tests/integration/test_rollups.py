@@ -311,7 +311,8 @@ async def test_all_time_reads_every_point_and_a_day_reads_the_points_themselves(
 ) -> None:
     """The design's dateRange "all" (None) has no bound: a point from 2010 is drawn, which
     the longest finite range (3,660 days) leaves out. A one-day chart without buckets asked
-    for reads the raw points, fresh, whatever its aggregation."""
+    for reads the raw points, fresh, when a point answers its aggregation alone (last, avg,
+    min, max); a summed or counted one keeps its hourly totals."""
     metric_id = uuid.uuid4()
     now = datetime.now(UTC).replace(microsecond=0)
     old = DataPoint(timestamp=datetime(2010, 6, 1, tzinfo=UTC), value=1.0)
@@ -325,9 +326,10 @@ async def test_all_time_reads_every_point_and_a_day_reads_the_points_themselves(
     ten_years = await rollups.read_series(db_conn, metric_id, range_start(3660, now), every, "sum")
     assert sum(row["value"] for row in ten_years) == 45.0  # the 2010 point is out of range
 
-    day = rollups.for_chart(1, None, "sum")
-    assert day is rollups.RAW and rollups.for_chart(1, "hourly", "sum").name == "hourly"
-    points = await rollups.read_series(db_conn, metric_id, range_start(1, now), day, "sum")
+    day = rollups.for_chart(1, None, "avg")
+    assert day is rollups.RAW and rollups.for_chart(1, "hourly", "avg").name == "hourly"
+    assert {rollups.for_chart(1, None, a).name for a in ("sum", "count")} == {"hourly"}
+    points = await rollups.read_series(db_conn, metric_id, range_start(1, now), day, "avg")
     assert [(row["timestamp"], row["value"]) for row in points] == [
         (p.timestamp, p.value) for p in recent
     ]
