@@ -198,42 +198,56 @@ def metric_import(
     for command in commands:  # one organisation's commands at a time, each in file order
         by_org.setdefault(command.organization_id, []).append(command)
 
-    async def send_all() -> dict[UUID, CommandResult]:
+    async def send_all() -> tuple[dict[UUID, CommandResult], str | None]:
+        """Every organisation's answers within one deadline for the whole file; on a
+        timeout or an outage, the answers so far and what stopped the rest."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         results: dict[UUID, CommandResult] = {}
-        for batch in by_org.values():
-            results |= await send_commands(get_settings(), batch, timeout)
-        return results
+        for owner, batch in by_org.items():
+            left = deadline - loop.time()
+            try:
+                if left <= 0:
+                    raise CommandTimeoutError(f"no answer within {timeout:g} s")
+                results |= await send_commands(get_settings(), batch, left)
+            except MetricloomError as exc:  # the timeout, Kafka away, a refused principal
+                return results, f"organisation {owner!r}: {exc}"
+        return results, None
 
-    try:
-        results = asyncio.run(send_all())
-    except CommandTimeoutError as exc:
-        fail(f"{exc} (is `metricloom worker` running?)")
-    except MetricloomError as exc:
-        fail(str(exc))
+    results, stopped = asyncio.run(send_all())
     summary = summarise(commands, results)
     print_json(summary)
+    if stopped is not None:
+        fail(
+            f"{stopped}; {summary['unanswered']} of {len(commands)} commands unanswered"
+            " (is `metricloom worker` running?); importing the file again creates nothing twice"
+        )
     if summary["rejected"]:
         raise typer.Exit(1)
 
 
 def summarise(commands: list[CommandBase], results: dict[UUID, CommandResult]) -> dict[str, Any]:
-    """How many metrics and charts the file names and how many the worker accepted; each
-    rejection with what it was for and the reason."""
+    """How many metrics and charts the file names, how many the worker accepted and how
+    many it has not answered (an import stopped by a timeout or an outage); each rejection
+    with its organisation, what it was for and the reason."""
     rejected = []
     for command in commands:
-        result = results[command.command_id]
-        if result.status == "accepted":
+        result = results.get(command.command_id)
+        if result is None or result.status == "accepted":
             continue
+        what: dict[str, Any] = {"organization_id": command.organization_id}
         if isinstance(command, CreateMetric):
-            what: dict[str, Any] = {"template_id": command.template_id, "params": command.params}
+            what |= {"template_id": command.template_id, "params": command.params}
         else:
             assert isinstance(command, CreateDashboardMetric)
-            what = {"metric_id": str(command.metric_id), "dashboard_id": command.dashboard_id}
+            what |= {"metric_id": str(command.metric_id), "dashboard_id": command.dashboard_id}
         rejected.append({**what, "error": result.error})
     metrics = sum(isinstance(c, CreateMetric) for c in commands)
+    unanswered = sum(c.command_id not in results for c in commands)
     return {
         "metrics": metrics,
         "charts": len(commands) - metrics,
-        "accepted": len(commands) - len(rejected),
+        "accepted": len(commands) - len(rejected) - unanswered,
         "rejected": rejected,
+        "unanswered": unanswered,
     }

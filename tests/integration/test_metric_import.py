@@ -63,6 +63,7 @@ async def test_a_file_imported_twice_gives_each_metric_once(
             "charts": 0,
             "accepted": COUNT,
             "rejected": [],
+            "unanswered": 0,
         }
         assert await imported(db_conn, owner) == {"n": COUNT, "repos": COUNT}
 
@@ -89,6 +90,7 @@ async def test_a_bad_line_is_named_and_nothing_is_sent(
     assert (summary["metrics"], summary["charts"], summary["accepted"]) == (2, 0, 1)
     [rejected] = summary["rejected"]
     assert rejected["template_id"] == "no-such-template" and rejected["error"]
+    assert rejected["organization_id"] == ORG and summary["unanswered"] == 0
     assert await imported(db_conn, owner) == {"n": 1, "repos": 1}
 
 
@@ -108,7 +110,13 @@ async def test_a_csv_import_places_charts_once(
         done = run_import(settings, path)
         assert done.returncode == 0, done.stderr
         summary = json.loads(done.stdout)
-        assert summary == {"metrics": 2, "charts": 1, "accepted": 3, "rejected": []}
+        assert summary == {
+            "metrics": 2,
+            "charts": 1,
+            "accepted": 3,
+            "rejected": [],
+            "unanswered": 0,
+        }
     cur = await db_conn.execute(
         "SELECT d.title, m.params->>'REPO' AS repo FROM dashboard_metrics d"
         " JOIN metrics m ON m.id = d.metric_id WHERE d.organization_id = %s"

@@ -4,10 +4,12 @@ subprocess, with services pointed at ports where nothing listens."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import get_args
 
 import pytest
@@ -187,3 +189,27 @@ def test_demo_api_says_where_it_listens() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def test_an_import_kafka_cannot_take_reports_what_went_unanswered(tmp_path: Path) -> None:
+    """Kafka away mid-import: the summary still comes (nothing accepted, every command
+    unanswered), then one line naming the organisation it stopped at, exit status 1."""
+    path = tmp_path / "m.jsonl"
+    path.write_text(
+        '{"organization_id": "acme", "template_id": "github-repo-stars",'
+        ' "params": {"OWNER": "a", "REPO": "b"}}\n'
+        '{"organization_id": "beta", "template_id": "github-repo-stars",'
+        ' "params": {"OWNER": "a", "REPO": "b"}}\n'
+    )
+    done = _run("metric", "import", str(path), "--timeout", "5")
+    line = _one_line(done)
+    assert done.returncode == 1, line
+    assert "organisation 'acme': Kafka at 127.0.0.1:" in line
+    assert "2 of 2 commands unanswered" in line and "creates nothing twice" in line
+    assert json.loads(done.stdout) == {
+        "metrics": 2,
+        "charts": 0,
+        "accepted": 0,
+        "rejected": [],
+        "unanswered": 2,
+    }
