@@ -39,11 +39,11 @@ def test_a_session_cookie_is_signed_and_expires() -> None:
     """The cookie names a session only with its signature intact and within its age; a
     cookie signed by another secret names nothing."""
     store = SessionStore("secret", ttl_s=60)
-    session, cookie = store.create("acme", SecretStr("pw"))
+    session, cookie = store.create("acme org", SecretStr("pw!secret"))
     assert store.get(cookie) is session
     forged = ("B" if cookie[0] == "A" else "A") + cookie[1:]  # another session id
     assert store.get(forged) is None
     assert SessionStore("other", ttl_s=60).get(cookie) is None
     session.expires_at = time.time() - 1
     assert store.get(cookie) is None
-    assert "pw" not in cookie and "acme" not in cookie
+    assert "pw!secret" not in cookie and "acme org" not in cookie  # neither could be random
