@@ -717,6 +717,19 @@ class Connection(BaseModel):
             raise ValueError(f"unknown provider {value!r}; known: {', '.join(sorted(providers))}")
         return value
 
+    @model_validator(mode="after")
+    def _token_where_taken(self, info: ValidationInfo) -> Connection:
+        """With a provider registry in the context (a new connection): a token for a
+        provider whose ``auth`` is ``none`` is refused when stored, not at its first poll."""
+        providers = (info.context or {}).get("providers")
+        declared = providers.get(self.provider) if providers is not None else None
+        if self.auth == "token" and declared is not None and declared.auth.style == "none":
+            raise ValueError(
+                f"provider {self.provider!r} takes no credentials (its auth is none):"
+                " store the connection without a token"
+            )
+        return self
+
     def __repr__(self) -> str:  # never show the token, even by accident
         return f"Connection({self.id}, {self.provider}, {self.auth})"
 

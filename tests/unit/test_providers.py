@@ -231,6 +231,24 @@ def test_a_connection_names_a_declared_provider() -> None:
         Connection.model_validate(document | {"provider": "../x"})
 
 
+def test_a_token_for_a_provider_that_takes_none_is_refused_when_stored() -> None:
+    """Open-Meteo's auth is none: a token connection for it is refused by the registry's
+    validation (``connection add``), not left to fail at its first poll; a stored row is
+    still read."""
+    document = {
+        "id": uuid4(),
+        "organization_id": "acme",
+        "provider": "open_meteo",
+        "auth": "token",
+        "token": "t0ken",
+    }
+    with pytest.raises(ValidationError, match="provider 'open_meteo' takes no credentials"):
+        Connection.model_validate(document, context={"providers": load_providers()})
+    assert Connection.model_validate(document).auth == "token"
+    public = document | {"auth": "none", "token": None}
+    assert Connection.model_validate(public, context={"providers": load_providers()})
+
+
 def test_template_model_alone_checks_only_the_names_shape() -> None:
     """Without a registry (a unit test's own template), any well-formed name validates."""
     unpaged = TEMPLATE | {"polling": {"path": "/now/{PLACE}"}}
