@@ -188,6 +188,7 @@ CHART_TYPE = {chart_type!r}
 AGGREGATE = {aggregation!r}
 TITLE = {title!r}
 COLORS = ["var(--chart-%d)" % n for n in range(1, 13)]
+UNITS = {{"raw": "point", "hourly": "hour", "daily": "day", "weekly": "week", "monthly": "month"}}
 
 
 def _label(timestamp, bucket_seconds):
@@ -216,7 +217,7 @@ def transform(data_points, preferences):
     config = {{
         "chartType": CHART_TYPE,
         "title": TITLE,
-        "description": "every point" if AGGREGATE == "none" else "%s per %s" % (AGGREGATE, preferences.get("granularity", "bucket")),
+        "description": "every point" if AGGREGATE == "none" else "%s per %s" % (AGGREGATE, UNITS.get(preferences.get("granularity"), "bucket")),
         "xAxisKey": "date",
         "dataKeys": keys,
         "chartData": rows,

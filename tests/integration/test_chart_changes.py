@@ -71,7 +71,7 @@ async def test_weekly_averages_as_bars_changes_type_aggregation_buckets_and_rang
     result = await change(kafka, chart_id, "weekly averages as bars over the last 90 days")
     assert result["status"] == "accepted", result
     drawn = await drawn_with(kafka, chart_id, "chartType", "bar")
-    assert drawn["config"]["description"] == "avg per weekly"
+    assert drawn["config"]["description"] == "avg per week"
     row = await chart_row(db_conn, chart_id)
     assert (row["chart_type"], row["aggregation"], row["date_range_days"]) == ("bar", "avg", 90)
     assert row["version"] == 2
