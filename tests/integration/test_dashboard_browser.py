@@ -300,7 +300,9 @@ def test_a_metric_added_from_the_catalogue_shows_its_backfill(
 ) -> None:
     """The page's catalogue form creates a metric of a template with history and charts
     it; the backfill's progress bar fills live (backfill-progress.<org>) to 100 %, and the
-    new dashboard appears in the navigation."""
+    new dashboard appears in the navigation. On that dashboard, the add-chart form charts
+    the metric over all time (the design's dateRange "all"), drawn from its whole history:
+    weekly buckets, so the 90 backfilled days are at least 13 rows."""
     page = open_as(browser, dashboard, dashboard_tenants[ORG], f"/orgs/{ORG}")
     page.get_by_label("template").select_option("posthog-events")
     page.get_by_label("PROJECT_ID").fill("4243")
@@ -313,3 +315,19 @@ def test_a_metric_added_from_the_catalogue_shows_its_backfill(
     expect(row.get_by_test_id("backfill")).to_have_attribute("data-percent", "100", timeout=120_000)
     expect(page.get_by_role("link", name="added")).to_be_visible()
     page.screenshot(path=artifact("catalogue-backfill.png"), full_page=True)
+
+    page.get_by_role("link", name="added").click()
+    form = page.locator("form.add-chart")
+    form.get_by_label("chart type").select_option("bar")
+    form.get_by_label("range").select_option("all")
+    form.get_by_label("aggregation").select_option("sum")
+    form.get_by_label("title").fill("Events, all time")
+    form.get_by_role("button", name="Add").click()
+    expect(form.locator(".answer")).to_have_text("create_dashboard_metric: accepted")
+    card = page.locator("section.chart", has_text="Events, all time")
+    expect(card).to_have_attribute("data-range", "all", timeout=60_000)
+    expect(card).to_contain_text("all time, sum")
+    expect(card).to_have_attribute("data-chart-type", "bar", timeout=120_000)
+    expect(card).not_to_have_attribute("data-rows", "0", timeout=120_000)
+    assert int(card.get_attribute("data-rows") or 0) >= 13
+    page.screenshot(path=artifact("all-time-chart.png"), full_page=True)

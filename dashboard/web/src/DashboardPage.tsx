@@ -57,6 +57,7 @@ function ChartCard({ org, chart, now }: { org: string; chart: ChartView; now: nu
       data-fetched-at={metric.last_fetched_at ?? ""}
       data-config-at={chart.config_at ?? ""}
       data-rows={chart.config?.chartData.length ?? 0}
+      data-range={chart.date_range_days ?? "all"}
     >
       <div className="chart-head">
         <div>
@@ -121,7 +122,9 @@ function ChartCard({ org, chart, now }: { org: string; chart: ChartView; now: nu
       </div>
       {answer && <p className="answer" data-testid="command-status">{answer}</p>}
       <p className="muted small">
-        {metric.template_id} · {Object.entries(metric.params).sort().map(([k, v]) => `${k}=${v}`).join(" ")} · chart v{chart.chart_transformer_version ?? "–"} ·
+        {metric.template_id} · {Object.entries(metric.params).sort().map(([k, v]) => `${k}=${v}`).join(" ")} ·{" "}
+        {chart.date_range_days === null ? "all time" : `${chart.date_range_days} days`}
+        {chart.aggregation ? `, ${chart.aggregation}` : ""} · chart v{chart.chart_transformer_version ?? "–"} ·
         transformer {metric.transformer_status ?? "not written yet"}
       </p>
     </section>
@@ -132,7 +135,7 @@ function AddChart({ org, dashboardId, onAdded }: { org: string; dashboardId: str
   const [metrics, setMetrics] = useState<MetricState[]>([]);
   const [metricId, setMetricId] = useState("");
   const [chartType, setChartType] = useState("line");
-  const [days, setDays] = useState(30);
+  const [range, setRange] = useState("30"); // the design's dateRange: 7d, 30d, 90d or all
   const [aggregation, setAggregation] = useState("last");
   const [title, setTitle] = useState("");
   const { answer, busy, send } = useCommand(org);
@@ -152,7 +155,7 @@ function AddChart({ org, dashboardId, onAdded }: { org: string; dashboardId: str
           dashboard_id: dashboardId,
           metric_id: metricId,
           chart_type: chartType,
-          date_range_days: days,
+          date_range_days: range === "all" ? "all" : Number(range),
           aggregation,
           ...(title ? { title } : {}),
         }).then((r) => {
@@ -176,7 +179,13 @@ function AddChart({ org, dashboardId, onAdded }: { org: string; dashboardId: str
           <option key={t}>{t}</option>
         ))}
       </select>
-      <input aria-label="days" type="number" min={1} max={3660} value={days} onChange={(e) => setDays(Number(e.target.value))} />
+      <select aria-label="range" value={range} onChange={(e) => setRange(e.target.value)}>
+        {[["7", "7 days"], ["30", "30 days"], ["90", "90 days"], ["all", "all time"]].map(([value, label]) => (
+          <option key={value} value={value}>
+            {label}
+          </option>
+        ))}
+      </select>
       <select aria-label="aggregation" value={aggregation} onChange={(e) => setAggregation(e.target.value)}>
         {["last", "sum", "avg", "min", "max", "count", "none"].map((a) => (
           <option key={a}>{a}</option>

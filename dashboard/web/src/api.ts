@@ -58,6 +58,8 @@ export interface ChartView {
   metric_id: string;
   title: string;
   chart_type: ChartType | null;
+  date_range_days: number | null; // null: all time
+  aggregation: string | null;
   chart_transformer_version: number | null;
   user_prompt: string | null;
   config: ChartConfig | null;
