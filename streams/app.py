@@ -23,7 +23,7 @@ import asyncio
 import random
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +200,8 @@ class StageRunner:
 
         async def agent(stream: Any) -> None:
             info = BatchInfo()
-            batches: AsyncIterator[list[Any]]
+            stream.enable_acks = False  # a noack stream: only a finished batch is acked
+            batches: AsyncGenerator[list[Any], None]
             if settings.stage_batching == "fixed":
                 batches = stream.noack_take(
                     settings.stage_batch_size, within=settings.stage_batch_window_s
@@ -242,6 +243,9 @@ class StageRunner:
                 log.critical("stage.loop_broken", stage=self.stage.name, error=repr(exc))
                 await app.crash(exc)
                 raise
+            finally:  # closed now, not when collected: Faust's take turns acks back on
+                await batches.aclose()
+                stream.enable_acks = False
 
         agent.__name__ = f"{self.stage.name}_agent"
         agent.__qualname__ = agent.__name__
@@ -303,28 +307,37 @@ async def _done() -> None:
 
 
 class TenantTopics:
-    """Which organisations' topics exist (a removed tenant's are gone): looked up when a
-    name is not known yet, at most every ``REFRESH_S``."""
+    """Which organisations' topics exist (a removed tenant's are gone). A name not known
+    is looked up at once, so a tenant added a moment ago is never taken for a removed one;
+    a name found missing is looked up again at most every ``REFRESH_S`` (a removed
+    tenant's records do not each cost a lookup)."""
 
     REFRESH_S = 10.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._known: set[str] = set()
-        self._checked_at = 0.0
+        self._missing: dict[str, float] = {}  # name → when it was last found missing
 
     async def exists(self, name: str) -> bool:
-        if name not in self._known and time.monotonic() - self._checked_at > self.REFRESH_S:
-            admin = admin_client(self.settings)
-            try:
-                await admin.start()
-                self._known = set(await admin.list_topics())
-                self._checked_at = time.monotonic()
-            except KafkaError:
-                return True  # cannot tell: try the send (a broker away pauses the stage)
-            finally:
-                await admin.close()
-        return name in self._known
+        if name in self._known:
+            return True
+        missing_at = self._missing.get(name)
+        if missing_at is not None and time.monotonic() - missing_at <= self.REFRESH_S:
+            return False
+        admin = admin_client(self.settings)
+        try:
+            await admin.start()
+            self._known = set(await admin.list_topics())
+        except KafkaError:
+            return True  # cannot tell: try the send (a broker away pauses the stage)
+        finally:
+            await admin.close()
+        if name in self._known:
+            self._missing.pop(name, None)
+            return True
+        self._missing[name] = time.monotonic()
+        return False
 
 
 def _base_topic(settings: Settings, name: str) -> str:

@@ -95,8 +95,11 @@ async def linger_take(
     at most ``policy.max_size`` each, lingering as the policy says. Stops when the stream
     stops (a batch still filling is then dropped unacknowledged, to be delivered again).
 
-    Modelled on faust-streaming 0.15's ``Stream.noack_take``: the stream's automatic acks
-    are off while this runs (restored after), and a processor (removed after) appends
+    Modelled on faust-streaming 0.15's ``Stream.noack_take``, but the stream's automatic
+    acks are switched off for good, not restored when this ends: should Faust restart the
+    agent's actor on the same stream, its background reader would otherwise acknowledge
+    events no batch processed until the next take switched them off again (Faust's own
+    take restores them; the agent switches them off after it). A processor (removed after) appends
     ``stream.current_event`` to the buffer while ``_enable_passive`` drives the stream in
     the background. Waits go through ``stream.wait_for_stopped`` so a stopping stream
     ends them; mode answers "stopped" on a timeout too, so ``should_stop`` is what decides.
@@ -134,7 +137,6 @@ async def linger_take(
             await stream.crash(exc)
         return value
 
-    enable_acks = stream.enable_acks
     stream.enable_acks = False  # the caller acknowledges, after its batch succeeded
     stream.add_processor(add_to_buffer)
     stream._enable_passive(aiter(stream.channel))
@@ -164,7 +166,6 @@ async def linger_take(
                 full.clear()
                 room.set()
             policy.after_batch(len(batch), arriving)
-    finally:
-        stream.enable_acks = enable_acks
+    finally:  # acks stay off: see the docstring
         stream._processors.remove(add_to_buffer)
         room.set()  # a processor held at the door lets its value through

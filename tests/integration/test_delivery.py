@@ -19,7 +19,8 @@ from agents.commands import CommandStage
 from agents.fetching import FetchStage
 from agents.pipeline import Incoming, process_batch
 from agents.services import Services
-from streams.admin import admin_client, partitions
+from streams.admin import admin_client, ensure_tenant_topics, partitions
+from streams.app import TenantTopics
 from streams.messages import CommandResult, CreateMetric, PollDue, RefreshMetric, TenantCommand
 from streams.security import aiokafka_auth
 from streams.settings import Settings
@@ -256,3 +257,18 @@ async def test_the_same_record_twice_in_one_batch_is_answered_once(services: Ser
     message = inbox_message(command.to_bytes(), "o", offset=11)
     out = await process_batch(CommandStage(), services, [message, message])
     assert [o.topic for o in out].count("command-results.o") == 1
+
+
+async def test_a_tenant_added_a_moment_ago_is_not_taken_for_a_removed_one(
+    settings: Settings,
+) -> None:
+    """The producer drops records for a removed tenant's topics. A tenant whose topics
+    were created just after another name was looked up is found at once (its records
+    were dropped for up to 10 s before); a name found missing stays missing."""
+    topics = TenantTopics(settings)
+    org = f"fresh-{uuid.uuid4().hex[:6]}"
+    removed = topic_name(settings, "command-results", f"gone-{org}")
+    assert not await topics.exists(removed)  # a lookup just now
+    await ensure_tenant_topics(settings, org)
+    assert await topics.exists(topic_name(settings, "command-results", org))
+    assert not await topics.exists(removed)

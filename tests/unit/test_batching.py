@@ -157,7 +157,7 @@ async def test_a_lone_event_goes_after_the_floor_not_the_window() -> None:
     assert info.size == 1 and info.linger_s == 0.02
     stream.stop()
     await it.aclose()
-    assert stream.enable_acks is True  # restored, and the processor removed
+    assert stream.enable_acks is False  # left off (a noack stream), and the processor removed
     assert stream._processors == []
 
 
@@ -226,5 +226,5 @@ async def test_a_stopping_stream_ends_the_batches_without_yielding_a_partial_one
     stream.stop()
     with pytest.raises(StopAsyncIteration):
         await task
-    assert stream.enable_acks is True
+    assert stream.enable_acks is False
     assert stream._processors == []
