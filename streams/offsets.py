@@ -32,6 +32,24 @@ log = structlog.get_logger(__name__)
 class HeadSafeConsumer(Consumer):
     """Faust's aiokafka consumer, minus commits past an offset nobody processed."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._first_read: dict[Any, tuple[int, int]] = {}
+        """Per partition: (generation, the lowest offset handed to the streams in it)."""
+
+    def track_message(self, message: Any) -> None:
+        """Faust's ``track_message`` (every message, before a stream sees it), noting the
+        lowest offset of the current rebalance generation per partition: the head the
+        commit must not pass while Faust knows no committed offset (a partition never
+        committed, a committed 0 that Faust stores as None, or one just reassigned, before
+        its seek). Messages of an older generation are refused at ack and not noted."""
+        generation = self.app.consumer_generation_id
+        if message.generation_id == generation:
+            noted = self._first_read.get(message.tp)
+            if noted is None or noted[0] != generation or message.offset < noted[1]:
+                self._first_read[message.tp] = (generation, message.offset)
+        super().track_message(message)
+
     def ack(self, message: Any) -> bool:
         """Faust's ``ack``, refusing a message fetched before the current rebalance
         generation or while the flow is suspended (a rebalance in progress).
@@ -60,6 +78,10 @@ class HeadSafeConsumer(Consumer):
 
     def _new_offset(self, tp: Any) -> int | None:
         committed = self._committed_offset[tp]
+        if committed is None:  # no committed offset known: the generation's first read
+            noted = self._first_read.get(tp)
+            if noted is not None and noted[0] == self.app.consumer_generation_id:
+                committed = noted[1]
         acked = self._acked[tp]
         if acked and committed is not None:
             head = min(acked)

@@ -113,3 +113,29 @@ async def test_no_ack_counts_while_the_flow_is_suspended(consumer: HeadSafeConsu
     consumer.app.flow_control.suspend()
     assert not consumer.ack(message(10, generation=2))
     assert consumer._new_offset(PARTITION) is None
+
+
+async def test_without_a_committed_offset_the_generations_first_read_is_the_head(
+    consumer: HeadSafeConsumer,
+) -> None:
+    """A partition Faust knows no committed offset of (never committed, a committed 0,
+    or reassigned before its seek): the lowest offset the streams were handed in this
+    generation holds the commit as a committed offset would. Faust alone would commit 8
+    over the unacknowledged 5."""
+    acks_enabled(consumer)
+    assert consumer._committed_offset[PARTITION] is None
+    for offset in (5, 6, 7):
+        consumer.track_message(message(offset, generation=2))
+    assert consumer.ack(message(6, generation=2)) and consumer.ack(message(7, generation=2))
+    assert consumer._new_offset(PARTITION) is None
+    assert consumer.ack(message(5, generation=2))
+    assert consumer._new_offset(PARTITION) == 8
+
+
+async def test_an_older_generations_read_is_no_head(consumer: HeadSafeConsumer) -> None:
+    """What was read before the rebalance says nothing of the new generation's head."""
+    acks_enabled(consumer)
+    consumer.track_message(message(3, generation=1))
+    consumer.track_message(message(5, generation=2))
+    assert consumer.ack(message(5, generation=2))
+    assert consumer._new_offset(PARTITION) == 6
