@@ -300,8 +300,8 @@ def test_a_metric_added_from_the_catalogue_shows_its_backfill(
 ) -> None:
     """The page's catalogue form creates a metric of a template with history and charts
     it; the backfill's progress bar fills live (backfill-progress.<org>) to 100 %, and the
-    new dashboard appears in the navigation. On that dashboard, the add-chart form charts
-    the metric over all time (the design's dateRange "all"), drawn from its whole history:
+    new dashboard appears in the navigation. On that dashboard, the add-chart form offers
+    that metric (not the organisation's first) and charts it over all time (the design's dateRange "all"), drawn from its whole history:
     weekly buckets, so the 90 backfilled days are at least 13 rows."""
     page = open_as(browser, dashboard, dashboard_tenants[ORG], f"/orgs/{ORG}")
     page.get_by_label("template").select_option("posthog-events")
@@ -318,6 +318,10 @@ def test_a_metric_added_from_the_catalogue_shows_its_backfill(
 
     page.get_by_role("link", name="added").click()
     form = page.locator("form.add-chart")
+    # the form offers this dashboard's metric first, whatever the organisation lists first
+    expect(form.get_by_label("metric").locator("option:checked")).to_have_text(
+        "posthog-events 4243"
+    )
     form.get_by_label("chart type").select_option("bar")
     form.get_by_label("range").select_option("all")
     form.get_by_label("aggregation").select_option("sum")

@@ -131,7 +131,19 @@ function ChartCard({ org, chart, now }: { org: string; chart: ChartView; now: nu
   );
 }
 
-function AddChart({ org, dashboardId, onAdded }: { org: string; dashboardId: string; onAdded: () => void }) {
+// The metric picked first is the one this dashboard already charts (a second view of it is
+// the usual next chart), else the organisation's first: never an unrelated metric by list order.
+function AddChart({
+  org,
+  dashboardId,
+  charted,
+  onAdded,
+}: {
+  org: string;
+  dashboardId: string;
+  charted: string | null;
+  onAdded: () => void;
+}) {
   const [metrics, setMetrics] = useState<MetricState[]>([]);
   const [metricId, setMetricId] = useState("");
   const [chartType, setChartType] = useState("line");
@@ -142,9 +154,10 @@ function AddChart({ org, dashboardId, onAdded }: { org: string; dashboardId: str
   useEffect(() => {
     api.metrics(org).then((found) => {
       setMetrics(found);
-      if (found.length) setMetricId(found[0].id);
+      const first = found.find((m) => m.id === charted) ?? found[0];
+      if (first) setMetricId((chosen) => chosen || first.id);
     });
-  }, [org]);
+  }, [org, charted]);
   return (
     <form
       className="card add-chart"
@@ -246,7 +259,7 @@ export function DashboardPage({ org, dashboardId }: { org: string; dashboardId: 
           <ChartCard key={chart.dashboard_metric_id} org={org} chart={chart} now={now} />
         ))}
       </div>
-      <AddChart org={org} dashboardId={dashboardId} onAdded={load} />
+      <AddChart org={org} dashboardId={dashboardId} charted={charts[0]?.metric_id ?? null} onAdded={load} />
     </div>
   );
 }
