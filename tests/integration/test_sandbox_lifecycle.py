@@ -122,19 +122,21 @@ def _wait_for(check: Callable[[], T], timeout: float = 30.0) -> T:
 
 def test_a_batch_takes_a_warm_container_and_it_is_never_reused() -> None:
     """The pool starts a container ahead of need; the next batch runs in it (the waiting
-    container is the one that goes away), and the pool replaces it with a new one."""
+    container is the one that goes away), and the pool replaces it with a new one. (The
+    pool's own list names the waiting one: a used container may still be running for a
+    moment while the reaper removes it.)"""
     marker = f"warm-{os.getpid()}-{time.time_ns()}"
     client = docker.from_env()
     executor = SandboxExecutor(sandbox_limits(warm_pool=1), labels={"test": marker})
     code = "def transform(x, c):\n    return x + 1"
     try:
         assert executor.run_batch(code, "transform", [(1, {})])[0].value == 2
-        warm = _ids(_wait_for(lambda: _running(client, marker)))
-        assert len(warm) == 1
+        warm = _wait_for(executor.warm_container_ids)
+        assert len(warm) == 1 and warm <= _ids(_running(client, marker))
         assert executor.run_batch(code, "transform", [(41, {})])[0].value == 42
         _wait_for(lambda: not (warm & _ids(_ours(client, marker))))
-        refilled = _ids(_wait_for(lambda: _running(client, marker)))
-        assert refilled and not refilled & warm
+        refilled = _wait_for(lambda: executor.warm_container_ids() - warm)
+        assert refilled <= _ids(_running(client, marker))
     finally:
         executor.close()
     _wait_for(lambda: not _ours(client, marker))  # close removes what still waits
@@ -149,10 +151,31 @@ def test_a_warm_container_past_its_age_is_replaced() -> None:
     )
     try:
         executor.run_batch("def transform(x, c):\n    return x", "transform", [(1, {})])
-        first = _ids(_wait_for(lambda: _running(client, marker)))
-        later = _wait_for(lambda: _ids(_running(client, marker)) - first)
-        assert later and not later & first
+        first = _wait_for(executor.warm_container_ids)
+        later = _wait_for(lambda: executor.warm_container_ids() - first)
+        assert later <= _ids(_running(client, marker))
         _wait_for(lambda: not (first & _ids(_ours(client, marker))))
     finally:
         executor.close()
+        client.close()
+
+
+def test_used_containers_are_removed_off_the_batch_path_and_close_waits_for_them() -> None:
+    """A batch returns once its results are read; its container's removal runs on the
+    executor's reaper threads. close() returns only when every used container is gone, so
+    nothing outlives the executor (checked at once, no polling)."""
+    marker = f"reaped-{os.getpid()}-{time.time_ns()}"
+    client = docker.from_env()
+    executor = SandboxExecutor(
+        sandbox_limits(warm_pool=0, max_concurrent=1), labels={"test": marker}
+    )
+    code = "def transform(x, c):\n    return x * 2"
+    try:
+        got = [executor.run_batch(code, "transform", [(n, {})])[0].value for n in range(4)]
+        assert got == [0, 2, 4, 6]
+    finally:
+        executor.close()
+    try:
+        assert _ours(client, marker) == []
+    finally:
         client.close()
