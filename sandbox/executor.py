@@ -222,8 +222,9 @@ class SandboxExecutor:
         return self._pool.waiting_ids() if self._pool is not None else set()
 
     async def aclose(self) -> None:
-        """:meth:`close`, for the :class:`~sandbox.protocol.Sandbox` interface."""
-        self.close()
+        """:meth:`close`, for the :class:`~sandbox.protocol.Sandbox` interface (in a thread:
+        it waits for the removals still running)."""
+        await asyncio.to_thread(self.close)
 
     async def run(
         self,
@@ -343,15 +344,17 @@ class SandboxExecutor:
     def _retire(self, launched: Launched) -> None:
         """Close a used container's stdin now (its harness exits) and remove it on a
         reaper thread; synchronously once the executor is closed."""
-        _close_stdin(launched)
-        self._removals.acquire()  # waits only while max_concurrent removals are running
         try:
-            removal = self._reaper.submit(_remove, launched.container)
-        except RuntimeError:  # closed: nothing may outlive close()
-            self._removals.release()
-            _remove(launched.container)
-            return
-        removal.add_done_callback(self._removed)
+            _close_stdin(launched)
+        finally:
+            self._removals.acquire()  # waits only while max_concurrent removals are running
+            try:
+                removal = self._reaper.submit(_reap, launched.container)
+            except RuntimeError:  # closed: nothing may outlive close()
+                self._removals.release()
+                _reap(launched.container)
+            else:
+                removal.add_done_callback(self._removed)
 
     def _removed(self, removal: concurrent.futures.Future[None]) -> None:
         self._removals.release()
@@ -557,18 +560,39 @@ def _close_stdin(launched: Launched) -> None:
         launched.sock.close()
 
 
-def _remove(container: Any) -> None:
+def _reap(container: Any) -> None:
+    """:func:`_remove`, and when the engine's own ``auto_remove`` was already at it, wait
+    until the container is gone: a finished reap means it no longer exists."""
+    if not _remove(container):
+        return
+    try:
+        container.wait(condition="removed", timeout=REAP_WAIT_S)
+    except docker.errors.NotFound:
+        pass  # gone before the wait began
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        log.warning("sandbox.remove_failed", container=container.name, error=str(exc))
+
+
+REAP_WAIT_S = 30
+"""How long a reaper thread waits for the engine to finish an ``auto_remove`` in progress."""
+
+
+def _remove(container: Any) -> bool:
+    """Force-remove a container; True when the engine answered that its ``auto_remove``
+    is removing it already (409), so it may still exist for a moment."""
     try:
         container.remove(force=True, v=True)
     except docker.errors.NotFound:
         pass
     except docker.errors.APIError as exc:
-        if exc.status_code != 409:  # 409: auto-remove is already removing it
-            log.warning("sandbox.remove_failed", container=container.name, error=str(exc))
+        if exc.status_code == 409:  # auto-remove is already removing it
+            return True
+        log.warning("sandbox.remove_failed", container=container.name, error=str(exc))
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         # The engine went away mid-batch: the container removes itself when its stdin
         # closes (auto_remove), and a sweep takes any stray past its deadline.
         log.warning("sandbox.remove_failed", container=container.name, error=str(exc))
+    return False
 
 
 def sweep_stale(client: docker.DockerClient, now: float | None = None) -> int:

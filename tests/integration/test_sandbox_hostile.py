@@ -619,7 +619,10 @@ def test_a_batch_returns_at_most_its_output_cap(executor: SandboxExecutor) -> No
         executor.limits.model_copy(update={"batch_output_limit_bytes": 4096}), labels=OURS
     )
     code = "def transform(a, c):\n    return 'x' * 1500"
-    results = capped.run_batch(code, "transform", [(i, {}) for i in range(4)])
+    try:
+        results = capped.run_batch(code, "transform", [(i, {}) for i in range(4)])
+    finally:
+        capped.close()
     kinds = [r.error.kind if r.error else "ok" for r in results]
     assert kinds == ["ok", "ok", "output_too_large", "output_too_large"], results
 
