@@ -20,6 +20,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import httpx
 import structlog
@@ -105,7 +106,13 @@ class FetchStage(Stage[PollDue]):
         return PollDue.model_validate_json(message.body())
 
     async def handle(self, services: Services, batch: list[tuple[Incoming, PollDue]]) -> list[Send]:
-        results = await asyncio.gather(*(self._one(services, m, t) for m, t in batch))
+        # One fetch per poll: the same tick twice in a batch (a command's stored poll sent
+        # again after a crash) would otherwise be claimed by two concurrent fetches, the
+        # second taken for a refetch, and its later fetch time would make a second point.
+        polls: dict[tuple[UUID, datetime], tuple[Incoming, PollDue]] = {}
+        for message, tick in batch:  # the first copy, in the batch's order
+            polls.setdefault((tick.poll_id, tick.due_at), (message, tick))
+        results = await asyncio.gather(*(self._one(services, m, t) for m, t in polls.values()))
         return [send for sends in results for send in sends]
 
     async def _one(self, services: Services, message: Incoming, tick: PollDue) -> list[Send]:
@@ -195,11 +202,19 @@ class FetchStage(Stage[PollDue]):
             return self._failed(message, metric, str(exc), backfill)
         metrics.POLLS.labels(provider=template.provider).inc()
         async with services.db.transaction() as conn:
-            await ledger.record_fetched(
+            earlier = await ledger.record_fetched(
                 conn, tick.poll_id, tick.due_at, fetched_at, endpoint.path, payload
             )
-            await catalog.record_fetch_success(conn, metric.id, fetched_at)
-        return self._payload(metric, tick, fetched_at, endpoint.path, payload)
+            if earlier is None:
+                await catalog.record_fetch_success(conn, metric.id, fetched_at)
+        if earlier is None:
+            return self._payload(metric, tick, fetched_at, endpoint.path, payload)
+        log.warning("fetch.raced", poll_id=str(tick.poll_id), state=earlier.state)
+        if earlier.state == "fetched":  # the other attempt's answer, so one set of points
+            return self._payload(
+                metric, tick, earlier.fetched_at, earlier.endpoint, earlier.payload
+            )
+        return []  # its points are stored already
 
     def _payload(
         self,

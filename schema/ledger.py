@@ -92,13 +92,38 @@ async def record_fetched(
     fetched_at: datetime,
     endpoint: str,
     payload: Any,
-) -> None:
-    """The provider answered: keep the payload until its points are written."""
-    await conn.execute(
+) -> PollClaim | None:
+    """The provider answered: keep the payload until its points are written. None when
+    this answer is the poll's; when another attempt of the same poll recorded its answer
+    first (a worker that kept fetching after its partition moved on), that attempt's
+    ``fetched`` claim with its payload, or ``done`` once its points are stored: the caller
+    sends that, so both attempts emit the same payload and one set of points."""
+    cur = await conn.execute(
         "UPDATE polls SET state = 'fetched', fetched_at = %s, endpoint = %s, payload = %s,"
-        " retry_at = NULL, error = NULL, updated_at = now() WHERE id = %s AND due_at = %s",
+        " retry_at = NULL, error = NULL, updated_at = now()"
+        " WHERE id = %s AND due_at = %s AND state IN ('fetching', 'deferred')"
+        " RETURNING id",
         (fetched_at, endpoint, Json(payload), poll_id, due_at),
     )
+    if await cur.fetchone() is not None:
+        return None
+    cur = await conn.execute(
+        "SELECT state, attempts, fetched_at, endpoint, payload FROM polls"
+        " WHERE id = %s AND due_at = %s",
+        (poll_id, due_at),
+    )
+    row = await cur.fetchone()
+    if row is None:  # forgotten meanwhile (the other attempt failed for good): ours stands
+        return None
+    if row["state"] == "fetched":
+        return PollClaim(
+            "fetched",
+            int(str(row["attempts"])),
+            fetched_at=row["fetched_at"],  # type: ignore[arg-type]
+            endpoint=str(row["endpoint"]),
+            payload=row["payload"],
+        )
+    return PollClaim("done", int(str(row["attempts"])))
 
 
 async def forget_poll(conn: Conn, poll_id: UUID, due_at: datetime) -> None:

@@ -221,6 +221,58 @@ async def test_a_redelivered_tick_fetches_once(
     assert len({(p["poll_id"], p["fetched_at"], json.dumps(p["payload"])) for p in payloads}) == 1
 
 
+async def test_the_same_tick_twice_in_one_batch_fetches_once(
+    services: Services, db_conn: Any, demo_api_url: str
+) -> None:
+    """A command delivered again before its records were confirmed sends its stored poll
+    again: a second record with the same tick, often in the same fetch batch as the first.
+    The batch's fetches run concurrently, so without care both claimed the poll and both
+    fetched, and the two payloads' fetch times made two points (found by the fault suite).
+    One request, and one payload however many copies."""
+    metric = await stored_metric(db_conn, f"twice-{uuid.uuid4().hex[:6]}")
+    await db_conn.execute(  # not never-fetched: see test_a_redelivered_tick_fetches_once
+        "UPDATE metrics SET last_fetched_at = now() - interval '1 day' WHERE id = %s",
+        (metric.id,),
+    )
+    tick = PollDue(metric_id=metric.id, due_at=datetime.now(UTC), reason="refresh")
+    copies = [Incoming("poll-due", 0, offset, None, tick.to_bytes()) for offset in (1, 2, 3)]
+    path = f"/github/repos/octocat/{metric.params['REPO']}"
+
+    def served() -> int:
+        stats = httpx.get(f"{demo_api_url}/demo/stats").json()
+        return int(stats["paths"].get(path, 0))
+
+    before = served()
+    out = await process_batch(FetchStage(), services, copies)
+    payloads = [json.loads(o.value) for o in out if o.topic == "raw-payloads"]
+    assert served() - before == 1
+    assert len(payloads) >= 1
+    assert len({(p["poll_id"], p["fetched_at"], json.dumps(p["payload"])) for p in payloads}) == 1
+
+
+async def test_two_workers_fetching_one_poll_emit_one_payload(
+    services: Services, db_conn: Any
+) -> None:
+    """Two attempts of one poll at once (a worker still fetching after its partition moved
+    to another, which the ledger takes for a refetch): the second to record its answer
+    emits the first one's instead, so both payloads are the same, with one fetch time, and
+    the writer's upsert keeps one point."""
+    metric = await stored_metric(db_conn, f"race-{uuid.uuid4().hex[:6]}")
+    await db_conn.execute(  # not never-fetched: see test_a_redelivered_tick_fetches_once
+        "UPDATE metrics SET last_fetched_at = now() - interval '1 day' WHERE id = %s",
+        (metric.id,),
+    )
+    tick = PollDue(metric_id=metric.id, due_at=datetime.now(UTC), reason="refresh")
+    message = Incoming("poll-due", 0, 1, None, tick.to_bytes())
+    outs = await asyncio.gather(
+        process_batch(FetchStage(), services, [message]),
+        process_batch(FetchStage(), services, [message]),
+    )
+    payloads = [json.loads(o.value) for out in outs for o in out if o.topic == "raw-payloads"]
+    assert len(payloads) >= 1
+    assert len({(p["poll_id"], p["fetched_at"], json.dumps(p["payload"])) for p in payloads}) == 1
+
+
 async def test_a_redelivered_command_answers_once(services: Services) -> None:
     """A command handled, its records delivered, then its record delivered again: the
     second time it sends nothing (no second result, no second first poll). Delivered
