@@ -205,10 +205,9 @@ class FetchStage(Stage[PollDue]):
             earlier = await ledger.record_fetched(
                 conn, tick.poll_id, tick.due_at, fetched_at, endpoint.path, payload
             )
-            if earlier is None:
+            if earlier is None:  # ours is the poll's answer (sent once this commits)
                 await catalog.record_fetch_success(conn, metric.id, fetched_at)
-        if earlier is None:
-            return self._payload(metric, tick, fetched_at, endpoint.path, payload)
+                return self._payload(metric, tick, fetched_at, endpoint.path, payload)
         log.warning("fetch.raced", poll_id=str(tick.poll_id), state=earlier.state)
         if earlier.state == "fetched":  # the other attempt's answer, so one set of points
             return self._payload(

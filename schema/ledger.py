@@ -73,13 +73,7 @@ async def claim_poll(
     if state == "fetching":  # released deferral, or an attempt that died mid-request
         return PollClaim("refetch", attempts)
     if state == "fetched":
-        return PollClaim(
-            "fetched",
-            attempts,
-            fetched_at=row["fetched_at"],  # type: ignore[arg-type]
-            endpoint=str(row["endpoint"]),
-            payload=row["payload"],
-        )
+        return _fetched(row, attempts)
     if state == "deferred":
         return PollClaim("deferred", attempts)
     return PollClaim("done", attempts)
@@ -115,15 +109,19 @@ async def record_fetched(
     row = await cur.fetchone()
     if row is None:  # forgotten meanwhile (the other attempt failed for good): ours stands
         return None
-    if row["state"] == "fetched":
-        return PollClaim(
-            "fetched",
-            int(str(row["attempts"])),
-            fetched_at=row["fetched_at"],  # type: ignore[arg-type]
-            endpoint=str(row["endpoint"]),
-            payload=row["payload"],
-        )
-    return PollClaim("done", int(str(row["attempts"])))
+    attempts = int(str(row["attempts"]))
+    return _fetched(row, attempts) if row["state"] == "fetched" else PollClaim("done", attempts)
+
+
+def _fetched(row: Any, attempts: int) -> PollClaim:
+    """A ``fetched`` poll's claim: the answer recorded, to be sent again as it was."""
+    return PollClaim(
+        "fetched",
+        attempts,
+        fetched_at=row["fetched_at"],
+        endpoint=str(row["endpoint"]),
+        payload=row["payload"],
+    )
 
 
 async def forget_poll(conn: Conn, poll_id: UUID, due_at: datetime) -> None:
