@@ -14,7 +14,7 @@ that is not runsc's default; batch sizes up to 100).
 
 TypeScript beside Python, in the same run: the same template's offline transformer in
 TypeScript, compiled once by tsc in the sandbox (timed), then its JavaScript under QuickJS
-(each input a fresh ``qjs``) in runc's and runsc's default modes, batch sizes 1 to 100,
+(each input a fresh QuickJS runtime, sandbox/qjsrun.c) in runc's and runsc's default modes, batch sizes 1 to 100,
 with its per-input cost at batch 100 against Python's in the same mode, and its batch of 1
 against a bare container run of the same JavaScript job.
 

@@ -53,19 +53,26 @@ build() {  # build NAME CONTEXT DOCKERFILE [extra hashed files...]
   docker build -q --label "metricloom.inputs=$h" -t "$name" -f "$df" "$ctx" >/dev/null
 }
 
-quickjs_runtime() {  # QuickJS for TypeScript transformers, into sandbox/.quickjs (not in git)
-  # Debian trixie's quickjs needs glibc 2.38; the sandbox root is bookworm (2.36). qjs is run
-  # through trixie's own loader and libc, kept beside it, so the root's Python is untouched.
-  local dir=sandbox/.quickjs want="quickjs=2025.04.26-1 libc6/trixie" tmp
+quickjs_runtime() {  # QuickJS for JavaScript/TypeScript transformers, into sandbox/.quickjs (not in git)
+  # qjs (type checks and the parse check) is trixie's and needs glibc 2.38; the sandbox root
+  # is bookworm (2.36), so qjs runs through trixie's own loader and libc, kept beside it.
+  # qjsrun (sandbox/qjsrun.c, which runs the inputs) links trixie's libquickjs statically
+  # with this host's gcc: one static binary, nothing to load.
+  local dir=sandbox/.quickjs tmp want
+  want="quickjs=2025.04.26-1 libquickjs=2025.04.26-1 libc6/trixie qjsrun=$(sha256sum < sandbox/qjsrun.c)"
   if [ "$(cat "$dir/.inputs" 2>/dev/null)" = "$want" ]; then return; fi
-  log "fetching quickjs and trixie's libc6 (apt-get download) -> $dir"
+  log "fetching quickjs, libquickjs and trixie's libc6 (apt-get download), building qjsrun -> $dir"
   tmp=$(mktemp -d) && chmod 0755 "$tmp"
-  (cd "$tmp" && apt-get download -q quickjs=2025.04.26-1 libc6/trixie >/dev/null 2>&1) \
-    || { log "apt-get download quickjs libc6/trixie failed (is the trixie source set up?)"; exit 1; }
+  (cd "$tmp" && apt-get download -q quickjs=2025.04.26-1 libquickjs=2025.04.26-1 libc6/trixie >/dev/null 2>&1) \
+    || { log "apt-get download quickjs libquickjs libc6/trixie failed (is the trixie source set up?)"; exit 1; }
   rm -rf "$dir" && mkdir -p "$dir/lib"
   dpkg-deb -x "$tmp"/quickjs_*.deb "$tmp/q" && dpkg-deb -x "$tmp"/libc6_*.deb "$tmp/c"
+  dpkg-deb -x "$tmp"/libquickjs_*.deb "$tmp/l"
   cp "$tmp/q/usr/bin/qjs" "$dir/qjs"
   cp "$tmp"/c/usr/lib/x86_64-linux-gnu/{ld-linux-x86-64.so.2,libc.so.6,libm.so.6} "$dir/lib/"
+  gcc -O2 -static -Wall -Wextra -Werror -isystem "$tmp/l/usr/include/quickjs" -o "$dir/qjsrun" \
+    sandbox/qjsrun.c "$tmp/l/usr/lib/x86_64-linux-gnu/quickjs/libquickjs.a" -lm -lpthread -ldl \
+    || { log "building qjsrun failed (gcc and libc6-dev are installed by scripts/host-setup.sh)"; exit 1; }
   rm -rf "$tmp"
   echo "$want" > "$dir/.inputs"
 }

@@ -23,16 +23,17 @@ Why it is built this way (the threat is the transformer code, which is hostile):
   semaphore set or POSIX message queue can be created.
 
 JavaScript (the header's ``language``: ``javascript``; what TypeScript transformers are
-compiled to before they reach the sandbox) runs under QuickJS (``qjs``). The harness checks
-the code once per batch (it parses, and never names ``import``: the ``std`` and ``os``
-modules are reachable only through ``import()``); each input is then a fresh ``qjs``
-process started by the child above, which stays the supervisor: the code and the input go
-to ``qjs`` as one script in a sealed memfd, and the prelude that runs first takes ``print``
-and ``console`` (their lines come back prefixed, JSON-encoded, so the code cannot write a
-result line of its own), and removes ``eval``, the ``Function`` constructors and
-``__loadScript`` (no code can be built from text, so ``import`` cannot be spelled at run
-time). The child turns those lines into the same prints and result document as Python's.
-A ``qjs`` process never serves a second input, in either ``process_per`` mode.
+compiled to before they reach the sandbox) runs under QuickJS. The harness checks the code
+once per batch with ``qjs`` (it parses, and never names ``import``: defence in depth, as
+the runner below has no module loader at all). The process that would have run Python
+execs ``qjsrun`` instead (sandbox/qjsrun.c, QuickJS linked statically): each input runs in
+a fresh QuickJS runtime, its own heap, built-ins and globals, freed before the next, so
+``process_per=batch`` serves a batch from one process as Python's does, and ``input``
+starts one per input. The runner gives the runtime no ``std`` or ``os`` module; the prelude
+that runs first takes ``print`` and ``console`` (prints go to the capture pipe, the result
+to its own pipe, so no print can pass for a result), and removes ``eval`` and the
+``Function`` constructors (no code can be built from text). Frames, limits and failure
+kinds are the harness's, one implementation for both languages.
 
 ``typescript`` is not run: the batch's code is TypeScript that the harness type-checks and
 compiles once (npm ``typescript`` under ``qjs``, /opt/tsc/compile.js, with the entry naming
@@ -106,19 +107,24 @@ QJS = [f"{QJS_LIB}/ld-linux-x86-64.so.2", "--library-path", QJS_LIB, "/opt/quick
 # The keyword (escaped spellings are a syntax error to QuickJS): std and os, the only
 # modules, are reachable only through it.
 JS_IMPORT = re.compile(r"\bimport\b")
-# Runs before the code, in the same script: takes the output and the ways to make code
-# from text, then leaves a non-writable global that runs the entry once and writes the
-# one "r" line. %(input)s and %(entry)s are JSON.
+QJSRUN = "/opt/quickjs/qjsrun"  # sandbox/qjsrun.c: a fresh QuickJS runtime per input
+# Runs before the code, in the same script, in each input's fresh runtime: takes the three
+# globals qjsrun leaves (print, the result writer, the input), the output, and the ways to
+# make code from text, then leaves a non-writable global that runs the entry once and
+# writes the one result. %(entry)s is JSON.
 JS_PRELUDE = r"""(function () {
   "use strict";
-  const P = print, S = JSON.stringify, STR = String, G = globalThis, RA = Reflect.apply;
+  const G = globalThis, P = G.print, R = G.__metricloom_result, input = G.__metricloom_input;
+  delete G.__metricloom_result;
+  delete G.__metricloom_input;
+  const S = JSON.stringify, STR = String, RA = Reflect.apply;
   const DP = Object.defineProperty, GP = Object.getPrototypeOf, IE = InternalError;
-  const input = %(input)s, entry = %(entry)s;
+  const entry = %(entry)s;
   const text = function (v) { try { return STR(v); } catch (e) { return "<unprintable>"; } };
   const say = function () {
     let s = "";
     for (let i = 0; i < arguments.length; i++) s += (i ? " " : "") + text(arguments[i]);
-    P("p" + S(s));
+    P(s);
   };
   const konsole = {};
   for (const k of ["log", "info", "warn", "error", "debug", "trace"]) konsole[k] = say;
@@ -131,8 +137,6 @@ JS_PRELUDE = r"""(function () {
   }
   DP(G, "Function", { value: closed, writable: false, configurable: false });
   DP(G, "eval", { value: closed, writable: false, configurable: false });
-  delete G.__loadScript;
-  delete G.scriptArgs;
   const exports = {};
   G.exports = exports;
   G.module = { exports: exports };
@@ -166,7 +170,7 @@ JS_PRELUDE = r"""(function () {
     } catch (e) {
       line = S(failure("not_serialisable", e));
     }
-    P("r" + line);
+    R(line);
   } });
 })();"""
 TSC_COMPILE = "/opt/tsc/compile.js"
@@ -330,6 +334,8 @@ def _child(
     """Runs in the forked child: read own input, run transform, write result JSON."""
     try:
         _enter_child({in_r, res_w}, cap_w, limits, cpu_limit=True)
+        if isinstance(code_obj, str):
+            _exec_js("one", code_obj, entry, in_r, res_w, limits)
         chunks = []
         while True:
             chunk = os.read(in_r, CHUNK)
@@ -358,6 +364,8 @@ def _batch_child(
     pipe, run the module in fresh globals and write a length-prefixed result."""
     try:
         _enter_child({in_r, res_w}, cap_w, limits, cpu_limit=False)
+        if isinstance(code_obj, str):
+            _exec_js("batch", code_obj, entry, in_r, res_w, limits)
     except BaseException as exc:
         _child_result(res_w, {"ok": False, "kind": "harness", "message": repr(exc)}, True)
         os._exit(3)
@@ -386,9 +394,9 @@ def _flush_prints() -> None:
             stream.flush()
 
 
-def _run_user_code(code_obj: Code, entry: str, args: list[Any], limits: Limits) -> dict[str, Any]:
-    if isinstance(code_obj, str):
-        return _run_js(code_obj, entry, args, limits)
+def _run_user_code(
+    code_obj: CodeType, entry: str, args: list[Any], limits: Limits
+) -> dict[str, Any]:
     namespace = {"__name__": "transformer", "__builtins__": __builtins__}
     try:
         exec(code_obj, namespace)
@@ -408,16 +416,38 @@ def _run_user_code(code_obj: Code, entry: str, args: list[Any], limits: Limits) 
     return {"ok": True, "value": value}
 
 
-def _js_script(code: str, entry: str, args: list[Any]) -> int:
+def _js_script(code: str, entry: str) -> int:
     """The prelude, the code and the epilogue as one script in a sealed memfd (the root is
-    read-only, and argv could not hold a large input); its descriptor."""
-    prelude = JS_PRELUDE % {"input": json.dumps(args), "entry": json.dumps(entry)}
+    read-only); its descriptor. The same script serves every input: each reads its own."""
+    prelude = JS_PRELUDE % {"entry": json.dumps(entry)}
     prelude = prelude.replace("\n", " ")  # one line, and the code on it: its line numbers hold
     fd = os.memfd_create("transformer.js", os.MFD_ALLOW_SEALING)
-    _write_all(fd, (prelude + code + JS_EPILOGUE).encode())
-    with contextlib.suppress(OSError):  # a seal is a nicety: qjs only reads it
+    _write_all(fd, (prelude + code + JS_EPILOGUE).encode("utf-8", "surrogatepass"))
+    os.lseek(fd, 0, os.SEEK_SET)
+    with contextlib.suppress(OSError):  # a seal is a nicety: qjsrun only reads it
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW)
     return fd
+
+
+def _exec_js(mode: str, code: str, entry: str, in_r: int, res_w: int, limits: Limits) -> NoReturn:
+    """Become qjsrun (sandbox/qjsrun.c) for this process's inputs: ``one`` for a
+    ``process_per=input`` child, ``batch`` for a batch's one process. Each input runs in a
+    fresh QuickJS runtime under QuickJS's own heap limit (an allocation past it is kind
+    ``memory``), below the address-space limit this process already has."""
+    script_fd = _js_script(code, entry)
+    for fd in (in_r, res_w):  # pipes are close-on-exec; the memfd is made without it
+        os.set_inheritable(fd, True)
+    _default_signals()
+    memory = str(limits["input_memory_mb"])
+    os.execv(QJSRUN, [QJSRUN, mode, str(in_r), str(res_w), memory, str(script_fd)])
+
+
+def _default_signals() -> None:
+    """The harness ignores every signal; a program it execs gets the defaults back."""
+    for sig in range(1, signal.NSIG):
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
 
 
 def _spawn_qjs(
@@ -436,10 +466,7 @@ def _spawn_qjs(
     pid = os.fork()
     if pid == 0:
         try:
-            for sig in range(1, signal.NSIG):  # the harness's ignored signals: default again
-                if sig not in (signal.SIGKILL, signal.SIGSTOP):
-                    with contextlib.suppress(OSError, ValueError):
-                        signal.signal(sig, signal.SIG_DFL)
+            _default_signals()
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
             for fd in range(3, 256):
@@ -536,84 +563,6 @@ def _serve_compiled(
             _out_frame(out_fd, {"i": index, "ch": "result", "n": len(document)})
             _write_all(out_fd, document)
         _out_frame(out_fd, {"i": index, "ev": "end", "status": status, "detail": detail})
-
-
-def _run_js(code: str, entry: str, args: list[Any], limits: Limits) -> dict[str, Any]:
-    """One input in a fresh ``qjs`` process; its "p" lines become this process's prints
-    (the capture pipe), its "r" line the result. No "r" line: the code failed to load (an
-    exception at the top level) or died, and its stderr says why."""
-    script_fd = _js_script(code, entry, args)
-    del args
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    pid = _spawn_qjs(script_fd, limits["input_memory_mb"], out_w, err_w)
-    for fd in (out_w, err_w, script_fd):
-        os.close(fd)
-    caps = {"p": limits["print_limit_bytes"], "r": limits["output_limit_bytes"]}
-    result: dict[str, Any] | None = None
-    line = bytearray()
-    err = bytearray()
-    open_fds = {out_r, err_r}
-    try:
-        while open_fds:
-            for fd in select.select(list(open_fds), [], [])[0]:
-                chunk = os.read(fd, CHUNK)
-                if not chunk:
-                    open_fds.discard(fd)
-                elif fd == err_r:
-                    err += chunk[: max(0, 8000 - len(err))]
-                else:
-                    line += chunk
-                    result = _js_lines(line, caps, result)
-    except OverflowError as exc:
-        result = {"ok": False, "kind": "output_too_large", "message": str(exc)}
-    except ValueError as exc:
-        result = {"ok": False, "kind": "malformed_output", "message": str(exc)}
-    finally:
-        os.kill(pid, signal.SIGKILL)
-        os.close(out_r)
-        os.close(err_r)
-    _, status = os.waitpid(pid, 0)
-    if result is not None:
-        return result
-    message = err.decode("utf-8", "replace").strip()
-    if os.WIFSIGNALED(status) and os.WTERMSIG(status) != signal.SIGKILL:
-        sig = os.WTERMSIG(status)  # die the same way: the harness reports it
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-    if "out of memory" in message:
-        return {"ok": False, "kind": "memory", "message": "memory limit reached while loading"}
-    first = message.splitlines()[0] if message else f"qjs exited with status {status}"
-    return {"ok": False, "kind": "load", "message": first[:2000], "traceback": message}
-
-
-def _js_lines(buf: bytearray, caps: dict[str, int], result: dict[str, Any] | None) -> Any:
-    """Take the complete lines of ``buf`` (prints are forwarded at once); the result, once
-    its line is seen. A line longer than its cap is passed on raw: the harness then sees a
-    print, or a result, over its cap and stops the input."""
-    while True:
-        end = buf.find(b"\n")
-        if end < 0:
-            kind = bytes(buf[:1]).decode("ascii", "replace")
-            if len(buf) > caps.get(kind, 0) + 64:
-                _overflow(kind, caps)
-            return result
-        raw = bytes(buf[:end])
-        del buf[: end + 1]
-        if raw[:1] == b"p":
-            text = json.loads(raw[1:])
-            _write_all(1, (text + "\n").encode("utf-8", "surrogatepass"))
-        elif raw[:1] == b"r" and result is None:
-            result = json.loads(raw[1:])
-        else:
-            raise ValueError("qjs wrote a line that is not the prelude's")
-
-
-def _overflow(kind: str, caps: dict[str, int]) -> NoReturn:
-    """Exceed the cap of the channel whose line is too long (the harness ends the input)."""
-    if kind == "p":
-        _write_all(1, b"\0" * (caps["p"] + 1))
-    raise OverflowError(f"the code's {'result' if kind == 'r' else 'printed output'} is too long")
 
 
 def _exception_result(kind: str, exc: BaseException) -> dict[str, Any]:

@@ -29,6 +29,8 @@ fi
 if ! have debootstrap; then apt_install debootstrap; fi
 if ! have mvn || ! have java; then apt_install maven openjdk-17-jdk-headless; fi
 if ! have kcat; then apt_install kcat; fi  # the README's non-Python tenant client
+# qjsrun (sandbox/qjsrun.c) is linked statically against libquickjs by images/build.sh
+if ! have gcc || [ ! -f /usr/lib/x86_64-linux-gnu/libc.a ]; then apt_install gcc libc6-dev; fi
 # the dashboard's browser tests drive Debian's chromium (Playwright, no browser download)
 if ! have chromium; then apt_install chromium; fi
 

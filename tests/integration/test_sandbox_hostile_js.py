@@ -3,11 +3,11 @@ compiled to), on real containers under both runtimes, each with its default
 ``process_per``: every attack ends as a clear per-input error (or achieves nothing), the
 inputs around it are intact, and no container is left behind.
 
-The attacks a JavaScript transformer has are fewer than Python's (QuickJS without
-``--std`` has no process, file or network API); what it could reach is the ``std`` and
-``os`` modules through ``import()``, the loader's ``__loadScript``, code built from text
-(``eval``, the ``Function`` constructors), the prelude's output and the built-ins the next
-input uses. Each is tried here."""
+The attacks a JavaScript transformer has are fewer than Python's (each input runs in a
+fresh runtime of ``qjsrun``, which has no process, file or network API, no ``std`` or
+``os`` module and no module loader); what it could reach is ``import()``, code built from
+text (``eval``, the ``Function`` constructors), the runner's result writer and the
+prelude's output, and the built-ins the next input uses. Each is tried here."""
 
 from __future__ import annotations
 
@@ -123,10 +123,12 @@ def test_code_cannot_be_built_from_text(executor: SandboxExecutor) -> None:
 
 
 def test_no_process_file_or_environment_api(executor: SandboxExecutor) -> None:
-    """Nothing that reads a file, the environment or starts a process is reachable."""
+    """Nothing that reads a file, the environment or starts a process is reachable, nor
+    the runner's result writer (the prelude takes it before the code runs)."""
     body = """
 function attack(a, c) {
-  const names = ["std", "os", "process", "require", "__loadScript", "scriptArgs", "Deno", "Bun"];
+  const names = ["std", "os", "process", "require", "__loadScript", "scriptArgs", "Deno", "Bun",
+                 "__metricloom_result", "__metricloom_input"];
   return names.filter(n => typeof globalThis[n] !== "undefined");
 }"""
     result = run_sandwiched(executor, body)
@@ -180,7 +182,7 @@ function attack(a, c) {
 
 
 def test_state_does_not_carry_between_inputs(executor: SandboxExecutor) -> None:
-    """Globals set by one input are gone for the next: each input is a fresh qjs."""
+    """Globals set by one input are gone for the next: each input is a fresh QuickJS runtime."""
     code = """
 var seen = [];
 function transform(a, b) {
