@@ -72,7 +72,7 @@ quickjs_runtime() {  # QuickJS for JavaScript/TypeScript transformers, into sand
   cp "$tmp"/c/usr/lib/x86_64-linux-gnu/{ld-linux-x86-64.so.2,libc.so.6,libm.so.6} "$dir/lib/"
   gcc -O2 -static -Wall -Wextra -Werror -isystem "$tmp/l/usr/include/quickjs" -o "$dir/qjsrun" \
     sandbox/qjsrun.c "$tmp/l/usr/lib/x86_64-linux-gnu/quickjs/libquickjs.a" -lm -lpthread -ldl \
-    || { log "building qjsrun failed (gcc and libc6-dev are installed by scripts/host-setup.sh)"; exit 1; }
+    || { log "building qjsrun failed (gcc and libc6-dev are installed by scripts/host-setup.sh)"; rm -rf "$tmp"; exit 1; }
   rm -rf "$tmp"
   echo "$want" > "$dir/.inputs"
 }

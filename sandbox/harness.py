@@ -108,16 +108,18 @@ QJS = [f"{QJS_LIB}/ld-linux-x86-64.so.2", "--library-path", QJS_LIB, "/opt/quick
 # modules, are reachable only through it.
 JS_IMPORT = re.compile(r"\bimport\b")
 QJSRUN = "/opt/quickjs/qjsrun"  # sandbox/qjsrun.c: a fresh QuickJS runtime per input
-# Runs before the code, in the same script, in each input's fresh runtime: takes the three
-# globals qjsrun leaves (print, the result writer, the input), the output, and the ways to
-# make code from text, then leaves a non-writable global that runs the entry once and
-# writes the one result. %(entry)s is JSON.
+# The first of the two scripts qjsrun runs in each input's fresh runtime, before the code:
+# takes the three globals qjsrun leaves (print, the result writer, the input), the output,
+# and the ways to make code from text; its value is the function that calls the entry and
+# writes the one result, which qjsrun keeps and calls after the code has loaded, so the
+# code can neither call it nor run after it. Documents are made without a prototype (no
+# toJSON of the code's can rewrite them). %(entry)s is JSON.
 JS_PRELUDE = r"""(function () {
   "use strict";
   const G = globalThis, P = G.print, R = G.__metricloom_result, input = G.__metricloom_input;
   delete G.__metricloom_result;
   delete G.__metricloom_input;
-  const S = JSON.stringify, STR = String, RA = Reflect.apply;
+  const S = JSON.stringify, STR = String, RA = Reflect.apply, NP = Object.setPrototypeOf;
   const DP = Object.defineProperty, GP = Object.getPrototypeOf, IE = InternalError;
   const entry = %(entry)s;
   const text = function (v) { try { return STR(v); } catch (e) { return "<unprintable>"; } };
@@ -144,12 +146,10 @@ JS_PRELUDE = r"""(function () {
     let message = text(e), stack = "";
     try { stack = e && typeof e.stack === "string" ? e.stack : ""; } catch (x) { stack = ""; }
     if (e instanceof IE && /out of memory/.test(message)) kind = "memory";
-    return { ok: false, kind: kind, message: message.slice(0, 2000), traceback: stack.slice(-8000) };
+    return NP({ ok: false, kind: kind, message: message.slice(0, 2000),
+                traceback: stack.slice(-8000) }, null);
   };
-  let done = false;
-  DP(G, "__metricloom_finish", { configurable: false, writable: false, value: function () {
-    if (done) return;
-    done = true;
+  return function () {
     let out, line;
     try {
       const moduleExports = G.module && G.module.exports;
@@ -157,10 +157,11 @@ JS_PRELUDE = r"""(function () {
       if (typeof fn !== "function") fn = exports[entry];
       if (typeof fn !== "function") fn = G[entry];
       if (typeof fn !== "function") {
-        out = { ok: false, kind: "missing_entry", message: "the code defines no " + entry + "()" };
+        out = NP({ ok: false, kind: "missing_entry",
+                   message: "the code defines no " + entry + "()" }, null);
       } else {
         const value = RA(fn, undefined, input);
-        out = { ok: true, value: value === undefined ? null : value };
+        out = NP({ ok: true, value: value === undefined ? null : value }, null);
       }
     } catch (e) {
       out = failure("exception", e);
@@ -171,10 +172,9 @@ JS_PRELUDE = r"""(function () {
       line = S(failure("not_serialisable", e));
     }
     R(line);
-  } });
-})();"""
+  };
+})()"""
 TSC_COMPILE = "/opt/tsc/compile.js"
-JS_EPILOGUE = "\n;__metricloom_finish();\n"
 JS_CHECK = r"""try { new Function(%s); print("ok"); } catch (e) { print(String(e)); }"""
 
 
@@ -416,17 +416,18 @@ def _run_user_code(
     return {"ok": True, "value": value}
 
 
-def _js_script(code: str, entry: str) -> int:
-    """The prelude, the code and the epilogue as one script in a sealed memfd (the root is
-    read-only); its descriptor. The same script serves every input: each reads its own."""
-    prelude = JS_PRELUDE % {"entry": json.dumps(entry)}
-    prelude = prelude.replace("\n", " ")  # one line, and the code on it: its line numbers hold
-    fd = os.memfd_create("transformer.js", os.MFD_ALLOW_SEALING)
-    _write_all(fd, (prelude + code + JS_EPILOGUE).encode("utf-8", "surrogatepass"))
-    os.lseek(fd, 0, os.SEEK_SET)
-    with contextlib.suppress(OSError):  # a seal is a nicety: qjsrun only reads it
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW)
-    return fd
+def _js_scripts(code: str, entry: str) -> tuple[int, int]:
+    """The prelude and the code, each in a sealed memfd (the root is read-only): their
+    descriptors. The same two serve every input: each reads its own request."""
+    fds = []
+    for name, text in (("prelude.js", JS_PRELUDE % {"entry": json.dumps(entry)}), ("code", code)):
+        fd = os.memfd_create(name, os.MFD_ALLOW_SEALING)
+        _write_all(fd, text.encode("utf-8", "surrogatepass"))
+        os.lseek(fd, 0, os.SEEK_SET)
+        with contextlib.suppress(OSError):  # a seal is a nicety: qjsrun only reads it
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW)
+        fds.append(fd)
+    return fds[0], fds[1]
 
 
 def _exec_js(mode: str, code: str, entry: str, in_r: int, res_w: int, limits: Limits) -> NoReturn:
@@ -434,12 +435,13 @@ def _exec_js(mode: str, code: str, entry: str, in_r: int, res_w: int, limits: Li
     ``process_per=input`` child, ``batch`` for a batch's one process. Each input runs in a
     fresh QuickJS runtime under QuickJS's own heap limit (an allocation past it is kind
     ``memory``), below the address-space limit this process already has."""
-    script_fd = _js_script(code, entry)
-    for fd in (in_r, res_w):  # pipes are close-on-exec; the memfd is made without it
+    prelude_fd, code_fd = _js_scripts(code, entry)
+    for fd in (in_r, res_w):  # pipes are close-on-exec; the memfds are made without it
         os.set_inheritable(fd, True)
     _default_signals()
     memory = str(limits["input_memory_mb"])
-    os.execv(QJSRUN, [QJSRUN, mode, str(in_r), str(res_w), memory, str(script_fd)])
+    argv = [QJSRUN, mode, str(in_r), str(res_w), memory, str(prelude_fd), str(code_fd)]
+    os.execv(QJSRUN, argv)
 
 
 def _default_signals() -> None:

@@ -8,16 +8,19 @@
  * The runtime gets no std or os module and no module loader at all: nothing here reads a
  * file, the environment, or starts a process on the code's behalf.
  *
- *   qjsrun one|batch IN_FD RESULT_FD MEMORY_MB SCRIPT_FD
+ *   qjsrun one|batch IN_FD RESULT_FD MEMORY_MB PRELUDE_FD CODE_FD
  *
- * SCRIPT_FD holds the harness's prelude, the code and its epilogue as one script. Each input
- * is a JSON request {"args": [...]} on IN_FD: the whole of it in "one" mode, or a decimal
- * length, a newline and that many bytes in "batch" mode (EOF ends the batch). Before the
- * script runs, the runtime's globals hold three things the prelude takes and removes:
- * __metricloom_input (the args), print (writes its text and a newline to stdout, the
- * harness's capture pipe) and __metricloom_result (writes the result document to
- * RESULT_FD, once per input; length-prefixed in "batch" mode). When the script throws
- * before a result was written, the runner writes a "load" (or "memory") failure itself.
+ * Each input is a JSON request {"args": [...]} on IN_FD: the whole of it in "one" mode, or
+ * a decimal length, a newline and that many bytes in "batch" mode (EOF ends the batch). In
+ * the input's fresh runtime, the globals first hold three things the prelude (the
+ * harness's script on PRELUDE_FD) takes and removes: __metricloom_input (the args), print
+ * (writes its text and a newline to stdout, the harness's capture pipe) and
+ * __metricloom_result (writes the result document to RESULT_FD, once per input;
+ * length-prefixed in "batch" mode). The prelude's value is the function that calls the
+ * entry and writes the result; the code (CODE_FD) runs next, as a script of its own, and
+ * then the runner calls that function. The code never holds it: it can neither answer
+ * early nor run after its answer. An exception while the code loads is a "load" failure
+ * (or "memory") that the runner writes itself, as JSON it builds, not the code's objects.
  * The harness supervises: deadlines, caps and killing are its, as for Python.
  */
 #include <errno.h>
@@ -152,64 +155,85 @@ static void define(JSContext *ctx, JSValueConst global, const char *name, JSValu
                               JS_PROP_CONFIGURABLE | JS_PROP_WRITABLE);
 }
 
-/* The script threw before it wrote a result: a "load" failure (or "memory"), in JSON. */
-static void report_load_failure(JSContext *ctx)
+/* A C string as a JSON string, malloc'ed (NULL if out of memory). JSON.stringify of a
+ * primitive string looks up no toJSON: nothing of the code's runs here. */
+static char *json_string(JSContext *ctx, const char *text, size_t length)
 {
-    static const char memory[] =
-        "{\"ok\": false, \"kind\": \"memory\", \"message\": \"memory limit reached while loading\"}";
-    static const char unknown[] =
-        "{\"ok\": false, \"kind\": \"load\", \"message\": \"the code failed to load\"}";
-    JSValue exc = JS_GetException(ctx);
-    JSValue doc = JS_UNDEFINED, text = JS_UNDEFINED;
-    const char *message = JS_ToCString(ctx, exc);
-    if (!message || strstr(message, "out of memory")) {
-        JS_FreeCString(ctx, message);
-        JS_FreeValue(ctx, exc);
+    JSValue str = JS_NewStringLen(ctx, text, length);
+    JSValue json = JS_JSONStringify(ctx, str, JS_UNDEFINED, JS_UNDEFINED);
+    const char *c = JS_IsString(json) ? JS_ToCString(ctx, json) : NULL;
+    char *copy = c ? strdup(c) : NULL;
+    JS_FreeCString(ctx, c);
+    JS_FreeValue(ctx, json);
+    JS_FreeValue(ctx, str);
+    if (!copy)
+        JS_FreeValue(ctx, JS_GetException(ctx));
+    return copy;
+}
+
+/* A failure document of this kind, written as the input's result unless one was. */
+static void write_failure(JSContext *ctx, const char *kind, const char *message,
+                          const char *traceback)
+{
+    char *m = json_string(ctx, message, strnlen(message, 2000));
+    char *t = json_string(ctx, traceback, strlen(traceback));
+    size_t size = strlen(kind) + (m ? strlen(m) : 2) + (t ? strlen(t) : 2) + 64;
+    char *doc = malloc(size);
+    if (doc) {
+        int n = snprintf(doc, size, "{\"ok\": false, \"kind\": \"%s\", \"message\": %s, "
+                         "\"traceback\": %s}", kind, m ? m : "\"\"", t ? t : "\"\"");
+        write_result(doc, (size_t)n);
+    } else {
+        static const char memory[] = "{\"ok\": false, \"kind\": \"memory\", \"message\": "
+                                     "\"memory limit reached while reporting a failure\"}";
         write_result(memory, sizeof memory - 1);
-        return;
     }
-    doc = JS_NewObject(ctx);
-    if (JS_IsObject(doc)) {
-        JSValue stack = JS_IsObject(exc) ? JS_GetPropertyStr(ctx, exc, "stack") : JS_UNDEFINED;
-        const char *trace = JS_IsString(stack) ? JS_ToCString(ctx, stack) : NULL;
-        char *traceback = malloc(strlen(message) + (trace ? strlen(trace) : 0) + 2);
-        if (traceback) {
-            strcpy(traceback, message);
-            strcat(traceback, "\n");
-            if (trace)
-                strcat(traceback, trace);
-            JS_SetPropertyStr(ctx, doc, "traceback", JS_NewString(ctx, traceback));
-            free(traceback);
-        }
-        JS_FreeCString(ctx, trace);
-        JS_FreeValue(ctx, stack);
-        JS_SetPropertyStr(ctx, doc, "ok", JS_FALSE);
-        JS_SetPropertyStr(ctx, doc, "kind", JS_NewString(ctx, "load"));
-        JS_SetPropertyStr(ctx, doc, "message", JS_NewStringLen(ctx, message,
-                                                               strnlen(message, 2000)));
-        text = JS_JSONStringify(ctx, doc, JS_UNDEFINED, JS_UNDEFINED);
+    free(doc);
+    free(t);
+    free(m);
+}
+
+/* The pending exception as a failure of this kind ("memory" when it is QuickJS's own
+ * out-of-memory error); its text and, for an Error, its stack. */
+static void report_exception(JSContext *ctx, const char *kind)
+{
+    JSValue exc = JS_GetException(ctx);
+    JSValue stack = JS_UNDEFINED;
+    const char *message = JS_ToCString(ctx, exc), *trace = NULL;
+    char *traceback;
+    if (!message)
+        JS_FreeValue(ctx, JS_GetException(ctx)); /* its toString threw */
+    if (JS_IsError(ctx, exc)) {
+        stack = JS_GetPropertyStr(ctx, exc, "stack");
+        if (JS_IsException(stack))
+            JS_FreeValue(ctx, JS_GetException(ctx));
+        else if (JS_IsString(stack))
+            trace = JS_ToCString(ctx, stack);
     }
-    if (JS_IsString(text)) {
-        size_t length;
-        const char *json = JS_ToCStringLen(ctx, &length, text);
-        if (json)
-            write_result(json, length);
-        JS_FreeCString(ctx, json);
-    }
-    if (!answered)
-        write_result(unknown, sizeof unknown - 1);
-    JS_FreeValue(ctx, text);
-    JS_FreeValue(ctx, doc);
+    if (message && JS_IsError(ctx, exc) && !strcmp(message, "InternalError: out of memory"))
+        kind = "memory";
+    traceback = malloc((message ? strlen(message) : 0) + (trace ? strlen(trace) : 0) + 2);
+    if (traceback)
+        sprintf(traceback, "%s\n%s", message ? message : "", trace ? trace : "");
+    write_failure(ctx, kind, message ? message : "<an exception that cannot be printed>",
+                  traceback ? traceback : "");
+    free(traceback);
+    JS_FreeCString(ctx, trace);
+    JS_FreeValue(ctx, stack);
     JS_FreeCString(ctx, message);
     JS_FreeValue(ctx, exc);
 }
 
-static void run_input(const char *script, size_t script_length, const char *request,
-                      size_t request_length, size_t memory_bytes)
+/* One input: a fresh runtime; the prelude (its value: the function that writes the
+ * result), then the code, then that function, called from here so the code can neither
+ * call it early nor run after it. */
+static void run_input(const char *prelude, size_t prelude_length, const char *code,
+                      size_t code_length, const char *request, size_t request_length,
+                      size_t memory_bytes)
 {
     JSRuntime *rt = JS_NewRuntime();
     JSContext *ctx;
-    JSValue global, parsed, value;
+    JSValue global, parsed, args = JS_UNDEFINED, finish = JS_UNDEFINED, value;
     if (!rt)
         _exit(5);
     JS_SetMemoryLimit(rt, memory_bytes);
@@ -219,20 +243,38 @@ static void run_input(const char *script, size_t script_length, const char *requ
     answered = 0;
     global = JS_GetGlobalObject(ctx);
     parsed = JS_ParseJSON(ctx, request, request_length, "<input>");
-    if (JS_IsException(parsed)) {
-        report_load_failure(ctx); /* the harness's own request; a memory limit, in practice */
+    if (JS_IsObject(parsed))
+        args = JS_GetPropertyStr(ctx, parsed, "args");
+    if (JS_IsException(parsed) || JS_IsArray(ctx, args) != 1) {
+        JS_FreeValue(ctx, JS_GetException(ctx));
+        write_failure(ctx, "harness", "the request is not {\"args\": [...]}", "");
     } else {
-        define(ctx, global, "__metricloom_input", JS_GetPropertyStr(ctx, parsed, "args"));
+        define(ctx, global, "__metricloom_input", JS_DupValue(ctx, args));
         define(ctx, global, "print",
                JS_NewCFunctionMagic(ctx, js_write, "print", 1, JS_CFUNC_generic_magic, 0));
         define(ctx, global, "__metricloom_result",
                JS_NewCFunctionMagic(ctx, js_write, "__metricloom_result", 1,
                                     JS_CFUNC_generic_magic, 1));
-        value = JS_Eval(ctx, script, script_length, "transformer.js", JS_EVAL_TYPE_GLOBAL);
-        if (JS_IsException(value))
-            report_load_failure(ctx);
-        JS_FreeValue(ctx, value);
+        finish = JS_Eval(ctx, prelude, prelude_length, "prelude.js", JS_EVAL_TYPE_GLOBAL);
+        if (!JS_IsFunction(ctx, finish)) {
+            report_exception(ctx, "harness");
+        } else {
+            value = JS_Eval(ctx, code, code_length, "transformer.js", JS_EVAL_TYPE_GLOBAL);
+            if (JS_IsException(value)) {
+                report_exception(ctx, "load");
+            } else {
+                JS_FreeValue(ctx, value);
+                value = JS_Call(ctx, finish, JS_UNDEFINED, 0, NULL);
+                if (JS_IsException(value))
+                    report_exception(ctx, "exception");
+            }
+            JS_FreeValue(ctx, value);
+        }
     }
+    if (!answered)
+        write_failure(ctx, "harness", "the prelude wrote no result", "");
+    JS_FreeValue(ctx, finish);
+    JS_FreeValue(ctx, args);
     JS_FreeValue(ctx, parsed);
     JS_FreeValue(ctx, global);
     JS_FreeContext(ctx); /* pending jobs are dropped: nothing runs after the result */
@@ -241,29 +283,33 @@ static void run_input(const char *script, size_t script_length, const char *requ
 
 int main(int argc, char **argv)
 {
-    int in_fd, script_fd;
+    int in_fd, prelude_fd, code_fd;
     long memory_mb;
-    char *script, *request;
-    size_t script_length, request_length;
-    if (argc != 6 || (strcmp(argv[1], "one") && strcmp(argv[1], "batch"))) {
-        fprintf(stderr, "usage: qjsrun one|batch IN_FD RESULT_FD MEMORY_MB SCRIPT_FD\n");
+    char *prelude, *code, *request;
+    size_t prelude_length, code_length, request_length;
+    if (argc != 7 || (strcmp(argv[1], "one") && strcmp(argv[1], "batch"))) {
+        fprintf(stderr, "usage: qjsrun one|batch IN_FD RESULT_FD MEMORY_MB PRELUDE_FD CODE_FD\n");
         return 2;
     }
     in_fd = atoi(argv[2]);
     result_fd = atoi(argv[3]);
     memory_mb = atol(argv[4]);
-    script_fd = atoi(argv[5]);
+    prelude_fd = atoi(argv[5]);
+    code_fd = atoi(argv[6]);
     if (memory_mb <= 0) {
         fprintf(stderr, "qjsrun: MEMORY_MB must be positive\n");
         return 2;
     }
     framed = strcmp(argv[1], "batch") == 0;
-    next_request(script_fd, 0, &script, &script_length);
-    close(script_fd);
+    next_request(prelude_fd, 0, &prelude, &prelude_length);
+    next_request(code_fd, 0, &code, &code_length);
+    close(prelude_fd);
+    close(code_fd);
     do {
         if (!next_request(in_fd, framed, &request, &request_length))
             break;
-        run_input(script, script_length, request, request_length, (size_t)memory_mb << 20);
+        run_input(prelude, prelude_length, code, code_length, request, request_length,
+                  (size_t)memory_mb << 20);
         free(request);
     } while (framed);
     return 0;

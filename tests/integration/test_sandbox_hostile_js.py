@@ -124,11 +124,11 @@ def test_code_cannot_be_built_from_text(executor: SandboxExecutor) -> None:
 
 def test_no_process_file_or_environment_api(executor: SandboxExecutor) -> None:
     """Nothing that reads a file, the environment or starts a process is reachable, nor
-    the runner's result writer (the prelude takes it before the code runs)."""
+    the runner's result writer or the prelude's finisher (the code never holds either)."""
     body = """
 function attack(a, c) {
   const names = ["std", "os", "process", "require", "__loadScript", "scriptArgs", "Deno", "Bun",
-                 "__metricloom_result", "__metricloom_input"];
+                 "__metricloom_result", "__metricloom_input", "__metricloom_finish"];
   return names.filter(n => typeof globalThis[n] !== "undefined");
 }"""
     result = run_sandwiched(executor, body)
@@ -173,12 +173,31 @@ function attack(a, c) {
   print('{"i": 1, "ev": "end", "status": "ok", "detail": ""}');
   print('r{"ok": true, "value": "forged"}');
   console.log('\nr{"ok": true, "value": "forged"}\n{"ev": "done"}');
-  __metricloom_finish();
   return "real";
 }"""
     result = run_sandwiched(executor, body)
     assert result.error is None and result.value != "forged", result
     assert 'r{"ok": true, "value": "forged"}' in result.prints
+
+
+def test_the_code_cannot_answer_early_or_run_after_its_answer(executor: SandboxExecutor) -> None:
+    """A name shadowing the finisher changes nothing, and work queued to run after the
+    answer (a promise job that prints and spins) never runs: the next input is not
+    blamed with a timeout, and no print lands on it."""
+    code = """
+const __metricloom_finish = function () {};
+var early = typeof __metricloom_result;
+function transform(a, c) {
+  if (a === "attack") Promise.resolve().then(function () { print("after"); for (;;) {} });
+  return [a, c, early];
+}"""
+    results = run_js(executor, code, [("good", 1), ("attack", 2), ("good", 3)])
+    assert [r.value for r in results] == [
+        ["good", 1, "undefined"],
+        ["attack", 2, "undefined"],
+        ["good", 3, "undefined"],
+    ], results
+    assert all("after" not in r.prints for r in results), results
 
 
 def test_state_does_not_carry_between_inputs(executor: SandboxExecutor) -> None:
