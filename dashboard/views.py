@@ -169,6 +169,7 @@ class TransformerVersion(View):
     user_prompt: str | None = None
     chart_type: str | None = None
     created_at: datetime | None
+    language: Literal["python", "typescript"] = "python"
 
     @classmethod
     def of(cls, version: reads.TransformerVersion) -> TransformerVersion:

@@ -111,6 +111,7 @@ class TransformerVersion(Row):
     created_at: datetime | None
     code: str
     historical_code: str | None = None
+    language: Literal["python", "typescript"] = "python"
 
 
 class Transformer(Row):
@@ -243,13 +244,13 @@ async def metrics_per_template(conn: Conn, organization_id: str) -> dict[str, in
 
 TEMPLATE_VERSIONS = """
 SELECT t.template_id AS target, t.version, true AS current, t.status, t.generator,
-       t.updated_at AS created_at, t.code, t.historical_code
+       t.updated_at AS created_at, t.code, t.historical_code, t.language
 FROM metric_transformers t
 WHERE t.template_id = %(template)s
   AND EXISTS (SELECT 1 FROM metrics WHERE organization_id = %(org)s AND template_id = %(template)s)
 UNION ALL
 SELECT v.template_id, v.version, false, v.status, v.generator, v.created_at, v.code,
-       v.historical_code
+       v.historical_code, v.language
 FROM metric_transformer_versions v
 WHERE v.template_id = %(template)s
   AND EXISTS (SELECT 1 FROM metrics WHERE organization_id = %(org)s AND template_id = %(template)s)
@@ -269,7 +270,7 @@ FROM chart_transformer_versions v
 WHERE v.dashboard_metric_id = %(chart)s AND v.organization_id = %(org)s
 ORDER BY version
 """
-"""A chart's transformer versions (the organisation's own)."""
+"""A chart's transformer versions (the organisation's own; chart transformers are Python)."""
 
 
 async def template_versions(

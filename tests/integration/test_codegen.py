@@ -190,7 +190,8 @@ async def test_chart_transformer_repair_against_chart_config(
 async def test_repeated_failures_regenerate_the_transformer_through_kafka(
     worker: WorkerProcess, kafka: Kafka, db_conn: Any
 ) -> None:
-    """Break a template's transformer and poll once: the metric is retried after each gap
+    """Break a template's transformer (in Python, replacing the default language's first
+    version) and poll once: the metric is retried after each gap
     (0, 0.5, 0.5 s in the tests), then the worker regenerates the transformer (offline
     generator), promotes version 3, re-polls the metric and writes its point; history keeps
     versions 1 and 2. A tenant cannot roll the shared transformer back; an operator's
@@ -207,8 +208,10 @@ async def test_repeated_failures_regenerate_the_transformer_through_kafka(
     broken = (
         "def transform(api_response, endpoint_config):\n    raise ValueError('broken on purpose')\n"
     )
-    await db_conn.execute(
-        "UPDATE metric_transformers SET code = %s, version = version + 1 WHERE template_id = %s",
+    await db_conn.execute(  # broken in Python, whatever language the first version was in
+        "UPDATE metric_transformers SET code = %s, language = 'python', compiled_code = NULL,"
+        " historical_code = NULL, historical_compiled_code = NULL, version = version + 1"
+        " WHERE template_id = %s",
         (broken, template_id),
     )
     refresh = RefreshMetric(organization_id="heal-org", metric_id=metric_id)

@@ -189,7 +189,9 @@ def test_a_metric_reads_with_its_state_and_backfill(sessions: dict[str, httpx.Cl
     assert tally["chunks_written"] == tally["chunks"] >= 1 and tally["points"] > 0
     histories = client.get(f"/api/orgs/{ORG}/transformers").json()
     posthog = next(h for h in histories if h.get("template_id") == "posthog-events")
-    assert posthog["versions"][0]["current"] and "def transform" in posthog["versions"][0]["code"]
+    current = posthog["versions"][0]
+    assert current["current"] and current["language"] == "typescript"  # the default language
+    assert "function transform" in current["code"]
 
 
 def test_templates_list_every_template_with_its_parameters(

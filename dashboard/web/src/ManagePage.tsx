@@ -193,7 +193,7 @@ export function ManagePage({ org }: { org: string }) {
             {t.versions.map((v) => (
               <details key={v.version} className="version">
                 <summary>
-                  v{v.version}{v.current ? " (current)" : ""} · {v.generator} {v.status ?? ""} {v.user_prompt ? `· “${v.user_prompt}”` : ""}
+                  v{v.version}{v.current ? " (current)" : ""} · {v.language === "typescript" ? "TypeScript" : "Python"} · {v.generator} {v.status ?? ""} {v.user_prompt ? `· “${v.user_prompt}”` : ""}
                   {!v.current && t.kind === "chart" && (
                     <button className="link" onClick={() => act({ type: "rollback_transformer", dashboard_metric_id: t.dashboard_metric_id, version: v.version })}>
                       roll back to this

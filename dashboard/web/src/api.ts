@@ -89,6 +89,7 @@ export interface TransformerVersion {
   code: string;
   status: string | null;
   generator: string;
+  language: "python" | "typescript";
   user_prompt: string | null;
   created_at: string | null;
 }
