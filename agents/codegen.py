@@ -117,6 +117,9 @@ class CodegenStage(Stage[CodegenRequest]):
         except (FetchError, RetryLaterError) as exc:
             return await self._later(services, template, request, exc)
         language = language_for(services.settings, template)
+        # The current code helps a repair only in the language asked for: shown beside a
+        # prompt for the other, it invites an answer in the wrong one.
+        previous = current.code if current and current.language == language else None
         try:
             outcome = await generate_metric(
                 services,
@@ -124,9 +127,9 @@ class CodegenStage(Stage[CodegenRequest]):
                 template,
                 sample,
                 config,
-                current.code if current else None,
-                request.errors,
                 language,
+                previous_code=previous,
+                errors=request.errors,
             )
         except GenerationFailedError as exc:
             return await self._give_up(services, template, current, str(exc))
@@ -252,7 +255,7 @@ class CodegenStage(Stage[CodegenRequest]):
         template: MetricTemplate,
         metric: Metric,
         polling_sample: Any,
-        language: TransformerLanguage = "python",
+        language: TransformerLanguage,
     ) -> Outcome | None:
         """A separate historical transformer (in ``language``) when the historical
         endpoint answers in another shape than the polling one (decided on the two real

@@ -103,9 +103,9 @@ async def generate_metric(
     template: MetricTemplate,
     sample: Any,
     config: dict[str, Any],
+    language: Language,
     previous_code: str | None = None,
     errors: list[str] | None = None,
-    language: Language = "python",
 ) -> Outcome:
     """A validated MetricTransformer for ``template`` in ``language``, proven on
     ``sample`` (TypeScript type-checked and compiled first)."""

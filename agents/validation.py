@@ -130,7 +130,7 @@ async def validate_metric_code(
     code: str,
     sample: Any,
     config: dict[str, Any],
-    language: Language = "python",
+    language: Language,
 ) -> list[DataPoint]:
     """:func:`validate_metric_proposal`'s points."""
     points, _ = await validate_metric_proposal(services, template, code, sample, config, language)
@@ -143,7 +143,7 @@ async def validate_metric_proposal(
     code: str,
     sample: Any,
     config: dict[str, Any],
-    language: Language = "python",
+    language: Language,
 ) -> tuple[list[DataPoint], str | None]:
     """Prove a MetricTransformer on a real sample; InvalidCodeError says what is wrong.
 

@@ -9,7 +9,8 @@ the design makes and what validation costs). Reports:
   (generation: once per template, once per chart);
 * model calls during ``--polls`` refresh polls in steady state (goal: 0; the old design
   made one per refresh), and the polls per second the worker sustained;
-* seconds and attempts per template generation, offline generator and model path, and the
+* seconds and attempts per template generation (in the deployment's transformer language,
+  TypeScript by default, so a generation includes tsc), offline generator and model path, and the
   offline generator's first-attempt pass rate on every shipped template (real samples from
   the demo API).
 
@@ -31,10 +32,12 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 
-from agents.generation import fetch_sample, generate_metric
+from agents.generation import fetch_sample, generate_metric, language_for
 from agents.generators.offline import OfflineGenerator, metric_code_for
+from agents.generators.offline_ts import metric_code_ts
 from agents.generators.openai_compatible import OpenAICompatibleGenerator
 from agents.services import Services
+from schema.models import MetricTemplate
 from streams.client import send_command
 from streams.messages import CreateDashboardMetric, CreateMetric, RefreshMetric
 from streams.security import aiokafka_auth
@@ -61,6 +64,11 @@ async def _sample(services: Services, template_id: str) -> tuple[Any, dict[str, 
     return await fetch_sample(services, template, {p: DEMO_PARAMS[p] for p in template.param_names})
 
 
+def _metric_code(template: MetricTemplate, language: str) -> str:
+    """The right answer the scripted model gives, in the language it is asked for."""
+    return metric_code_ts(template) if language == "typescript" else metric_code_for(template)
+
+
 async def generation_costs(settings: Settings, model: ScriptedModel) -> dict[str, Any]:
     services = Services.from_settings(settings)
     offline = OfflineGenerator()
@@ -71,13 +79,17 @@ async def generation_costs(settings: Settings, model: ScriptedModel) -> dict[str
     try:
         for template_id, template in load_templates().items():
             sample, config = await _sample(services, template_id)
+            language = language_for(settings, template)
             started = time.perf_counter()
-            outcome = await generate_metric(services, offline, template, sample, config)
+            outcome = await generate_metric(services, offline, template, sample, config, language)
             offline_s = time.perf_counter() - started
-            model.script(metric_code_for(template))
+            model.script(_metric_code(template, language))
             started = time.perf_counter()
-            remote_outcome = await generate_metric(services, remote, template, sample, config)
+            remote_outcome = await generate_metric(
+                services, remote, template, sample, config, language
+            )
             per_template[template_id] = {
+                "language": language,
                 "offline_first_attempt_passed": outcome.attempts == 1,
                 "offline_seconds": round(offline_s, 3),
                 "model_path_seconds": round(time.perf_counter() - started, 3),
@@ -97,7 +109,8 @@ async def steady_state(
     settings: Settings, model: ScriptedModel, metrics: int, polls: int, db_url: str
 ) -> dict[str, Any]:
     template = load_templates()["github-repo-stars"]
-    model.script(*([metric_code_for(template)] + [_chart_code()] * metrics))
+    first = _metric_code(template, language_for(settings, template))
+    model.script(*([first] + [_chart_code()] * metrics))
     worker = WorkerProcess(
         settings,
         Path("/tmp/metricloom-bench-codegen-worker.log"),

@@ -49,8 +49,9 @@ def seed(db_url: str, count: int, start: datetime, spread_s: float) -> None:
     template = get_template("github-repo-stars")
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO metric_transformers (template_id, polling_endpoint, code, generator)"
-            " VALUES (%s, %s, %s, 'offline-v1')",
+            "INSERT INTO metric_transformers"
+            " (template_id, polling_endpoint, code, generator, language)"
+            " VALUES (%s, %s, %s, 'offline-v1', 'python')",
             (template.id, Jsonb(template.polling.model_dump()), metric_code_for(template)),
         )
         with conn.cursor().copy(

@@ -221,6 +221,7 @@ def transformer_versions(
             "version": v.version,
             "current": v.current,
             "status": v.status,
+            "language": v.language,
             "generator": v.generator,
             "chart_type": v.chart_type,
             "request": v.user_prompt,
@@ -240,9 +241,11 @@ def transformer_versions(
 def transformer_show(ref: TransformerRef, org: Org, json: Json = False) -> None:
     """A transformer version's code."""
     version = _version(org, ref)
-    text = f"# {version.target} version {version.version} ({version.generator})\n{version.code}"
+    mark = "//" if version.language == "typescript" else "#"  # a comment in the code's language
+    head = f"{version.target} version {version.version} ({version.language}, {version.generator})"
+    text = f"{mark} {head}\n{version.code}"
     if version.historical_code:
-        text += f"\n# historical\n{version.historical_code}"
+        text += f"\n{mark} historical\n{version.historical_code}"
     show(version, json, text.rstrip())
 
 

@@ -280,6 +280,7 @@ def settings_env(settings: Settings, principal: str = "worker") -> dict[str, str
             "METRICLOOM_STAGE_BATCH_WINDOW_S": str(settings.stage_batch_window_s),
             "METRICLOOM_STAGE_LINGER_MIN_S": str(settings.stage_linger_min_s),
             "METRICLOOM_STAGE_BATCHING": settings.stage_batching,
+            "METRICLOOM_TRANSFORMER_LANGUAGE": settings.transformer_language,
             "METRICLOOM_HEALING__RETRY_GAPS_S": json.dumps(list(settings.healing.retry_gaps_s)),
             "METRICLOOM_PAUSE_INITIAL_S": str(settings.pause_initial_s),
             "METRICLOOM_PAUSE_MAX_S": str(settings.pause_max_s),

@@ -83,7 +83,7 @@ async def test_repair_loop_feeds_each_rejection_back(
     assert wrong_value != RIGHT
     model.script("def transform(:\n", wrong_value, RIGHT)
     sample = _sample()
-    outcome = await generate_metric(services, generator, TEMPLATE, sample, CONFIG)
+    outcome = await generate_metric(services, generator, TEMPLATE, sample, CONFIG, "python")
     assert outcome.code == RIGHT
     assert (outcome.attempts, outcome.model_calls) == (3, 3)
     assert outcome.output[0]["value"] == sample["stargazers_count"]
@@ -101,7 +101,7 @@ async def test_prompt_and_structured_output_request(
     purpose, the endpoint, the real response between markers, and the rules."""
     model.script(RIGHT)
     sample = _sample()
-    await generate_metric(services, generator, TEMPLATE, sample, CONFIG)
+    await generate_metric(services, generator, TEMPLATE, sample, CONFIG, "python")
     [request] = model.requests
     assert request["model"] == "scripted-model"
     fmt = request["response_format"]
@@ -124,7 +124,7 @@ async def test_answer_that_is_not_the_schema_is_retried(
     model.script(
         "Sure! Here is your code: def transform(...)", json.dumps({"code": RIGHT}), raw=True
     )
-    outcome = await generate_metric(services, generator, TEMPLATE, _sample(), CONFIG)
+    outcome = await generate_metric(services, generator, TEMPLATE, _sample(), CONFIG, "python")
     assert outcome.attempts == 2 and outcome.code == RIGHT
     assert '{"code"' in _user_text(model.requests[1])
 
@@ -146,7 +146,7 @@ async def test_instructions_inside_a_payload_change_nothing(
         " 'dimensions': {k: v for k, v in env.items()}}]"
     )
     model.script(obeys_import, obeys_dunder, RIGHT)
-    outcome = await generate_metric(services, generator, TEMPLATE, sample, CONFIG)
+    outcome = await generate_metric(services, generator, TEMPLATE, sample, CONFIG, "python")
     assert outcome.code == RIGHT
     first = model.requests[0]
     assert injection not in first["messages"][0]["content"]
@@ -163,7 +163,7 @@ async def test_generation_gives_up_after_the_attempts_allowed(
     """Three bad proposals: a clear failure after exactly three model calls."""
     model.script("x = 1\n", "x = 2\n", "x = 3\n")
     with pytest.raises(GenerationFailedError, match="3 model call"):
-        await generate_metric(services, generator, TEMPLATE, _sample(), CONFIG)
+        await generate_metric(services, generator, TEMPLATE, _sample(), CONFIG, "python")
     assert len(model.requests) == 3
 
 

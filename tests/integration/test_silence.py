@@ -44,7 +44,7 @@ async def test_a_typo_in_a_hinted_path_fails_generation_naming_it(services: Serv
         update={"hints": template.hints.model_copy(update={"value_path": "stargazer_count"})}
     )
     with pytest.raises(GenerationFailedError, match="value path 'stargazer_count' finds nothing"):
-        await generate_metric(services, OfflineGenerator(), typo, sample, config)
+        await generate_metric(services, OfflineGenerator(), typo, sample, config, "python")
 
 
 async def test_a_typo_in_rows_path_fails_generation(services: Services) -> None:
@@ -55,7 +55,7 @@ async def test_a_typo_in_rows_path_fails_generation(services: Services) -> None:
         update={"hints": template.hints.model_copy(update={"rows_path": "result"})}
     )
     with pytest.raises(GenerationFailedError, match="rows_path 'result' finds nothing"):
-        await generate_metric(services, OfflineGenerator(), typo, sample, config)
+        await generate_metric(services, OfflineGenerator(), typo, sample, config, "python")
 
 
 async def test_code_returning_nothing_is_refused_when_the_sample_holds_values(
@@ -65,7 +65,7 @@ async def test_code_returning_nothing_is_refused_when_the_sample_holds_values(
     template = get_template("github-repo-stars")
     sample, config = await _sample(services, template.id)
     with pytest.raises(InvalidCodeError, match=r"no points, but the sample holds 1 value\(s\)"):
-        await validate_metric_code(services, template, NOTHING, sample, config)
+        await validate_metric_code(services, template, NOTHING, sample, config, "python")
 
 
 async def test_a_null_last_value_no_longer_hides_an_empty_output(services: Services) -> None:
@@ -75,9 +75,9 @@ async def test_a_null_last_value_no_longer_hides_an_empty_output(services: Servi
     sample["results"][-1][1] = None
     count = len(sample["results"]) - 1
     with pytest.raises(InvalidCodeError, match=rf"the sample holds {count} value\(s\) at 1"):
-        await validate_metric_code(services, template, NOTHING, sample, config)
+        await validate_metric_code(services, template, NOTHING, sample, config, "python")
     points = await validate_metric_code(
-        services, template, metric_code_for(template), sample, config
+        services, template, metric_code_for(template), sample, config, "python"
     )
     assert len(points) == count
 
@@ -87,7 +87,7 @@ async def test_an_empty_answer_may_give_no_points(services: Services) -> None:
     template = get_template("coingecko-bitcoin-usd")
     config = {"fetched_at": datetime.now(UTC).isoformat()}
     empty = {"rates": {"usd": {"name": "US Dollar", "unit": "$", "value": None}}}
-    assert await validate_metric_code(services, template, NOTHING, empty, config) == []
+    assert await validate_metric_code(services, template, NOTHING, empty, config, "python") == []
 
 
 async def test_a_payload_with_data_and_no_points_fails_its_metric(

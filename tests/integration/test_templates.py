@@ -42,7 +42,9 @@ async def test_offline_transformer_extracts_every_template(
     """First attempt passes; the points carry the provider's values and timestamps."""
     template = load_templates()[template_id]
     sample, config = await _sample(services, template_id)
-    outcome = await generate_metric(services, OfflineGenerator(), template, sample, config)
+    outcome = await generate_metric(
+        services, OfflineGenerator(), template, sample, config, "python"
+    )
     assert outcome.attempts == 1
     points = [DataPoint.model_validate(p) for p in outcome.output]
     assert len(points) == EXPECTED_POINTS.get(template_id, 1)
@@ -115,5 +117,7 @@ async def test_historical_endpoints_get_their_own_transformer_only_when_shaped_d
     )
     assert (shape(history_sample) != shape(polling_sample)) is separate
     config = {"fetched_at": datetime.now(UTC).isoformat()}
-    outcome = await generate_metric(services, OfflineGenerator(), history, history_sample, config)
+    outcome = await generate_metric(
+        services, OfflineGenerator(), history, history_sample, config, "python"
+    )
     assert len(outcome.output) == points
