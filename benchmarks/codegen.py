@@ -33,11 +33,9 @@ from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 
 from agents.generation import fetch_sample, generate_metric, language_for
-from agents.generators.offline import OfflineGenerator, metric_code_for
-from agents.generators.offline_ts import metric_code_ts
+from agents.generators.offline import OfflineGenerator, metric_code_in
 from agents.generators.openai_compatible import OpenAICompatibleGenerator
 from agents.services import Services
-from schema.models import MetricTemplate
 from streams.client import send_command
 from streams.messages import CreateDashboardMetric, CreateMetric, RefreshMetric
 from streams.security import aiokafka_auth
@@ -64,11 +62,6 @@ async def _sample(services: Services, template_id: str) -> tuple[Any, dict[str, 
     return await fetch_sample(services, template, {p: DEMO_PARAMS[p] for p in template.param_names})
 
 
-def _metric_code(template: MetricTemplate, language: str) -> str:
-    """The right answer the scripted model gives, in the language it is asked for."""
-    return metric_code_ts(template) if language == "typescript" else metric_code_for(template)
-
-
 async def generation_costs(settings: Settings, model: ScriptedModel) -> dict[str, Any]:
     services = Services.from_settings(settings)
     offline = OfflineGenerator()
@@ -83,7 +76,7 @@ async def generation_costs(settings: Settings, model: ScriptedModel) -> dict[str
             started = time.perf_counter()
             outcome = await generate_metric(services, offline, template, sample, config, language)
             offline_s = time.perf_counter() - started
-            model.script(_metric_code(template, language))
+            model.script(metric_code_in(template, language))
             started = time.perf_counter()
             remote_outcome = await generate_metric(
                 services, remote, template, sample, config, language
@@ -109,7 +102,7 @@ async def steady_state(
     settings: Settings, model: ScriptedModel, metrics: int, polls: int, db_url: str
 ) -> dict[str, Any]:
     template = load_templates()["github-repo-stars"]
-    first = _metric_code(template, language_for(settings, template))
+    first = metric_code_in(template, language_for(settings, template))
     model.script(*([first] + [_chart_code()] * metrics))
     worker = WorkerProcess(
         settings,

@@ -104,8 +104,8 @@ NEVER_WRITABLE = (
 
 QJS_LIB = "/opt/quickjs/lib"
 QJS = [f"{QJS_LIB}/ld-linux-x86-64.so.2", "--library-path", QJS_LIB, "/opt/quickjs/qjs"]
-# The keyword (escaped spellings are a syntax error to QuickJS): std and os, the only
-# modules, are reachable only through it.
+# The keyword (escaped spellings are a syntax error to QuickJS), refused as defence in
+# depth: qjsrun has no module loader, so import() could reach nothing there.
 JS_IMPORT = re.compile(r"\bimport\b")
 QJSRUN = "/opt/quickjs/qjsrun"  # sandbox/qjsrun.c: a fresh QuickJS runtime per input
 # The first of the two scripts qjsrun runs in each input's fresh runtime, before the code:

@@ -254,13 +254,18 @@ def chart_code_for(chart_type: str, aggregation: str, title: str) -> str:
     return _CHART_TEMPLATE.format(chart_type=chart_type, aggregation=aggregation, title=title)
 
 
+def metric_code_in(template: MetricTemplate, language: str) -> str:
+    """The offline MetricTransformer for ``template`` in ``language`` (its TypeScript
+    twin is ``offline_ts.metric_code_ts``)."""
+    return metric_code_ts(template) if language == "typescript" else metric_code_for(template)
+
+
 class OfflineGenerator(Generator):
     name = "offline-v1"
 
     async def metric_code(self, task: MetricCodeTask) -> Proposal:
-        if task.language == "typescript":
-            return Proposal(metric_code_ts(task.template), model_calls=0, notes="template hints")
-        return Proposal(metric_code_for(task.template), model_calls=0, notes="template hints")
+        code = metric_code_in(task.template, task.language)
+        return Proposal(code, model_calls=0, notes="template hints")
 
     async def chart_code(self, task: ChartCodeTask) -> Proposal:
         # A change request's words were read into the task's settings by the command stage.
