@@ -61,15 +61,18 @@ class ChartStage(Stage[MetricUpdated]):
                 jobs.append((trigger[dm.metric_id], dm, ct, series, preferences))
         groups: dict[tuple[str, str], list[Job]] = defaultdict(list)
         for job in jobs:
-            code_hash = hashlib.sha256(job[2].code.encode()).hexdigest()
+            code, language = job[2].runnable()  # same code in one language: one container
+            code_hash = hashlib.sha256(f"{language}\n{code}".encode()).hexdigest()
             groups[(job[1].organization_id, code_hash)].append(job)
         sends: list[Send] = []
         for group in groups.values():
+            code, language = group[0][2].runnable()
             results = await services.sandbox.run(
-                group[0][2].code,
+                code,
                 "transform",
                 [(series, prefs) for *_, series, prefs in group],
                 [str(job[1].organization_id) for job in group],
+                language,
             )
             for (message, dm, ct, _, _), result in zip(group, results, strict=True):
                 sends.append(self._publish(message, dm, ct, result.value, result.error))

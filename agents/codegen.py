@@ -437,6 +437,7 @@ class CodegenStage(Stage[CodegenRequest]):
             current_code=current.code if current else None,
             user_prompt=request.user_prompt,
             series=tuple(stored["series_dimensions"]),
+            language=services.settings.transformer_language,
         )
         try:
             outcome, _ = await generate_chart(services, self.generator(services), task, preferences)
@@ -454,7 +455,7 @@ class CodegenStage(Stage[CodegenRequest]):
             ]
         if (
             current is not None
-            and outcome.code == current.code
+            and (outcome.code, outcome.language) == (current.code, current.language)
             and settings == settings_of(dm, current)
         ):  # nothing to change: no new version
             log.info("codegen.chart_unchanged", dashboard_metric_id=str(dm.id))
@@ -470,6 +471,8 @@ class CodegenStage(Stage[CodegenRequest]):
             user_prompt=request.user_prompt or (current.user_prompt if current else None),
             generator=outcome.generator,
             request_id=request.request_id,
+            language=outcome.language,
+            compiled_code=outcome.compiled,
         )
         async with services.db.transaction() as conn:
             version = await catalog.save_chart_transformer(conn, chart)

@@ -128,16 +128,18 @@ async def generate_chart(
     task: ChartCodeTask,
     preferences: dict[str, Any],
 ) -> tuple[Outcome, ChartConfig]:
-    """A validated ChartTransformer for ``task``, proven on its sample series."""
-    code, attempts, calls, seconds, config = await _repair_loop(
+    """A validated ChartTransformer for ``task``, in ``task.language``, proven on its
+    sample series (TypeScript type-checked and compiled first)."""
+    code, attempts, calls, seconds, (config, compiled) = await _repair_loop(
         services,
         "chart transformer",
         lambda feedback: generator.chart_code(replace(task, feedback=feedback)),
-        lambda code: validate_chart_code(services, code, task.sample, preferences),
+        lambda code: validate_chart_code(services, code, task.sample, preferences, task.language),
         list(task.feedback),
     )
+    output = config.model_dump(by_alias=True)
     outcome = Outcome(
-        code, generator.name, attempts, calls, seconds, config.model_dump(by_alias=True)
+        code, generator.name, attempts, calls, seconds, output, task.language, compiled
     )
     return outcome, config
 

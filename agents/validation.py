@@ -182,12 +182,14 @@ async def validate_chart_code(
     code: str,
     series: list[dict[str, Any]],
     preferences: dict[str, Any],
-    language: Language = "python",
-) -> ChartConfig:
-    """Prove a ChartTransformer on the metric's real series."""
-    code, language = await runnable(services, code, language, "ChartTransform")
+    language: Language,
+) -> tuple[ChartConfig, str | None]:
+    """Prove a ChartTransformer on the metric's real series (TypeScript type-checked
+    against ``ChartTransform`` and compiled first). Returns the config, and the compiled
+    JavaScript for TypeScript (None for Python)."""
+    run, run_language = await runnable(services, code, language, "ChartTransform")
     [result] = await services.sandbox.run(
-        code, "transform", [(series, preferences)], None, language
+        run, "transform", [(series, preferences)], None, run_language
     )
     if result.error is not None:
         raise InvalidCodeError(f"{result.error.kind}: {result.error.message}")
@@ -209,7 +211,7 @@ async def validate_chart_code(
             f"draws series {sorted(set(config.data_keys) - {'value'})};"
             f" preferences.series_dimensions asks for {sorted(asked)}"
         )
-    return config
+    return config, (run if language == "typescript" else None)
 
 
 def drawable_series(

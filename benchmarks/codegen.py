@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 
 from agents.generation import fetch_sample, generate_metric, language_for
-from agents.generators.offline import OfflineGenerator, metric_code_in
+from agents.generators.offline import OfflineGenerator, chart_code_in, metric_code_in
 from agents.generators.openai_compatible import OpenAICompatibleGenerator
 from agents.services import Services
 from streams.client import send_command
@@ -103,7 +103,8 @@ async def steady_state(
 ) -> dict[str, Any]:
     template = load_templates()["github-repo-stars"]
     first = metric_code_in(template, language_for(settings, template))
-    model.script(*([first] + [_chart_code()] * metrics))
+    chart = chart_code_in("line", "last", "Stars", settings.transformer_language)
+    model.script(*([first] + [chart] * metrics))
     worker = WorkerProcess(
         settings,
         Path("/tmp/metricloom-bench-codegen-worker.log"),
@@ -162,12 +163,6 @@ async def steady_state(
         }
     finally:
         worker.stop(timeout=60)
-
-
-def _chart_code() -> str:
-    from agents.generators.offline import chart_code_for
-
-    return chart_code_for("line", "last", "Stars")
 
 
 async def _wait_points(db_url: str, count: int) -> None:

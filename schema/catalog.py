@@ -503,7 +503,7 @@ async def insert_dashboard_metric(conn: Conn, dm: DashboardMetric) -> bool:
 CHARTS_FOR_METRICS = """
 SELECT d.id, d.organization_id, d.dashboard_id, d.metric_id, d.title,
        c.chart_type, c.date_range_days, c.aggregation, c.code, c.version, c.generator,
-       c.preferences, c.user_prompt
+       c.preferences, c.user_prompt, c.language, c.compiled_code
 FROM dashboard_metrics d
 JOIN chart_transformers c ON c.dashboard_metric_id = d.id
 WHERE (d.metric_id, d.organization_id) IN (SELECT * FROM unnest(%s::uuid[], %s::text[]))
@@ -695,7 +695,8 @@ async def get_chart(
         "dashboard_metrics",
         "SELECT d.id, d.organization_id, d.dashboard_id, d.metric_id, d.title,"
         " c.chart_type, c.date_range_days, c.aggregation, c.code, c.version, c.generator,"
-        " c.preferences, c.user_prompt, c.request_id, d.preferences AS requested"
+        " c.preferences, c.user_prompt, c.request_id, c.language, c.compiled_code,"
+        " d.preferences AS requested"
         " FROM dashboard_metrics d LEFT JOIN chart_transformers c"
         " ON c.dashboard_metric_id = d.id WHERE d.id = %(id)s",
         dashboard_metric_id,
@@ -718,9 +719,10 @@ async def save_chart_transformer(conn: Conn, ct: ChartTransformer) -> int:
     """Insert the first chart transformer, or make ``ct`` the next version (history kept)."""
     cur = await conn.execute(
         "INSERT INTO chart_transformers (dashboard_metric_id, organization_id, code, chart_type,"
-        " date_range_days, aggregation, preferences, user_prompt, version, generator, request_id)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 1, %s, %s)"
+        " date_range_days, aggregation, preferences, user_prompt, version, generator, request_id,"
+        " language, compiled_code) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 1, %s, %s, %s, %s)"
         " ON CONFLICT (dashboard_metric_id) DO UPDATE SET code = EXCLUDED.code,"
+        " language = EXCLUDED.language, compiled_code = EXCLUDED.compiled_code,"
         " chart_type = EXCLUDED.chart_type, date_range_days = EXCLUDED.date_range_days,"
         " aggregation = EXCLUDED.aggregation, preferences = EXCLUDED.preferences,"
         " user_prompt = EXCLUDED.user_prompt, generator = EXCLUDED.generator,"
@@ -737,6 +739,8 @@ async def save_chart_transformer(conn: Conn, ct: ChartTransformer) -> int:
             ct.user_prompt,
             ct.generator,
             ct.request_id,
+            ct.language,
+            ct.compiled_code,
         ),
     )
     row = await cur.fetchone()
@@ -749,11 +753,12 @@ async def get_chart_transformer_version(
     """A version of that organisation's chart transformer, current or from history."""
     cur = await conn.execute(
         "SELECT dashboard_metric_id, organization_id, code, chart_type, date_range_days,"
-        " aggregation, preferences, user_prompt, version, generator FROM chart_transformers"
+        " aggregation, preferences, user_prompt, version, generator, language, compiled_code"
+        " FROM chart_transformers"
         " WHERE dashboard_metric_id = %(id)s AND version = %(v)s AND organization_id = %(org)s"
         " UNION ALL SELECT dashboard_metric_id, organization_id, code, chart_type,"
-        " date_range_days, aggregation, preferences, user_prompt, version, generator"
-        " FROM chart_transformer_versions WHERE dashboard_metric_id = %(id)s AND version = %(v)s"
+        " date_range_days, aggregation, preferences, user_prompt, version, generator, language,"
+        " compiled_code FROM chart_transformer_versions WHERE dashboard_metric_id = %(id)s AND version = %(v)s"
         " AND organization_id = %(org)s",
         {"id": dashboard_metric_id, "v": version, "org": organization_id},
     )

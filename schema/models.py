@@ -827,3 +827,13 @@ class ChartTransformer(BaseModel):
     version: int = 1
     generator: str
     request_id: UUID | None = None
+    language: TransformerLanguage = "python"
+    compiled_code: str | None = None
+    """TypeScript's compiled JavaScript (what the chart stage runs); None for Python."""
+
+    def runnable(self) -> tuple[str, Literal["python", "javascript"]]:
+        """The code the chart stage runs, and its language: TypeScript runs as the
+        JavaScript it was compiled to when it was validated, never compiled again."""
+        if self.language == "typescript":
+            return self.compiled_code or "", "javascript"
+        return self.code, "python"

@@ -260,17 +260,17 @@ ORDER BY version
 
 CHART_VERSIONS = """
 SELECT c.dashboard_metric_id::text AS target, c.version, true AS current, NULL AS status,
-       c.generator, c.chart_type, c.user_prompt, c.updated_at AS created_at, c.code
+       c.generator, c.chart_type, c.user_prompt, c.updated_at AS created_at, c.code, c.language
 FROM chart_transformers c
 WHERE c.dashboard_metric_id = %(chart)s AND c.organization_id = %(org)s
 UNION ALL
 SELECT v.dashboard_metric_id::text, v.version, false, NULL, v.generator, v.chart_type,
-       v.user_prompt, v.created_at, v.code
+       v.user_prompt, v.created_at, v.code, v.language
 FROM chart_transformer_versions v
 WHERE v.dashboard_metric_id = %(chart)s AND v.organization_id = %(org)s
 ORDER BY version
 """
-"""A chart's transformer versions (the organisation's own; chart transformers are Python)."""
+"""A chart's transformer versions (the organisation's own)."""
 
 
 async def template_versions(

@@ -49,6 +49,8 @@ class ChartCodeTask:
     feedback: list[str] = field(default_factory=list)
     series: tuple[str, ...] = ()
     """The dimensions to draw as series besides value (preferences.series_dimensions)."""
+    language: Language = "python"
+    """What to write the transformer in: ``python`` or ``typescript``."""
 
 
 @dataclass(frozen=True)

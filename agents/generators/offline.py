@@ -9,7 +9,7 @@ The code it writes goes through the same validation as a model's.
 from __future__ import annotations
 
 from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal
-from agents.generators.offline_ts import metric_code_ts
+from agents.generators.offline_ts import chart_code_ts, metric_code_ts
 from schema.models import MetricTemplate
 
 _METRIC_TEMPLATE = '''\
@@ -260,6 +260,13 @@ def metric_code_in(template: MetricTemplate, language: str) -> str:
     return metric_code_ts(template) if language == "typescript" else metric_code_for(template)
 
 
+def chart_code_in(chart_type: str, aggregation: str, title: str, language: str) -> str:
+    """The offline ChartTransformer in ``language`` (its TypeScript twin is
+    ``offline_ts.chart_code_ts``)."""
+    write = chart_code_ts if language == "typescript" else chart_code_for
+    return write(chart_type, aggregation, title)
+
+
 class OfflineGenerator(Generator):
     name = "offline-v1"
 
@@ -270,5 +277,5 @@ class OfflineGenerator(Generator):
     async def chart_code(self, task: ChartCodeTask) -> Proposal:
         # A change request's words were read into the task's settings by the command stage.
         chart_type, aggregation = task.chart_type, task.aggregation
-        code = chart_code_for(chart_type, aggregation, task.title)
+        code = chart_code_in(chart_type, aggregation, task.title, task.language)
         return Proposal(code, model_calls=0, notes=f"{chart_type} of {aggregation}")

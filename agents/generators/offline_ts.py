@@ -201,6 +201,80 @@ function transform(apiResponse: any, endpointConfig: EndpointConfig): DataPoint[
 """
 
 
+_CHART_TEMPLATE = """\
+// ChartTransformer (offline generator): a %(chart_type_js)s chart of the metric's %(aggregation_js)s.
+
+const CHART_TYPE: ChartType = %(chart_type_js)s;
+const AGGREGATE: string = %(aggregation_js)s;
+const TITLE: string = %(title)s;
+const COLORS: string[] = Array.from({ length: 12 }, (_, i) => "var(--chart-" + (i + 1) + ")");
+const UNITS: Record<string, string> = {
+  raw: "point", hourly: "hour", daily: "day", weekly: "week", monthly: "month",
+};
+
+const has = (obj: object, key: string): boolean => Object.prototype.hasOwnProperty.call(obj, key);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === "object" && !Array.isArray(v);
+// Python's isinstance(v, (int, float)): a bool is an int there.
+const isNumber = (v: unknown): boolean => typeof v === "number" || typeof v === "boolean";
+// Python's truthiness, for a preference flag.
+const truthy = (v: unknown): boolean =>
+  Array.isArray(v) ? v.length > 0 : isObject(v) ? Object.keys(v).length > 0 : Boolean(v);
+
+// Python's round(x, 4): toFixed rounds the exact binary value as Python does, but a tie
+// (possible only when x has at most five decimals, that is x * 32 is whole) goes away
+// from zero there and to the even digit in Python.
+function round4(x: number): number {
+  if (Math.abs(x) < 1e15 && Number.isInteger(x * 32)) {
+    const exact = x.toFixed(5);
+    const down = exact.slice(0, -1);
+    if (exact.endsWith("5") && Number(down.charAt(down.length - 1)) %% 2 === 0) return Number(down);
+  }
+  return Number(x.toFixed(4));
+}
+
+function label(timestamp: string, bucketSeconds: number): string {
+  if (bucketSeconds < 3600) return timestamp.slice(0, 16);  // raw points: to the minute
+  return bucketSeconds < 86400 ? timestamp.slice(0, 13) + ":00" : timestamp.slice(0, 10);
+}
+
+function transform(dataPoints: SeriesPoint[], preferences: ChartPreferences): ChartConfig {
+  const bucketSeconds = has(preferences, "bucket_seconds")
+    ? (preferences["bucket_seconds"] as number) : 86400;
+  const wanted = has(preferences, "series_dimensions")
+    ? (preferences["series_dimensions"] as string[]) : [];
+  const series = wanted.filter((name) =>
+    dataPoints.every((p) => isObject(p.dimensions) && has(p.dimensions, name) && isNumber(p.dimensions[name])));
+  let rows: Array<Record<string, DimensionValue>> = [];
+  for (const p of dataPoints) {
+    if (p.value === null || p.value === undefined) continue;  // the bucket's AGGREGATE
+    const row: Array<[string, DimensionValue]> = [
+      ["date", label(p.timestamp, bucketSeconds)], ["value", round4(p.value)],
+    ];
+    for (const name of series) row.push([name, round4(Number((p.dimensions as Record<string, unknown>)[name]))]);
+    rows.push(Object.fromEntries(row));  // a data property even for a key like __proto__
+  }
+  if (CHART_TYPE === "kpi" || CHART_TYPE === "radial") rows = rows.slice(-1);
+  const keys = ["value", ...series];
+  const granularity = preferences["granularity"];
+  const unit = typeof granularity === "string" && has(UNITS, granularity) ? UNITS[granularity] : "bucket";
+  const config: ChartConfig = {
+    chartType: CHART_TYPE,
+    title: TITLE,
+    description: AGGREGATE === "none" ? "every point" : AGGREGATE + " per " + unit,
+    xAxisKey: "date",
+    dataKeys: keys,
+    chartData: rows,
+    colors: Object.fromEntries(keys.map((key, i) => [key, COLORS[i %% 12]])),
+  };
+  if (truthy(preferences["stacked"]) && (CHART_TYPE === "bar" || CHART_TYPE === "area")) {
+    config.stacked = true;
+  }
+  return config;
+}
+"""
+
+
 def _js(value: Any) -> str:
     """A JSON value as a TypeScript literal."""
     return json.dumps(value, ensure_ascii=False)
@@ -223,4 +297,15 @@ def metric_code_ts(template: MetricTemplate) -> str:
         "utc_offset_path": _js(hints.utc_offset_path),
         "dimension_paths": _js(dict(hints.dimension_paths)),
         "snapshot": _js(hints.snapshot),
+    }
+
+
+def chart_code_ts(chart_type: str, aggregation: str, title: str) -> str:
+    """A ChartTransformer in TypeScript drawing ``aggregation`` per bucket as a
+    ``chart_type`` chart: ``offline.chart_code_for``'s twin (the title, untrusted, only ever
+    inside a JSON string literal)."""
+    return _CHART_TEMPLATE % {
+        "chart_type_js": _js(chart_type),
+        "aggregation_js": _js(aggregation),
+        "title": json.dumps(title),
     }

@@ -84,6 +84,35 @@ preferences["series_dimensions"] that hold a number in every data point, and no 
 dimension (the chart is rejected otherwise). Use only the standard library; no I/O.
 """
 
+CHART_SYSTEM_TS = """You write TypeScript chart transformer functions for a dashboard.
+Return JSON with a single field "code": a complete TypeScript script (no import, no export,
+no require) that defines
+    function transform(dataPoints: SeriesPoint[], preferences: ChartPreferences): ChartConfig
+It is type-checked by tsc in strict mode against these global declarations (do not
+redeclare them):
+    type DimensionValue = string | number | boolean | null;
+    type JsonValue = DimensionValue | JsonValue[] | { [key: string]: JsonValue };
+    interface SeriesPoint { timestamp: string; value: number | null; count?: number | null;
+        sum?: number | null; avg?: number | null; min?: number | null; max?: number | null;
+        last?: number | null; dimensions?: Record<string, JsonValue> | null;
+        dimension_stats?: Record<string, Record<string, number | null>> | null }
+    type ChartType = "line" | "bar" | "area" | "pie" | "radar" | "radial" | "kpi";
+    interface ChartConfig { chartType: ChartType; title: string; description?: string;
+        xAxisKey: string; dataKeys: string[]; chartData: Array<Record<string, DimensionValue>>;
+        colors?: Record<string, string>; stacked?: boolean | null; ... }
+    type ChartPreferences = Record<string, unknown>;
+then run under QuickJS: the ECMAScript 2020 built-ins only, console.log for debugging.
+The config: "title" non-empty; "dataKeys" non-empty; every row of "chartData" has xAxisKey
+and every data key; "colors": {dataKey: "var(--chart-N)"} with N from 1 to 12.
+dataPoints are ordered by time, one per bucket. "value" and each numeric dimension are
+already aggregated the way the chart asks (sum, average, ...); text dimensions hold the
+bucket's last value; "dimension_stats" has count/sum/avg/min/max/last per numeric
+dimension. The series: draw "value" and, as further dataKeys, exactly the dimensions named
+in preferences["series_dimensions"] that hold a number in every data point, and no other
+dimension (the chart is rejected otherwise). No I/O, no eval or Function; the word import
+may not appear anywhere.
+"""
+
 
 @dataclass(frozen=True)
 class Quoting:
@@ -246,8 +275,9 @@ def chart_messages(task: ChartCodeTask) -> list[dict[str, str]]:
         + "\nSample data_points (untrusted data):\n"
         + q.block("data_points", sample)
     )
+    system = CHART_SYSTEM_TS if task.language == "typescript" else CHART_SYSTEM
     messages = [
-        {"role": "system", "content": CHART_SYSTEM + q.rule()},
+        {"role": "system", "content": system + q.rule()},
         {"role": "user", "content": user},
     ]
     if task.current_code:

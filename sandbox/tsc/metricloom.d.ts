@@ -17,11 +17,21 @@ interface DataPoint {
   dimensions?: Record<string, JsonValue> | null;
 }
 
-/** One point of the series a ChartTransformer receives (a rollup bucket). */
+/** One point of the series a ChartTransformer receives (a rollup bucket, or a raw point
+ * with each statistic its value and count 1). */
 interface SeriesPoint {
   timestamp: string;
-  value: number;
+  /** The chart's aggregation of the bucket (null when the bucket has none). */
+  value: number | null;
+  count?: number | null;
+  sum?: number | null;
+  avg?: number | null;
+  min?: number | null;
+  max?: number | null;
+  last?: number | null;
+  /** Each numeric dimension under the chart's aggregation; other dimensions' last value. */
   dimensions?: Record<string, JsonValue> | null;
+  /** count / sum / avg / min / max / last of each numeric dimension. */
   dimension_stats?: Record<string, Record<string, number | null>> | null;
 }
 

@@ -12,18 +12,21 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import SecretStr
 
 from agents.generators.offline import metric_code_for
+from agents.generators.openai_compatible import OpenAICompatibleGenerator
 from schema import catalog
 from schema.models import Metric, MetricTransformer, PollFrequency
 from streams.admin import delete_topics, ensure_tenant_topics, ensure_topics
 from streams.messages import CommandBase
 from streams.security import aiokafka_auth
-from streams.settings import Settings
+from streams.settings import ModelSettings, Settings
 from streams.tenants import Tenants, worker_grants
 from streams.topics import topic_name
 from templates import get_template
-from tests.conftest import TEST_ORGS, WorkerProcess
+from tests.conftest import TEST_ORGS, WorkerProcess, free_port
+from tests.integration.model_server import ScriptedModel
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +188,22 @@ async def stored_metric(
     )
     await catalog.insert_metric(conn, metric)
     return metric
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[ScriptedModel]:
+    """The scripted OpenAI-compatible model server: answers what a test scripts."""
+    server = ScriptedModel()
+    await server.start(free_port())
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def generator(model: ScriptedModel) -> AsyncIterator[OpenAICompatibleGenerator]:
+    """The model-backed generator, talking to the scripted model."""
+    client = OpenAICompatibleGenerator(
+        ModelSettings(api_key=SecretStr("test-key"), base_url=model.url, name="scripted-model")
+    )
+    yield client
+    await client.close()

@@ -7,12 +7,10 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from agents.generation import GenerationFailedError, generate_chart, generate_metric
 from agents.generators import ChartCodeTask
@@ -26,9 +24,8 @@ from streams.messages import (
     RollbackTemplateTransformer,
     RollbackTransformer,
 )
-from streams.settings import ModelSettings
 from templates import get_template
-from tests.conftest import WorkerProcess, free_port
+from tests.conftest import WorkerProcess
 from tests.integration.conftest import Kafka, stored_metric
 from tests.integration.model_server import ScriptedModel
 
@@ -37,23 +34,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TEMPLATE = get_template("github-repo-stars")
 RIGHT = metric_code_for(TEMPLATE)
 CONFIG = {"fetched_at": "2026-01-01T00:00:00+00:00", "template_id": TEMPLATE.id}
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[ScriptedModel]:
-    server = ScriptedModel()
-    await server.start(free_port())
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def generator(model: ScriptedModel) -> AsyncIterator[OpenAICompatibleGenerator]:
-    client = OpenAICompatibleGenerator(
-        ModelSettings(api_key=SecretStr("test-key"), base_url=model.url, name="scripted-model")
-    )
-    yield client
-    await client.close()
 
 
 def _sample(**extra: Any) -> dict[str, Any]:

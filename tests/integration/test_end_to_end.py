@@ -12,6 +12,7 @@ import pytest
 
 from schema.models import ChartConfig
 from streams.messages import CreateDashboardMetric, CreateMetric
+from streams.settings import Settings
 from tests.conftest import WorkerProcess
 from tests.integration.conftest import Kafka
 
@@ -19,10 +20,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 async def test_command_to_chart_config_end_to_end(
-    worker: WorkerProcess, kafka: Kafka, db_conn: Any, demo_api_url: str
+    worker: WorkerProcess, kafka: Kafka, db_conn: Any, demo_api_url: str, settings: Settings
 ) -> None:
     """create_metric → points in the hypertable → create_dashboard_metric → a ChartConfig
-    on chart-configs keyed by the dashboard metric id, within a bounded time."""
+    on chart-configs keyed by the dashboard metric id, within a bounded time; the chart's
+    transformer in the deployment's language (TypeScript by default: the chart stage ran
+    its compiled JavaScript)."""
     org = "e2e-org"
     create = CreateMetric(
         organization_id=org,
@@ -76,6 +79,16 @@ async def test_command_to_chart_config_end_to_end(
     assert config.chart_type == "bar"
     assert config.data_keys == ["value"]
     assert config.chart_data[-1]["value"] == point["value"]
+    cur = await db_conn.execute(
+        "SELECT language, code, compiled_code FROM chart_transformers"
+        " WHERE dashboard_metric_id = %s",
+        (dm_id,),
+    )
+    chart = await cur.fetchone()
+    assert chart["language"] == settings.transformer_language
+    if chart["language"] == "typescript":
+        assert "preferences: ChartPreferences): ChartConfig" in chart["code"]
+        assert "function transform(" in chart["compiled_code"]
 
 
 async def test_chart_configs_topic_is_compacted(kafka: Kafka) -> None:

@@ -12,6 +12,7 @@ import pytest
 from agents.fetch_client import fetch_payload, request_for
 from agents.generation import fetch_sample, generate_metric
 from agents.generators.offline import OfflineGenerator, chart_code_for
+from agents.generators.offline_ts import chart_code_ts
 from agents.services import Services
 from agents.validation import validate_chart_code
 from schema.models import DataPoint
@@ -72,8 +73,10 @@ async def test_offline_transformer_extracts_every_template(
         assert [p.value for p in points] == [float(r[1]) for r in sample["results"]]
 
 
-async def test_code_frequency_draws_a_multi_line_chart(services: Services) -> None:
-    """Dimensions the template names become extra series of the chart."""
+@pytest.mark.parametrize("language", ["python", "typescript"])
+async def test_code_frequency_draws_a_multi_line_chart(services: Services, language: str) -> None:
+    """Dimensions the template names become extra series of the chart, in either language."""
+    write = chart_code_ts if language == "typescript" else chart_code_for
     series = [
         {
             "timestamp": f"2026-01-{d:02d}T00:00:00+00:00",
@@ -83,12 +86,14 @@ async def test_code_frequency_draws_a_multi_line_chart(services: Services) -> No
         }
         for d in range(1, 8)
     ]
-    config = await validate_chart_code(
+    config, compiled = await validate_chart_code(
         services,
-        chart_code_for("line", "last", "Code frequency"),
+        write("line", "last", "Code frequency"),
         series,
         {"bucket_seconds": 604800, "series_dimensions": ["deletions"]},
+        "typescript" if language == "typescript" else "python",
     )
+    assert (compiled is not None) == (language == "typescript")
     assert config.data_keys == ["value", "deletions"]
     assert config.colors == {"value": "var(--chart-1)", "deletions": "var(--chart-2)"}
     assert config.chart_data[-1] == {"date": "2026-01-07", "value": 70.0, "deletions": -7.0}

@@ -6,12 +6,10 @@ type error goes back to the generator like any other rejection."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from agents.generation import fetch_sample, generate_metric
 from agents.generators import ChartCodeTask, Generator, MetricCodeTask, Proposal
@@ -21,9 +19,8 @@ from agents.generators.openai_compatible import OpenAICompatibleGenerator
 from agents.services import Services
 from agents.validation import InvalidCodeError, validate_metric_code
 from schema.models import DataPoint, MetricTemplate
-from streams.settings import ModelSettings
 from templates import load_templates
-from tests.conftest import DEMO_PARAMS, free_port
+from tests.conftest import DEMO_PARAMS
 from tests.integration.model_server import ScriptedModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,18 +39,6 @@ def _variants() -> list[tuple[str, MetricTemplate]]:
 VARIANTS = _variants()
 
 
-@pytest.fixture
-async def model() -> AsyncIterator[tuple[ScriptedModel, OpenAICompatibleGenerator]]:
-    server = ScriptedModel()
-    await server.start(free_port())
-    client = OpenAICompatibleGenerator(
-        ModelSettings(api_key=SecretStr("test-key"), base_url=server.url, name="scripted-model")
-    )
-    yield server, client
-    await client.close()
-    await server.stop()
-
-
 def _points(values: Any) -> list[DataPoint]:
     assert isinstance(values, list), values
     return [DataPoint.model_validate(p) for p in values]
@@ -62,7 +47,8 @@ def _points(values: Any) -> list[DataPoint]:
 @pytest.mark.parametrize(("name", "template"), VARIANTS, ids=[name for name, _ in VARIANTS])
 async def test_typescript_and_python_give_the_same_points(
     services: Services,
-    model: tuple[ScriptedModel, OpenAICompatibleGenerator],
+    model: ScriptedModel,
+    generator: OpenAICompatibleGenerator,
     name: str,
     template: MetricTemplate,
 ) -> None:
@@ -71,13 +57,12 @@ async def test_typescript_and_python_give_the_same_points(
     params.setdefault("TO", "2026-01-31")
     sample, config = await fetch_sample(services, template, params)
     config = {**config, "fetched_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).isoformat()}
-    server, generator = model
-    server.script(metric_code_ts(template))
+    model.script(metric_code_ts(template))
     outcome = await generate_metric(
         services, generator, template, sample, config, language="typescript"
     )
     assert outcome.attempts == 1 and outcome.language == "typescript"
-    assert "TypeScript" in server.requests[0]["messages"][0]["content"]
+    assert "TypeScript" in model.requests[0]["messages"][0]["content"]
     javascript = outcome.compiled
     assert javascript is not None
     [python] = await services.sandbox.run(

@@ -189,6 +189,14 @@ def test_the_prompt_asks_for_the_chosen_language() -> None:
         task = MetricCodeTask(template, {"stargazers_count": 1}, {}, language=language)  # type: ignore[arg-type]
         system = metric_messages(task)[0]["content"]
         assert wanted in system and unwanted not in system
+    for language, wanted, unwanted in (
+        ("typescript", "function transform(dataPoints: SeriesPoint[]", "def transform("),
+        ("python", "def transform(data_points, preferences)", "TypeScript"),
+    ):
+        chart = dataclasses.replace(_chart_task("x"), language=language)  # type: ignore[arg-type]
+        system = chart_messages(chart)[0]["content"]
+        assert wanted in system and unwanted not in system
+        assert "exactly the dimensions named" in system  # the series rule in both
 
 
 def test_a_snapshot_template_asks_the_model_for_one_point_of_the_rows() -> None:
