@@ -427,6 +427,7 @@ class CodegenStage(Stage[CodegenRequest]):
             "granularity": rollup.name,
             "bucket_seconds": int(rollup.width.total_seconds()),
         }
+        language = services.settings.transformer_language
         task = ChartCodeTask(
             title=dm.title,
             chart_type=settings.chart_type,
@@ -434,10 +435,11 @@ class CodegenStage(Stage[CodegenRequest]):
             date_range_days=settings.date_range_days,
             granularity=rollup.name,
             sample=[{**row, "timestamp": row["timestamp"].isoformat()} for row in series],
-            current_code=current.code if current else None,
+            # the current code only in the language asked for (as for a metric's repair)
+            current_code=current.code if current and current.language == language else None,
             user_prompt=request.user_prompt,
             series=tuple(stored["series_dimensions"]),
-            language=services.settings.transformer_language,
+            language=language,
         )
         try:
             outcome, _ = await generate_chart(services, self.generator(services), task, preferences)

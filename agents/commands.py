@@ -25,6 +25,7 @@ from agents.fetch_client import unsafe_params
 from agents.management import manage
 from agents.pipeline import Incoming, MalformedRecordError, Send, Stage, dead_letter
 from agents.services import Services
+from agents.validation import is_number
 from schema import catalog, jobs, ledger, lifecycle, rollups
 from schema.db import Conn, savepoint
 from schema.exceptions import InvalidDataError
@@ -504,17 +505,13 @@ async def _refuse_undrawable(conn: Conn, dm: DashboardMetric, asked: Sequence[st
     rows = await catalog.latest_dimensions(conn, dm.metric_id, dm.organization_id)
     if not rows:
         return
-    numeric = sorted({n for n in rows[0] if all(_is_number(row.get(n)) for row in rows)})
+    numeric = sorted({n for n in rows[0] if all(is_number(row.get(n)) for row in rows)})
     undrawable = [n for n in dict.fromkeys(asked) if n not in numeric]
     if undrawable:
         raise CommandRejectedError(
             f"{', '.join(undrawable)} cannot be drawn: a series is a dimension that is a number"
             f" in each of the metric's latest points ({', '.join(numeric) or 'none'} here)"
         )
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 async def _rollback(conn: Conn, command: RollbackTransformer) -> list[Send]:

@@ -217,10 +217,16 @@ async def validate_chart_code(
 def drawable_series(
     series: list[dict[str, Any]], preferences: dict[str, Any]
 ) -> tuple[set[str], set[str]]:
-    """The dimensions a chart could draw as series (a number in every point of the
-    sample, as the offline chart code reads them) and those its preferences ask for: what
-    is asked and drawable must be drawn, what is drawable and not asked must not."""
+    """The dimensions a chart could draw as series (a number, not a boolean, in every
+    point of the sample: what a change request may name too) and
+    those its preferences ask for: what is asked and drawable must be drawn, what is
+    drawable and not asked must not."""
     rows = [row.get("dimensions") or {} for row in series]
     names: set[str] = set().union(*(row.keys() for row in rows)) if rows else set()
-    drawable = {n for n in names if all(isinstance(row.get(n), int | float) for row in rows)}
+    drawable = {n for n in names if all(is_number(row.get(n)) for row in rows)}
     return drawable, set(preferences.get("series_dimensions") or [])
+
+
+def is_number(value: object) -> bool:
+    """What a chart draws as a series: a JSON number (a boolean is not one)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

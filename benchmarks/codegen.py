@@ -133,7 +133,8 @@ async def steady_state(
                 chart_type="line",
             )
             await send_command(settings, place, 120)
-        await _wait_points(db_url, metrics)
+        await _wait_rows(db_url, "metric_data_points", metrics)
+        await _wait_rows(db_url, "chart_transformers", metrics)  # every generation done
         generation_calls = len(model.requests)
         model.requests.clear()
         started = time.perf_counter()
@@ -150,7 +151,7 @@ async def steady_state(
             await producer.flush()
         finally:
             await producer.stop()
-        await _wait_points(db_url, metrics + polls)
+        await _wait_rows(db_url, "metric_data_points", metrics + polls)
         elapsed = time.perf_counter() - started
         return {
             "metrics": metrics,
@@ -165,15 +166,17 @@ async def steady_state(
         worker.stop(timeout=60)
 
 
-async def _wait_points(db_url: str, count: int) -> None:
+async def _wait_rows(db_url: str, table: str, count: int) -> None:
+    """Wait until ``table`` (``metric_data_points`` or ``chart_transformers``) holds
+    ``count`` rows."""
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         for _ in range(3000):
-            cur = await conn.execute("SELECT count(*) FROM metric_data_points")
+            cur = await conn.execute(f"SELECT count(*) FROM {table}")
             row = await cur.fetchone()
             if row and row[0] >= count:
                 return
             await asyncio.sleep(0.2)
-    raise TimeoutError(f"fewer than {count} points")
+    raise TimeoutError(f"fewer than {count} rows in {table}")
 
 
 async def main_async(metrics: int, polls: int) -> dict[str, Any]:

@@ -22,10 +22,19 @@ topics between: ingress (``commands.<org>`` → ``command-inbox``), command stag
 Three settings (``MODES``): ``before`` (fixed window, no warm sandbox pool), ``pool`` (the fixed
 window, the opt-in warm pool) and ``after`` (adaptive batching and the warm pool).
 
+With ``--load N`` (10,000: the load benchmark's set-up), each setting is then measured
+once more under load: a worker with ``benchmarks.load``'s settings, ``N`` frequent-tier
+metrics falling due across ``--spread`` seconds (each setting its own ``N``), and the same
+refreshes sent while they are polled. Beside the latencies: the polls per second of the
+load (its points' fetch times, first to last) and how long after the first fell due all
+``N`` points were stored. Hops are not timed under load (the collector would have to read
+every load record).
+
 Prints one JSON document, ``before``, ``pool`` and ``after`` side by side (p50, p95, max, hop
-medians); progress goes to stderr.
+medians, and ``under_load`` with ``--load``); progress goes to stderr.
 
     python -m benchmarks.freshness [--refreshes 20] [--metrics 3] [--idle 1.0] [--rounds 2]
+        [--load 10000] [--spread 60]
 """
 
 from __future__ import annotations
@@ -41,13 +50,15 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import SecretStr
 
+from benchmarks.load import LOAD_SETTINGS, seed
 from schema.models import PollFrequency
 from streams.messages import CreateDashboardMetric, CreateMetric, RefreshMetric
 from streams.security import aiokafka_auth
@@ -99,12 +110,16 @@ class Cluster:
     """Produce commands as the admin; collect every record of the pipeline's topics."""
 
     settings: Settings
+    hops: bool = True
+    """Collect the topics between the stages too (to time each hop)."""
     records: dict[str, list[Seen]] = field(default_factory=lambda: defaultdict(list))
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def names(self) -> dict[str, str]:
         tenant = {"commands", "command-results", "chart-configs"}
         bases = {base for _, a, b in HOPS for base in (a, b)} | {"command-results"}
+        if not self.hops:
+            bases = tenant
         return {
             topic_name(self.settings, base, ORG if base in tenant else None): base for base in bases
         }
@@ -305,7 +320,68 @@ MODES: dict[str, dict[str, str]] = {
 }
 
 
-async def run(count: int, metrics: int, idle_s: float, rounds: int) -> dict[str, Any]:
+async def under_load(
+    settings: Settings,
+    db_url: str,
+    cluster: Cluster,
+    charts: list[tuple[str, str]],
+    label: str,
+    count: int,
+    idle_s: float,
+    load: int,
+    spread_s: float,
+) -> dict[str, Any]:
+    """One setting's refreshes while ``load`` metrics fall due: latencies, the load's polls
+    per second and when all its points were stored."""
+    run_id = settings.topic_prefix.strip("-")
+    log = Path(f"/tmp/metricloom-{run_id}-{label}-load.log")
+    worker = WorkerProcess(settings, log, MODES[label] | LOAD_SETTINGS)
+    try:
+        await asyncio.to_thread(worker.wait_ready)
+        await refreshes(cluster, charts[:1], 1, 0.0)  # warm, before the clock
+        start = datetime.now(UTC) + timedelta(seconds=5)
+        await asyncio.to_thread(seed, db_url, load, start, spread_s, f"{label}-")
+        progress(f"under load, {label}: {load} metrics due from {start:%H:%M:%S} (log {log})")
+        await asyncio.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()))
+        times, _ = await refreshes(cluster, charts, count, idle_s)
+        refreshed_at = datetime.now(UTC)
+        stored = await _stored(db_url, f"repo-{label}-%", load, deadline_s=900)
+    finally:
+        await asyncio.to_thread(worker.stop, 60)
+    first, last, points, done = stored
+    return {
+        **summary(times, {}),
+        "load_metrics": load,
+        "load_points_stored": points,
+        "load_polls_per_second": round(points / max(1e-9, (last - first).total_seconds()), 1),
+        "seconds_from_first_due_to_all_points": round((done - start).total_seconds(), 1),
+        "refreshes_ended_before_load_stored": refreshed_at < done,
+    }
+
+
+async def _stored(
+    db_url: str, repos: str, expected: int, deadline_s: float
+) -> tuple[datetime, datetime, int, datetime]:
+    """Wait for ``expected`` points of the load metrics whose repository matches ``repos``:
+    their first and last fetch times, how many there are, and when the last was seen."""
+    query = (
+        "SELECT min(p.ts), max(p.ts), count(*) FROM metric_data_points p"
+        " JOIN metrics m ON m.id = p.metric_id WHERE m.params->>'REPO' LIKE %s"
+    )
+    deadline = time.monotonic() + deadline_s
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        while True:
+            cur = await conn.execute(query, (repos,))
+            row = await cur.fetchone()
+            assert row is not None
+            if row[2] >= expected or time.monotonic() > deadline:
+                return row[0], row[1], row[2], datetime.now(UTC)
+            await asyncio.sleep(0.5)
+
+
+async def run(
+    count: int, metrics: int, idle_s: float, rounds: int, load: int = 0, spread_s: float = 60.0
+) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     with (
         migrated_database(f"metricloom_fresh_{run_id}") as db_url,
@@ -320,14 +396,25 @@ async def run(count: int, metrics: int, idle_s: float, rounds: int) -> dict[str,
         )
         await prepare_cluster(settings, [ORG])
         try:
-            return await _measure(settings, run_id, count, metrics, idle_s, rounds)
+            result, charts = await _measure(settings, run_id, count, metrics, idle_s, rounds)
+            if load:
+                async with Cluster(settings, hops=False) as cluster:
+                    for label in MODES:
+                        result[label]["under_load"] = await under_load(
+                            settings, db_url, cluster, charts, label, count, idle_s, load, spread_s
+                        )
+                result["load_spread_s"] = spread_s
+                result["load_settings"] = LOAD_SETTINGS
+                result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+            return result
         finally:
             await unprepare_cluster(settings)
 
 
 async def _measure(
     settings: Settings, run_id: str, count: int, metrics: int, idle_s: float, rounds: int
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The idle rounds; the figures and the charts registered."""
     latencies: dict[str, list[float]] = defaultdict(list)
     hops: dict[str, dict[str, list[float]]] = {label: defaultdict(list) for label in MODES}
     charts: list[tuple[str, str]] = []
@@ -369,7 +456,7 @@ async def _measure(
         **results,
         "p50_pool_over_before": round(results["pool"]["p50_ms"] / results["before"]["p50_ms"], 3),
         "p50_after_over_before": round(results["after"]["p50_ms"] / results["before"]["p50_ms"], 3),
-    }
+    }, charts
 
 
 def main() -> None:
@@ -377,9 +464,13 @@ def main() -> None:
     parser.add_argument("--refreshes", type=int, default=20)
     parser.add_argument("--metrics", type=int, default=3)
     parser.add_argument("--idle", type=float, default=1.0, help="seconds between refreshes")
-    parser.add_argument("--rounds", type=int, default=2, help="alternations of the two modes")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of the modes")
+    parser.add_argument("--load", type=int, default=0, help="metrics polled meanwhile (0: none)")
+    parser.add_argument("--spread", type=float, default=60.0, help="the load falls due over")
     args = parser.parse_args()
-    result = asyncio.run(run(args.refreshes, args.metrics, args.idle, max(1, args.rounds)))
+    result = asyncio.run(
+        run(args.refreshes, args.metrics, args.idle, max(1, args.rounds), args.load, args.spread)
+    )
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

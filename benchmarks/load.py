@@ -45,13 +45,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def seed(db_url: str, count: int, start: datetime, spread_s: float) -> None:
+LOAD_SETTINGS = {
+    "METRICLOOM_SCHEDULER_INTERVAL_S": "1",
+    "METRICLOOM_SCHEDULER_BATCH": "1000",
+    "METRICLOOM_STAGE_BATCH_SIZE": "200",
+}
+"""The worker's settings for the load (freshness under load uses the same)."""
+
+
+def seed(db_url: str, count: int, start: datetime, spread_s: float, tag: str = "") -> None:
+    """``count`` frequent-tier ``github-repo-stars`` metrics falling due evenly across
+    ``spread_s`` from ``start`` (repositories named ``repo-{tag}{n}``), and the template's
+    offline Python transformer when it has none yet."""
     template = get_template("github-repo-stars")
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO metric_transformers"
             " (template_id, polling_endpoint, code, generator, language)"
-            " VALUES (%s, %s, %s, 'offline-v1', 'python')",
+            " VALUES (%s, %s, %s, 'offline-v1', 'python') ON CONFLICT DO NOTHING",
             (template.id, Jsonb(template.polling.model_dump()), metric_code_for(template)),
         )
         with conn.cursor().copy(
@@ -60,7 +71,7 @@ def seed(db_url: str, count: int, start: datetime, spread_s: float) -> None:
         ) as copy:
             for n in range(count):
                 due = start + timedelta(seconds=spread_s * n / count)
-                params = json.dumps({"OWNER": f"load{n % 97}", "REPO": f"repo-{n}"})
+                params = json.dumps({"OWNER": f"load{n % 97}", "REPO": f"repo-{tag}{n}"})
                 copy.write_row(
                     (uuid.uuid4(), f"org-{n % 50}", template.id, params, "frequent", due)
                 )
@@ -134,15 +145,7 @@ async def _load(
         await prepare_cluster(settings, [])  # the worker's grants and topics
         start = datetime.now(UTC) + timedelta(seconds=20)
         seed(db_url, count, start, spread_s)
-        worker = WorkerProcess(
-            settings,
-            log,
-            {
-                "METRICLOOM_SCHEDULER_INTERVAL_S": "1",
-                "METRICLOOM_SCHEDULER_BATCH": "1000",
-                "METRICLOOM_STAGE_BATCH_SIZE": "200",
-            },
-        )
+        worker = WorkerProcess(settings, log, LOAD_SETTINGS)
         started = time.monotonic()
         report = await watch(settings, count, started + 600)
         row = None

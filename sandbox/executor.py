@@ -456,6 +456,17 @@ class SandboxExecutor:
         return out
 
 
+def _json_int(text: str) -> int | float:
+    """A JSON integer of a result: exact up to 2**53, else the double it stands for. Every
+    JavaScript number is a double, printed in digits up to 1e21 (``8783400807051069000``
+    for Python's ``8.783400807051069e+18``): read as the same double, both languages'
+    results are equal, and a long run of digits costs no big-integer parse."""
+    value = int(text) if len(text) <= 17 else None
+    if value is not None and abs(value) <= 2**53:
+        return value
+    return float(text)
+
+
 def _result_from(status: str, detail: str, raw: bytearray | None, prints: str) -> SandboxResult:
     if status != "ok":
         kind = cast(ErrorKind, status) if status in _STATUS_KINDS else "crashed"
@@ -466,7 +477,7 @@ def _result_from(status: str, detail: str, raw: bytearray | None, prints: str) -
             prints=prints,
         )
     try:
-        doc = json.loads(bytes(raw))
+        doc = json.loads(bytes(raw), parse_int=_json_int)
     except ValueError as exc:
         return SandboxResult(
             error=SandboxError(kind="malformed_output", message=f"result is not JSON: {exc}"),

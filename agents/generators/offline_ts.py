@@ -243,8 +243,10 @@ function transform(dataPoints: SeriesPoint[], preferences: ChartPreferences): Ch
     ? (preferences["bucket_seconds"] as number) : 86400;
   const wanted = has(preferences, "series_dimensions")
     ? (preferences["series_dimensions"] as string[]) : [];
-  const series = wanted.filter((name) =>
-    dataPoints.every((p) => isObject(p.dimensions) && has(p.dimensions, name) && isNumber(p.dimensions[name])));
+  // A name that is not text is found in no point (Python's dict.get), drawn only when
+  // there are none.
+  const series = wanted.filter((name) => dataPoints.every((p) =>
+    typeof name === "string" && isObject(p.dimensions) && has(p.dimensions, name) && isNumber(p.dimensions[name])));
   let rows: Array<Record<string, DimensionValue>> = [];
   for (const p of dataPoints) {
     if (p.value === null || p.value === undefined) continue;  // the bucket's AGGREGATE
@@ -305,7 +307,8 @@ def chart_code_ts(chart_type: str, aggregation: str, title: str) -> str:
     ``chart_type`` chart: ``offline.chart_code_for``'s twin (the title, untrusted, only ever
     inside a JSON string literal)."""
     return _CHART_TEMPLATE % {
-        "chart_type_js": _js(chart_type),
-        "aggregation_js": _js(aggregation),
+        # ASCII JSON: no line terminator (U+2028) can end the header comment or a literal
+        "chart_type_js": json.dumps(chart_type),
+        "aggregation_js": json.dumps(aggregation),
         "title": json.dumps(title),
     }

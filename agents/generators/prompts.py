@@ -80,7 +80,7 @@ data_points are rows {"timestamp", "value", "count", "sum", "avg", "min", "max",
 dimension are already aggregated the way the chart asks (sum, average, ...); text dimensions
 hold the bucket's last value; "dimension_stats" has count/sum/avg/min/max/last per numeric
 dimension. The series: draw "value" and, as further dataKeys, exactly the dimensions named in
-preferences["series_dimensions"] that hold a number in every data point, and no other
+preferences["series_dimensions"] that hold a number (not a boolean) in every data point, and no other
 dimension (the chart is rejected otherwise). Use only the standard library; no I/O.
 """
 
@@ -108,7 +108,7 @@ dataPoints are ordered by time, one per bucket. "value" and each numeric dimensi
 already aggregated the way the chart asks (sum, average, ...); text dimensions hold the
 bucket's last value; "dimension_stats" has count/sum/avg/min/max/last per numeric
 dimension. The series: draw "value" and, as further dataKeys, exactly the dimensions named
-in preferences["series_dimensions"] that hold a number in every data point, and no other
+in preferences["series_dimensions"] that hold a number (not a boolean) in every data point, and no other
 dimension (the chart is rejected otherwise). No I/O, no eval or Function; the word import
 may not appear anywhere.
 """

@@ -51,8 +51,23 @@ def _day(day: int, value: Any, **dimensions: Any) -> dict[str, Any]:
 
 # Ties that Python rounds to even and toFixed away from zero (x * 32 whole), large and
 # negative values, integers, a bucket without a value, booleans (numbers to Python),
-# a dimension named like a prototype member, text dimensions and a missing one.
-TIES = [0.03125, 0.09375, -0.03125, 0.15625, -2.5, 1e20, 123456.78905, 7, None, -0.0, 1 / 3]
+# a dimension named like a prototype member, text dimensions and a missing one; numbers
+# past 2**53, which JavaScript prints in digits and Python with an exponent.
+TIES = [
+    0.03125,
+    0.09375,
+    -0.03125,
+    0.15625,
+    -2.5,
+    1e20,
+    8.783400807051069e18,
+    2.0**53 + 2,
+    123456.78905,
+    7,
+    None,
+    -0.0,
+    1 / 3,
+]
 SERIES = [_day(d + 1, v, forks=v if v is not None else 0) for d, v in enumerate(TIES)]
 DIMENSIONS = [
     _day(1, 1.0, forks=3.00005, __proto__=2, flag=True, name="x", partial=1),

@@ -60,3 +60,12 @@ def test_a_stream_over_the_batch_cap_overflows() -> None:
     parser = _FrameParser(limit=100)
     parser.feed(b'{"i": 0, "ev": "start"}\n' + b"x" * 200)
     assert parser.overflow
+
+
+def test_integers_past_two_to_the_53_are_read_as_the_double_they_print() -> None:
+    """JavaScript prints 8.783400807051069e18 as digits: read as that double, so its
+    results equal Python's; integers a double holds exactly stay integers."""
+    raw = b'{"ok": true, "value": [8783400807051069000, 9007199254740992, -12, 1e3]}'
+    value = _result_from("ok", "", bytearray(raw), "").value
+    assert value == [8.783400807051069e18, 9007199254740992, -12, 1000.0]
+    assert [type(v) for v in value] == [float, int, int, float]
