@@ -24,8 +24,9 @@ window, the opt-in warm pool) and ``after`` (adaptive batching and the warm pool
 
 With ``--load N`` (10,000: the load benchmark's set-up), each setting is then measured
 once more under load: a worker with ``benchmarks.load``'s settings, ``N`` frequent-tier
-metrics falling due across ``--spread`` seconds (each setting its own ``N``), and the same
-refreshes sent while they are polled. Beside the latencies: the polls per second of the
+metrics falling due across ``--spread`` seconds (each setting its own ``N``), and
+``--refreshes`` refreshes sent while they are polled, ``--idle`` seconds apart without
+waiting for each other (one per charted metric: as many are charted). Beside the latencies: the polls per second of the
 load (its points' fetch times, first to last) and how long after the first fell due all
 ``N`` points were stored. Hops are not timed under load (the collector would have to read
 every load record).
@@ -246,7 +247,7 @@ def hop_times(
     stamps = {
         "command-inbox": first("command-inbox", lambda s: wanted in (s.value.get("value") or "")),
         "poll-due": first("poll-due", lambda s: s.key == metric_id),
-        "raw-payloads": first("raw-payloads", lambda s: s.key == metric_id),
+        "raw-payloads": first("raw-payloads", lambda s: s.value.get("metric_id") == metric_id),
         "points": first("points", lambda s: s.key == metric_id),
         "metric-updated": first("metric-updated", lambda s: s.key == metric_id),
         "chart-configs": first("chart-configs", lambda s: s.value.get("metric_id") == metric_id),
@@ -292,6 +293,32 @@ async def refreshes(
         for name, ms in hop_times(cluster, metric_id, command, sent_ms).items():
             hops[name].append(ms)
     return latencies, hops
+
+
+async def overlapping_refreshes(
+    cluster: Cluster, charts: list[tuple[str, str]], spacing_s: float
+) -> list[float]:
+    """A refresh of each chart's metric, ``spacing_s`` apart, each sent whether or not the
+    ones before have arrived (people do not wait for each other under load); every
+    latency as its chart config arrives (one refresh per chart: no config can be taken
+    for another refresh's)."""
+
+    async def one(metric_id: str, dm_id: str) -> float:
+        command = RefreshMetric(organization_id=ORG, metric_id=uuid.UUID(metric_id))
+        started = time.monotonic()
+        since = min(await cluster.command(command), int(time.time() * 1000))
+        seen = await cluster.wait_for(
+            "chart-configs", lambda s: s.key == dm_id and s.timestamp_ms >= since, 1800
+        )
+        latency = (seen.received - started) * 1000
+        progress(f"refresh of {metric_id[:8]}: {latency:.0f} ms")
+        return latency
+
+    tasks = []
+    for metric_id, dm_id in charts:
+        tasks.append(asyncio.create_task(one(metric_id, dm_id)))
+        await asyncio.sleep(spacing_s)
+    return list(await asyncio.gather(*tasks))
 
 
 def summary(latencies: list[float], hops: dict[str, list[float]]) -> dict[str, Any]:
@@ -343,9 +370,15 @@ async def under_load(
         await asyncio.to_thread(seed, db_url, load, start, spread_s, f"{label}-")
         progress(f"under load, {label}: {load} metrics due from {start:%H:%M:%S} (log {log})")
         await asyncio.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()))
-        times, _ = await refreshes(cluster, charts, count, idle_s)
+        times = await overlapping_refreshes(cluster, charts[:count], idle_s)
         refreshed_at = datetime.now(UTC)
-        stored = await _stored(db_url, f"repo-{label}-%", load, deadline_s=900)
+        stored = await _stored(db_url, f"repo-{label}-%", load, deadline_s=1800)
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            await conn.execute(  # not due again while the next setting is measured
+                "UPDATE metrics SET next_poll_at = now() + interval '1 day'"
+                " WHERE params->>'REPO' LIKE %s",
+                (f"repo-{label}-%",),
+            )
     finally:
         await asyncio.to_thread(worker.stop, 60)
     first, last, points, done = stored
@@ -385,7 +418,7 @@ async def run(
     run_id = uuid.uuid4().hex[:8]
     with (
         migrated_database(f"metricloom_fresh_{run_id}") as db_url,
-        running_demo_api() as demo,
+        running_demo_api(5000 + 2 * len(MODES) * load) as demo,  # every setting's load
     ):
         settings = Settings(
             kafka=admin_kafka(),  # the local cluster's admin (a super user)
@@ -396,7 +429,8 @@ async def run(
         )
         await prepare_cluster(settings, [ORG])
         try:
-            result, charts = await _measure(settings, run_id, count, metrics, idle_s, rounds)
+            wanted = max(metrics, count) if load else metrics  # under load: one per refresh
+            result, charts = await _measure(settings, run_id, count, wanted, idle_s, rounds)
             if load:
                 async with Cluster(settings, hops=False) as cluster:
                     for label in MODES:
