@@ -49,6 +49,7 @@ from streams.ingress import CommandIngress
 from streams.offsets import MetricloomApp
 from streams.security import faust_credentials
 from streams.settings import Settings
+from streams.tables import TablelessManager
 from streams.topics import PRODUCER_REQUEST_BYTES, TOPICS, topic_name
 
 log = structlog.get_logger(__name__)
@@ -106,6 +107,7 @@ def create_app(settings: Settings, services: Services) -> faust.App:
         # are redelivered to the partition's next owner).
         stream_wait_empty=False,
         stream_recovery_delay=0.0,
+        TableManager=TablelessManager,
     )
     sources = {
         base: app.topic(
