@@ -108,10 +108,12 @@ def run(rounds: int) -> dict[str, Any]:
                     starts.append(start_once(settings, variant, log))
     medians = {
         variant: {
-            name: round(statistics.median(s[name] for s in starts if s["variant"] == variant), 2)
+            name: round(statistics.median(s[name] for s in mine if name in s), 2)
             for name in MILESTONES
+            if any(name in s for s in mine)
         }
         for variant in VARIANTS
+        for mine in [[s for s in starts if s["variant"] == variant]]
     }
     return {
         "rounds": rounds,

@@ -1,11 +1,17 @@
 """Faust's table manager without its start-up pause, for an app that declares no tables.
 
 faust-streaming 0.15.3's ``TableManager.on_start`` sleeps one second before it registers
-the tables, so that agents starting beside it can declare theirs; the consumer subscribes
-only after that. metricloom keeps its state in TimescaleDB and declares no Faust table, so
-the second is pure start-up delay: a restarted worker is ready about 1 s later than it need
-be (issue: failover and restart within 10 s). An app that does declare tables keeps
-Faust's own start, pause included.
+the tables, so that tables declared while the app starts are in before the consumer
+subscribes (the Conductor waits for that registration). metricloom keeps its state in
+TimescaleDB and declares no Faust table, so the second is pure start-up delay: a restarted
+worker is ready about 1 s later than it need be (``benchmarks/startup.py``).
+
+What the pause also covered: an agent's topic reaches the Conductor when the agent first
+iterates its stream. Faust starts the agents before the Conductor and the table manager,
+and every stage agent (``streams/app.py``) iterates at once, without awaiting anything
+first, so their topics are known before the subscription. An agent that awaits before it
+iterates would need the pause back. A table must be declared before the worker starts
+(``self.data`` is read here; Faust refuses one declared later).
 """
 
 from __future__ import annotations
@@ -20,5 +26,6 @@ class TablelessManager(TableManager):
         if self.data:  # tables were declared: Faust's own start
             await super().on_start()
             return
-        await self._update_channels()
-        await self.recovery.start()
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()

@@ -15,7 +15,13 @@ from tests.chaos import Chaos, ChaosConfig, chaos_environment
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
 SHORT = ChaosConfig(
-    stars=40, weekly_history=6, daily_history=4, kills=5, outage_s=35.0, window_s=40.0
+    stars=40,
+    weekly_history=6,
+    daily_history=4,
+    kills=5,
+    outage_s=35.0,
+    window_s=40.0,
+    settle_timeout_s=240.0,  # inside the test's timeout, so a stall still ends in a report
 )
 
 
