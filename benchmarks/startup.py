@@ -24,8 +24,6 @@ import argparse
 import json
 import re
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -36,7 +34,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from streams.settings import Settings
-from tests.conftest import ROOT, admin_kafka, migrated_database, settings_env
+from tests.conftest import WORKER_ARGS, WorkerProcess, admin_kafka, migrated_database
 from tests.integration.conftest import prepared_cluster
 
 MILESTONES = {
@@ -45,10 +43,7 @@ MILESTONES = {
     "joined_s": "Joined group",
     "ready_s": '"event": "worker.ready"',
 }
-VARIANTS = {
-    "metricloom": [sys.executable, "-m", "metricloom.cli", "worker"],
-    "faust": [sys.executable, "-m", "benchmarks.faust_worker"],
-}
+VARIANTS = {"metricloom": WORKER_ARGS, "faust": ("-m", "benchmarks.faust_worker")}
 
 
 def _when(line: str) -> float | None:
@@ -63,22 +58,14 @@ def _when(line: str) -> float | None:
     return None
 
 
-def start_once(settings: Settings, variant: str, log: Path, timeout: float = 60) -> dict[str, Any]:
-    """One worker started, timed to ready, then stopped."""
-    with log.open("wb") as out:
-        launched = time.time()
-        proc = subprocess.Popen(
-            VARIANTS[variant], cwd=ROOT, env=settings_env(settings), stdout=out, stderr=out
-        )
-        try:
-            deadline = time.monotonic() + timeout
-            while MILESTONES["ready_s"] not in log.read_text(errors="replace"):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{variant} worker not ready:\n{log.read_text()[-3000:]}")
-                time.sleep(0.05)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+def start_once(settings: Settings, variant: str, log: Path) -> dict[str, Any]:
+    """One worker started, timed to ready from its log's stamps, then stopped."""
+    launched = time.time()
+    worker = WorkerProcess(settings, log, args=VARIANTS[variant])
+    try:
+        worker.wait_ready(timeout=60)
+    finally:
+        worker.stop()
     marks: dict[str, Any] = {"variant": variant}
     for line in log.read_text(errors="replace").splitlines():
         for name, needle in MILESTONES.items():
@@ -86,6 +73,16 @@ def start_once(settings: Settings, variant: str, log: Path, timeout: float = 60)
             if when is not None:
                 marks[name] = round(when - launched, 3)
     return marks
+
+
+def medians(starts: list[dict[str, Any]], variant: str) -> dict[str, float]:
+    """The variant's median time to each milestone its logs showed."""
+    mine = [s for s in starts if s["variant"] == variant]
+    return {
+        name: round(statistics.median(s[name] for s in mine if name in s), 2)
+        for name in MILESTONES
+        if any(name in s for s in mine)
+    }
 
 
 def run(rounds: int) -> dict[str, Any]:
@@ -106,19 +103,13 @@ def run(rounds: int) -> dict[str, Any]:
                 for variant in VARIANTS:
                     log = Path(workdir) / f"{variant}-{round_}.log"
                     starts.append(start_once(settings, variant, log))
-    medians = {
-        variant: {
-            name: round(statistics.median(s[name] for s in mine if name in s), 2)
-            for name in MILESTONES
-            if any(name in s for s in mine)
-        }
-        for variant in VARIANTS
-        for mine in [[s for s in starts if s["variant"] == variant]]
-    }
+    by_variant = {variant: medians(starts, variant) for variant in VARIANTS}
     return {
         "rounds": rounds,
-        "medians_s": medians,
-        "ready_saved_s": round(medians["faust"]["ready_s"] - medians["metricloom"]["ready_s"], 2),
+        "medians_s": by_variant,
+        "ready_saved_s": round(
+            by_variant["faust"]["ready_s"] - by_variant["metricloom"]["ready_s"], 2
+        ),
         "starts": starts,
     }
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -301,17 +301,25 @@ def settings_env(settings: Settings, principal: str = "worker") -> dict[str, str
     return env
 
 
+WORKER_ARGS = ("-m", "metricloom.cli", "worker")
+
+
 class WorkerProcess:
     """``metricloom worker`` in a subprocess, its output in a log file (tests and benchmarks;
-    ``extra_env`` adds settings :func:`settings_env` does not carry)."""
+    ``extra_env`` adds settings :func:`settings_env` does not carry; ``args``, the
+    interpreter's arguments, lets a benchmark start a variant of the worker)."""
 
     def __init__(
-        self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None
+        self,
+        settings: Settings,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+        args: Sequence[str] = WORKER_ARGS,
     ) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "metricloom.cli", "worker"],
+            [sys.executable, *args],
             cwd=ROOT,
             env=settings_env(settings) | (extra_env or {}),
             stdout=self._log,
